@@ -1,0 +1,25 @@
+package v1alpha1
+
+// Condition types, kstatus style.
+const (
+	// ReadyCondition is True when the last attempted revision is applied.
+	ReadyCondition = "Ready"
+	// ReconcilingCondition is True while a sync is in progress.
+	ReconcilingCondition = "Reconciling"
+	// StalledCondition is True when a user error stops progress until the
+	// spec or the repository changes.
+	StalledCondition = "Stalled"
+)
+
+// Condition reasons.
+const (
+	ReasonSucceeded       = "Succeeded"
+	ReasonProgressing     = "Progressing"
+	ReasonFetchFailed     = "FetchFailed"
+	ReasonRenderFailed    = "RenderFailed"
+	ReasonApplyFailed     = "ApplyFailed"
+	ReasonPruneFailed     = "PruneFailed"
+	ReasonInvalidSpec     = "InvalidSpec"
+	ReasonNamespaceDenied = "NamespaceNotAllowed"
+	ReasonSuspended       = "Suspended"
+)

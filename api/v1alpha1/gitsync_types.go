@@ -1,0 +1,224 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Annotations and labels that are part of the user contract.
+const (
+	// ResyncAnnotation forces one full sync whenever its value changes; the
+	// value is echoed into status.lastHandledResyncAt.
+	ResyncAnnotation = "tether.dev/resync-at"
+	// PruneAnnotation set to "disabled" on an object keeps it in the cluster
+	// when it leaves Git.
+	PruneAnnotation = "tether.dev/prune"
+	// ForceAnnotation set to "enabled" on an object lets Tether delete and
+	// recreate it when an immutable field changed.
+	ForceAnnotation = "tether.dev/force"
+	// NameLabel and NamespaceLabel mark every applied object with the GitSync
+	// that owns it; prune never deletes an object without both.
+	NameLabel      = "tether.dev/name"
+	NamespaceLabel = "tether.dev/namespace"
+	// Disabled and Enabled are the values of the annotations above.
+	Disabled = "disabled"
+	Enabled  = "enabled"
+)
+
+// GitSyncSpec is what a user asks for: which Git revision, which folder in it,
+// and how to apply it.
+type GitSyncSpec struct {
+	// Source is the Git repository and the ref to follow.
+	Source GitSource `json:"source"`
+
+	// Path is the folder inside the repository to render, relative to its
+	// root. A folder without kustomization.yaml is rendered as all its YAML.
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// Interval is how often the source is polled and the cluster reconciled.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +optional
+	Interval metav1.Duration `json:"interval,omitempty"`
+
+	// RetryInterval is how soon a failed sync is retried; failures back off
+	// exponentially from it up to Interval. Defaults to 10s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +optional
+	RetryInterval *metav1.Duration `json:"retryInterval,omitempty"`
+
+	// Timeout bounds one sync's fetch, render and apply. Defaults to 5m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// Prune deletes objects that left Git since the last applied revision.
+	// +optional
+	Prune bool `json:"prune,omitempty"`
+
+	// TargetNamespace is given to namespaced objects that name no namespace.
+	// Defaults to the GitSync's own namespace.
+	// +optional
+	TargetNamespace string `json:"targetNamespace,omitempty"`
+
+	// AllowedNamespaces, when set, is the complete list of namespaces this
+	// GitSync may write to; an object outside it fails the whole sync before
+	// anything is written. With a list set, the only cluster-scoped objects
+	// allowed are the Namespaces named in it.
+	// +optional
+	AllowedNamespaces []string `json:"allowedNamespaces,omitempty"`
+
+	// Suspend stops all syncing until it is set back to false.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// Substitute replaces ${var} and ${var:=default} in the rendered objects.
+	// +optional
+	Substitute map[string]string `json:"substitute,omitempty"`
+
+	// AllowRemoteBases lets kustomizations load remote bases. Off by default:
+	// a render reads nothing outside the repository.
+	// +optional
+	AllowRemoteBases bool `json:"allowRemoteBases,omitempty"`
+}
+
+// GitSource names a repository, the ref to follow in it and its credentials.
+type GitSource struct {
+	// URL of the repository: https://, http:// or ssh://.
+	// +kubebuilder:validation:Pattern="^(https?|ssh)://.*$"
+	URL string `json:"url"`
+
+	// Ref selects what to deploy. Defaults to the branch main.
+	// +optional
+	Ref GitRef `json:"ref,omitempty"`
+
+	// SecretRef names a Secret in the GitSync's namespace with the
+	// credentials: username and password, bearerToken, identity and
+	// known_hosts for SSH, ca.crt for a custom CA.
+	// +optional
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+}
+
+// GitRef selects a revision: exactly one of its fields is set.
+type GitRef struct {
+	// Branch to follow.
+	// +optional
+	Branch string `json:"branch,omitempty"`
+	// Tag to deploy.
+	// +optional
+	Tag string `json:"tag,omitempty"`
+	// Semver range over the repository's tags; the newest match is deployed.
+	// +optional
+	Semver string `json:"semver,omitempty"`
+	// Commit is an exact 40-hex commit SHA.
+	// +kubebuilder:validation:Pattern="^[0-9a-f]{40}$"
+	// +optional
+	Commit string `json:"commit,omitempty"`
+}
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// Name of the object.
+	Name string `json:"name"`
+}
+
+// GitSyncStatus is what Tether observed and did.
+type GitSyncStatus struct {
+	// ObservedGeneration is the generation of the spec last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled.
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// LastAppliedRevision is the revision last applied successfully, as
+	// <ref>@sha1:<40 hex>.
+	// +optional
+	LastAppliedRevision string `json:"lastAppliedRevision,omitempty"`
+
+	// LastAttemptedRevision is the revision of the last sync attempt.
+	// +optional
+	LastAttemptedRevision string `json:"lastAttemptedRevision,omitempty"`
+
+	// LastHandledResyncAt echoes the last tether.dev/resync-at value acted on.
+	// +optional
+	LastHandledResyncAt string `json:"lastHandledResyncAt,omitempty"`
+
+	// LastAppliedHash is the content hash of the last applied render.
+	// +optional
+	LastAppliedHash string `json:"lastAppliedHash,omitempty"`
+
+	// LastSyncTime is when the last full sync (render and apply) finished.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+
+	// ShortRevision is the first 7 characters of the applied commit, for
+	// kubectl's REVISION column.
+	// +optional
+	ShortRevision string `json:"shortRevision,omitempty"`
+
+	// Inventory lists the objects applied from the last applied revision.
+	// +optional
+	Inventory *ResourceInventory `json:"inventory,omitempty"`
+
+	// Namespaces counts applied objects per namespace ("" for cluster scope).
+	// +optional
+	Namespaces []NamespaceCount `json:"namespaces,omitempty"`
+}
+
+// ResourceInventory is the set of objects a GitSync applied.
+type ResourceInventory struct {
+	// Entries, one per object.
+	Entries []ResourceRef `json:"entries"`
+}
+
+// ResourceRef identifies one applied object.
+type ResourceRef struct {
+	// ID is <namespace>_<name>_<group>_<kind>.
+	ID string `json:"id"`
+	// Version is the API version the object was applied with.
+	Version string `json:"v"`
+}
+
+// NamespaceCount is the number of objects applied into one namespace.
+type NamespaceCount struct {
+	// Namespace, empty for cluster-scoped objects.
+	Namespace string `json:"namespace"`
+	// Objects applied there.
+	Objects int `json:"objects"`
+}
+
+// GitSync deploys a folder of a Git repository into the cluster and keeps it
+// there.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=gs
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.shortRevision`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type GitSync struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   GitSyncSpec   `json:"spec,omitempty"`
+	Status GitSyncStatus `json:"status,omitempty"`
+}
+
+// GitSyncList is a list of GitSyncs.
+//
+// +kubebuilder:object:root=true
+type GitSyncList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []GitSync `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&GitSync{}, &GitSyncList{})
+}

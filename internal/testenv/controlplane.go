@@ -1,0 +1,139 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	"tether.dev/tether/api/v1alpha1"
+)
+
+// BinDirEnv names the variable that points at the folder holding the
+// kube-apiserver, etcd and kube-controller-manager binaries (`make test-bin`
+// builds them and sets it).
+const BinDirEnv = "TETHER_TEST_BIN"
+
+// BinDir returns the folder with the control-plane binaries, or an error
+// that says how to build them.
+func BinDir() (string, error) {
+	dir := os.Getenv(BinDirEnv)
+	if dir == "" {
+		return "", fmt.Errorf("%s is not set: run `make test` (or `make test-bin`) to build kube-apiserver and etcd", BinDirEnv)
+	}
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return "", fmt.Errorf("%s=%s has no %s: run `make test-bin`: %w", BinDirEnv, dir, name, err)
+		}
+	}
+	return dir, nil
+}
+
+// ControlPlaneOptions configures StartControlPlane.
+type ControlPlaneOptions struct {
+	// BinDir holds the binaries; empty means BinDir().
+	BinDir string
+	// WithoutCRDs skips installing the GitSync CRD.
+	WithoutCRDs bool
+	// KubeconfigDir is where the admin kubeconfig is written; empty means a
+	// temporary folder removed by Stop.
+	KubeconfigDir string
+}
+
+// ControlPlane is a running kube-apiserver and etcd.
+type ControlPlane struct {
+	// Config is an admin rest config for the API server.
+	Config *rest.Config
+	// KubeconfigPath is a kubeconfig file for the same admin user, for
+	// kubectl and for the tether binary.
+	KubeconfigPath string
+
+	env    *envtest.Environment
+	tmpDir string
+}
+
+// StartControlPlane starts etcd and kube-apiserver on loopback and waits
+// until the API server answers (a few seconds).
+func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
+	dir := opts.BinDir
+	if dir == "" {
+		var err error
+		if dir, err = BinDir(); err != nil {
+			return nil, err
+		}
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: dir}
+	if !opts.WithoutCRDs {
+		crd, err := GitSyncCRD()
+		if err != nil {
+			return nil, err
+		}
+		env.CRDs = []*apiextensionsv1.CustomResourceDefinition{crd}
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start control plane from %s: %w", dir, err)
+	}
+	cp := &ControlPlane{Config: cfg, env: env}
+
+	kdir := opts.KubeconfigDir
+	if kdir == "" {
+		if cp.tmpDir, err = os.MkdirTemp("", "tether-kubeconfig-"); err != nil {
+			return nil, errors.Join(err, cp.Stop())
+		}
+		kdir = cp.tmpDir
+	}
+	user, err := env.AddUser(envtest.User{Name: "tether-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("add admin user: %w", err), cp.Stop())
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("admin kubeconfig: %w", err), cp.Stop())
+	}
+	cp.KubeconfigPath = filepath.Join(kdir, "kubeconfig")
+	if err := os.WriteFile(cp.KubeconfigPath, kubeconfig, 0o600); err != nil {
+		return nil, errors.Join(err, cp.Stop())
+	}
+	return cp, nil
+}
+
+// Stop stops the API server and etcd and removes their data.
+func (c *ControlPlane) Stop() error {
+	err := c.env.Stop()
+	if c.tmpDir != "" {
+		err = errors.Join(err, os.RemoveAll(c.tmpDir))
+	}
+	return err
+}
+
+// GitSyncCRD decodes the GitSync CRD shipped in api/v1alpha1.
+func GitSyncCRD() (*apiextensionsv1.CustomResourceDefinition, error) {
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.UnmarshalStrict(v1alpha1.CRDYAML, crd); err != nil {
+		return nil, fmt.Errorf("decode GitSync CRD: %w", err)
+	}
+	return crd, nil
+}
+
+// CreateNamespace creates a namespace with a generated name that starts
+// with prefix, so that each test works in a namespace of its own.
+func CreateNamespace(ctx context.Context, c client.Client, prefix string) (string, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Create(ctx, ns); err != nil {
+		return "", fmt.Errorf("create namespace %s-*: %w", prefix, err)
+	}
+	return ns.Name, nil
+}

@@ -1,0 +1,218 @@
+package source
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+)
+
+// Options tune a Fetcher. The zero value is usable.
+type Options struct {
+	// ResolveTTL is how long a ref listing of one URL (with the same
+	// credentials) is reused. The sync loop passes its interval, so every
+	// GitSync that shares a URL causes one listing per interval. Zero means
+	// every Resolve lists (concurrent identical calls still share one).
+	ResolveTTL time.Duration
+	// Timeout bounds each network operation (listing or fetch). Default 60s.
+	Timeout time.Duration
+	// KeepRevisions is how many checkouts to keep per repository. Default 3.
+	KeepRevisions int
+	// Logger receives one line per listing, fetch and checkout. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats counts the network operations a Fetcher actually made.
+type Stats struct {
+	// Listings counts ls-remote round trips (cache misses of Resolve).
+	Listings int64
+	// Fetches counts fetches of objects.
+	Fetches int64
+	// Checkouts counts trees written to disk.
+	Checkouts int64
+}
+
+// inUseGrace protects a checkout handed out this recently from pruning: a
+// sync may still be rendering it.
+const inUseGrace = 10 * time.Minute
+
+// Fetcher resolves refs and checks out revisions into cacheDir. It is safe
+// for concurrent use; one Fetcher should serve the whole process so that
+// identical requests share work.
+type Fetcher struct {
+	cacheDir string
+	opts     Options
+	log      *slog.Logger
+	now      func() time.Time
+	grace    time.Duration
+
+	listings, fetches, checkouts atomic.Int64
+
+	resolveFlight  flight[[]*plumbing.Reference]
+	checkoutFlight flight[string]
+
+	mu       sync.Mutex
+	listed   map[string]listing     // key: url + auth fingerprint
+	repoLock map[string]*sync.Mutex // key: cache key of the URL
+}
+
+type listing struct {
+	refs []*plumbing.Reference
+	at   time.Time
+}
+
+// NewFetcher returns a Fetcher that keeps its bare repositories and
+// checkouts under cacheDir.
+func NewFetcher(cacheDir string, opts Options) *Fetcher {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 60 * time.Second
+	}
+	if opts.KeepRevisions <= 0 {
+		opts.KeepRevisions = 3
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Fetcher{
+		cacheDir: cacheDir,
+		opts:     opts,
+		log:      log.With("component", "source"),
+		now:      time.Now,
+		grace:    inUseGrace,
+		listed:   map[string]listing{},
+		repoLock: map[string]*sync.Mutex{},
+	}
+}
+
+// Stats returns the counts of network operations so far.
+func (f *Fetcher) Stats() Stats {
+	return Stats{Listings: f.listings.Load(), Fetches: f.fetches.Load(), Checkouts: f.checkouts.Load()}
+}
+
+// Forget drops cached listings of url, so the next Resolve asks the server
+// (for a push webhook or a manual resync).
+func (f *Fetcher) Forget(rawURL string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	prefix := rawURL + "\x00"
+	for k := range f.listed {
+		if strings.HasPrefix(k, prefix) {
+			delete(f.listed, k)
+		}
+	}
+}
+
+func (f *Fetcher) lockRepo(key string) func() {
+	f.mu.Lock()
+	l, ok := f.repoLock[key]
+	if !ok {
+		l = &sync.Mutex{}
+		f.repoLock[key] = l
+	}
+	f.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// endpoint parses url and refuses local paths and unknown schemes: a
+// GitSync must not read the agent's own file system.
+func endpoint(rawURL string) (*transport.Endpoint, error) {
+	ep, err := transport.NewEndpoint(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidRef, RedactString(err.Error()))
+	}
+	switch ep.Protocol {
+	case "http", "https", "ssh":
+		return ep, nil
+	}
+	return nil, fmt.Errorf("%w: unsupported URL scheme %q (use https://, http:// or ssh://)", ErrInvalidRef, ep.Protocol)
+}
+
+// cacheKey names a repository's cache folder: the sha256 of its normalised
+// URL, so credentials, case of the host, a trailing slash or ".git" do not
+// split one repository into several caches.
+func cacheKey(ep *transport.Endpoint) string {
+	port := ""
+	if ep.Port != 0 && ep.Port != defaultPort(ep.Protocol) {
+		port = fmt.Sprintf(":%d", ep.Port)
+	}
+	p := strings.TrimRight(ep.Path, "/")
+	p = strings.TrimSuffix(strings.TrimSuffix(p, "/.git"), ".git")
+	norm := strings.ToLower(ep.Protocol+"://"+ep.Host) + port + "/" + strings.TrimLeft(p, "/")
+	return fmt.Sprintf("%x", sha256.Sum256([]byte(norm)))
+}
+
+func defaultPort(proto string) int {
+	switch proto {
+	case "http":
+		return 80
+	case "https":
+		return 443
+	case "ssh":
+		return 22
+	}
+	return 0
+}
+
+// redactedEndpoint is the endpoint's URL without credentials, for logs.
+func redactedEndpoint(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return RedactString(rawURL)
+	}
+	return RedactURL(u.String())
+}
+
+// flight collapses concurrent calls with the same key into one (the idea of
+// golang.org/x/sync/singleflight, which this module does not require).
+type flight[T any] struct {
+	mu    sync.Mutex
+	calls map[string]*flightCall[T]
+}
+
+type flightCall[T any] struct {
+	done chan struct{}
+	val  T
+	err  error
+}
+
+// do runs fn once for all callers that arrive while it runs. A caller whose
+// ctx ends stops waiting; fn keeps running for the others.
+func (g *flight[T]) do(ctx context.Context, key string, fn func() (T, error)) (T, error) {
+	g.mu.Lock()
+	if g.calls == nil {
+		g.calls = map[string]*flightCall[T]{}
+	}
+	c, ok := g.calls[key]
+	if !ok {
+		c = &flightCall[T]{done: make(chan struct{})}
+		g.calls[key] = c
+		go func() {
+			defer func() {
+				g.mu.Lock()
+				delete(g.calls, key)
+				g.mu.Unlock()
+				close(c.done)
+			}()
+			c.val, c.err = fn()
+		}()
+	}
+	g.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.val, c.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}

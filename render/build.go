@@ -1,0 +1,105 @@
+package render
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/kyaml/openapi"
+	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+// schemaMu guards kustomize's one piece of process-wide mutable state that
+// still races in kustomize/api v0.21.2: the OpenAPI schema of
+// sigs.k8s.io/kustomize/kyaml/openapi. Measured with go test -race
+// (TestRenderConcurrent), two races remain without a lock:
+//
+//   - First use. The built-in schema is parsed lazily, under kyaml's lock,
+//     but openapi.IsNamespaceScoped reads the map that parse fills without
+//     taking that lock (openapi.go:423 against :734/:743). Two first builds,
+//     one with a custom kind and one with a patch, race. Fixed by parsing
+//     the schema once, exclusively, before the first build (warmSchema);
+//     after that ordinary builds only read it.
+//   - A kustomization with an `openapi:` field (a built-in version or a
+//     custom schema file) makes openapi.SetSchema drop the parsed schema,
+//     and the next reader rebuilds it while other builds read it: a data
+//     race that can end in "concurrent map read and map write". The custom
+//     schema would also leak into every later build. Such builds, and builds
+//     with remote bases we could not inspect, hold schemaMu exclusively and
+//     put the default schema back before releasing it.
+//
+// Everything else in a build (loaders, resource factories, plugin tables)
+// is per-Kustomizer or read-only, so ordinary builds share the lock and run
+// in parallel. Flux instead holds one mutex around every build;
+// BenchmarkRenderParallel measures what sharing buys.
+var (
+	schemaMu   sync.RWMutex
+	schemaOnce sync.Once
+)
+
+// warmSchema parses kyaml's default OpenAPI schema; callers hold schemaMu
+// exclusively.
+func warmSchema() {
+	openapi.SchemaForResourceType(kyaml.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"})
+}
+
+// build runs kustomize on dir. exclusive is set when the tree may change
+// kustomize's global OpenAPI schema.
+func build(fsys *rootFS, dir string, exclusive bool) (resmap.ResMap, error) {
+	schemaOnce.Do(func() {
+		schemaMu.Lock()
+		defer schemaMu.Unlock()
+		warmSchema()
+	})
+	if exclusive {
+		schemaMu.Lock()
+		defer schemaMu.Unlock()
+		defer func() {
+			openapi.ResetOpenAPI()
+			warmSchema()
+		}()
+	} else {
+		schemaMu.RLock()
+		defer schemaMu.RUnlock()
+	}
+	return krusty.MakeKustomizer(krustyOptions()).Run(fsys, dir)
+}
+
+// accumulating matches kustomize's trail of what it was loading.
+var accumulating = regexp.MustCompile(`accumulating resources from '([^']*)'`)
+
+// buildError turns a kustomize failure into an *Error. Its Path is the file
+// kustomize was reading when it failed, reconstructed from the trail of
+// "accumulating resources from '...'" in its message (each relative to the
+// previous kustomization), or dir when that leads nowhere. Absolute paths
+// inside the checkout are shortened to repository-relative ones: the
+// agent's cache directory means nothing to the person reading the status.
+func buildError(fsys *rootFS, dir string, err error) error {
+	path := dir
+	for _, m := range accumulating.FindAllStringSubmatch(err.Error(), -1) {
+		if remoteKind(m[1], true) != "" {
+			break
+		}
+		next := filepath.Join(path, m[1])
+		if !fsys.Exists(next) {
+			break
+		}
+		path = next
+	}
+	return &Error{Path: fsys.rel(path), Err: &relError{
+		msg: strings.ReplaceAll(err.Error(), fsys.root+string(filepath.Separator), ""),
+		err: err,
+	}}
+}
+
+// relError is err with a message rewritten for the user.
+type relError struct {
+	msg string
+	err error
+}
+
+func (e *relError) Error() string { return e.msg }
+func (e *relError) Unwrap() error { return e.err }

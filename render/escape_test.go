@@ -1,0 +1,215 @@
+package render
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestRenderPathErrors(t *testing.T) {
+	root := testdata(t, "app")
+	tests := []struct {
+		path string
+		want string
+	}{
+		{"../x", "path ../x escapes the repository root"},
+		{"../../../../etc", "path ../../../../etc escapes the repository root"},
+		{"base/../../plain", "path base/../../plain escapes the repository root"},
+		{"/etc", "path /etc is absolute; it must be relative to the repository root"},
+		{root + "/base", "is absolute"},
+		{"nope", "path nope does not exist in the repository"},
+		{"base/deployment.yaml", "path base/deployment.yaml is not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			_, err := Render(context.Background(), Options{Root: root, Path: tt.path})
+			userError(t, err, "", tt.want)
+		})
+	}
+}
+
+func TestRenderRootNotAbsolute(t *testing.T) {
+	_, err := Render(context.Background(), Options{Root: "testdata/app", Path: "base"})
+	if err == nil {
+		t.Fatal("relative root accepted")
+	}
+	var rerr *Error
+	if errors.As(err, &rerr) {
+		t.Errorf("a bad Root is the caller's bug, not a user error: %v", err)
+	}
+}
+
+// TestRenderEscapes covers references that leave the root: kustomization
+// fields pointing above it, and symlinks inside it pointing out of it.
+func TestRenderEscapes(t *testing.T) {
+	t.Run("fixtures", func(t *testing.T) {
+		root := testdata(t, "escape/repo")
+		tests := []struct {
+			path, wantPath string
+			want           []string
+		}{
+			{"via-resource", "via-resource/kustomization.yaml", []string{`resources: "../../outside.yaml"`, "outside the repository root"}},
+			{"via-base", "via-base/kustomization.yaml", []string{`resources: "../../outside-base"`, "outside the repository root"}},
+			{"via-patch", "via-patch/kustomization.yaml", []string{`patches: "../../outside.yaml"`, "outside the repository root"}},
+			{"via-generator", "via-generator/kustomization.yaml", []string{`configMapGenerator: "../../outside.yaml"`, "outside the repository root"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.path, func(t *testing.T) {
+				_, err := Render(context.Background(), Options{Root: root, Path: tt.path})
+				userError(t, err, tt.wantPath, tt.want...)
+			})
+		}
+	})
+
+	// Symlinks are made at test time: their targets are absolute.
+	outside := t.TempDir()
+	write(t, outside, "secret.yaml", configMap("stolen"))
+	write(t, outside, "base/kustomization.yaml", "resources: [../secret.yaml]\n")
+	root := t.TempDir()
+	write(t, root, "file-link/kustomization.yaml", "resources: [secret.yaml]\n")
+	symlink(t, filepath.Join(outside, "secret.yaml"), filepath.Join(root, "file-link/secret.yaml"))
+	write(t, root, "dir-link/kustomization.yaml", "resources: [../linked-base]\n")
+	symlink(t, filepath.Join(outside, "base"), filepath.Join(root, "linked-base"))
+	symlink(t, filepath.Join(outside, "secret.yaml"), filepath.Join(root, "plain-link/secret.yaml"))
+	write(t, root, "plain-link/ok.yaml", configMap("ok"))
+	symlink(t, outside, filepath.Join(root, "path-link"))
+	// A symlink that stays inside the root is fine.
+	write(t, root, "inside/kustomization.yaml", "resources: [cm.yaml]\n")
+	symlink(t, filepath.Join(root, "plain-link/ok.yaml"), filepath.Join(root, "inside/cm.yaml"))
+
+	tests := []struct {
+		name, path, wantPath string
+		want                 []string
+	}{
+		{"resource file is a symlink", "file-link", "file-link/kustomization.yaml",
+			[]string{`resources: "secret.yaml"`, "file-link/secret.yaml is a symlink to " + outside}},
+		{"base folder is a symlink", "dir-link", "dir-link/kustomization.yaml",
+			[]string{`resources: "../linked-base"`, "linked-base is a symlink to " + outside}},
+		{"plain folder file is a symlink", "plain-link", "plain-link/secret.yaml",
+			[]string{"is a symlink to " + outside, "outside the repository root"}},
+		{"path is a symlink", "path-link", "",
+			[]string{"path path-link escapes the repository root"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Render(context.Background(), Options{Root: root, Path: tt.path})
+			userError(t, err, tt.wantPath, tt.want...)
+		})
+	}
+	t.Run("symlink inside the root", func(t *testing.T) {
+		res, err := Render(context.Background(), Options{Root: root, Path: "inside"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Objects) != 1 || res.Objects[0].GetName() != "ok" {
+			t.Errorf("objects = %v", ids(res.Objects))
+		}
+	})
+}
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Skipf("symlinks unsupported: %v", err)
+	}
+}
+
+func TestRootFSConfinesAndRefusesWrites(t *testing.T) {
+	outside := t.TempDir()
+	write(t, outside, "x.yaml", "x")
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, root, "a/in.yaml", "in")
+	fsys := newRootFS(root, false)
+	if err := fsys.addVirtual(filepath.Join(root, "a/kustomization.yaml"), []byte("resources: [in.yaml]\n")); err != nil {
+		t.Fatal(err)
+	}
+
+	if b, err := fsys.ReadFile(filepath.Join(root, "a/in.yaml")); err != nil || string(b) != "in" {
+		t.Errorf("ReadFile inside = %q, %v", b, err)
+	}
+	if b, err := fsys.ReadFile(filepath.Join(root, "a/kustomization.yaml")); err != nil || len(b) == 0 {
+		t.Errorf("ReadFile virtual = %q, %v", b, err)
+	}
+	if !fsys.Exists(filepath.Join(root, "a/kustomization.yaml")) {
+		t.Error("virtual file does not exist")
+	}
+	if names, err := fsys.ReadDir(filepath.Join(root, "a")); err != nil || len(names) != 2 {
+		t.Errorf("ReadDir = %v, %v; want in.yaml and the virtual kustomization.yaml", names, err)
+	}
+	var esc *escapeError
+	if _, err := fsys.ReadFile(filepath.Join(outside, "x.yaml")); !errors.As(err, &esc) {
+		t.Errorf("ReadFile outside: err = %v, want escapeError", err)
+	}
+	if _, err := fsys.ReadFile(filepath.Join(root, "..", filepath.Base(outside), "x.yaml")); !errors.As(err, &esc) {
+		t.Errorf("ReadFile ../: err = %v, want escapeError", err)
+	}
+	if fsys.Exists(filepath.Join(outside, "x.yaml")) || fsys.IsDir(outside) {
+		t.Error("Exists/IsDir see outside the root")
+	}
+	if _, _, err := fsys.CleanedAbs(outside); !errors.As(err, &esc) {
+		t.Errorf("CleanedAbs outside: err = %v", err)
+	}
+	for name, err := range map[string]error{
+		"WriteFile": fsys.WriteFile(filepath.Join(root, "a/new.yaml"), []byte("x")),
+		"MkdirAll":  fsys.MkdirAll(filepath.Join(root, "b")),
+		"Mkdir":     fsys.Mkdir(filepath.Join(root, "c")),
+		"RemoveAll": fsys.RemoveAll(filepath.Join(root, "a")),
+	} {
+		if !errors.Is(err, errReadOnly) {
+			t.Errorf("%s: err = %v, want errReadOnly", name, err)
+		}
+	}
+	if _, err := fsys.Create(filepath.Join(root, "d")); !errors.Is(err, errReadOnly) {
+		t.Errorf("Create: err = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "a/kustomization.yaml")); !os.IsNotExist(err) {
+		t.Errorf("virtual file reached the disk: %v", err)
+	}
+}
+
+func TestRenderAbsoluteReference(t *testing.T) {
+	root := t.TempDir()
+	inside := filepath.Join(root, "app/cm.yaml")
+	write(t, root, "app/cm.yaml", configMap("cm"))
+	write(t, root, "app/kustomization.yaml", "resources:\n- "+inside+"\n")
+	_, err := Render(context.Background(), Options{Root: root, Path: "app"})
+	userError(t, err, "app/kustomization.yaml", "absolute paths are not allowed", inside)
+}
+
+func TestRootFSCloneDirs(t *testing.T) {
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clone, err := os.MkdirTemp("", "kustomize-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(clone)
+	clone, _ = filepath.EvalSymlinks(clone)
+	write(t, clone, "base/cm.yaml", configMap("cm"))
+	symlink(t, filepath.Join(clone, "base/cm.yaml"), filepath.Join(root, "link.yaml"))
+
+	if _, err := newRootFS(root, false).ReadFile(filepath.Join(clone, "base/cm.yaml")); err == nil {
+		t.Error("clone readable without allowRemoteBases")
+	}
+	fsys := newRootFS(root, true)
+	if _, err := fsys.ReadFile(filepath.Join(clone, "base/cm.yaml")); err != nil {
+		t.Errorf("clone unreadable with allowRemoteBases: %v", err)
+	}
+	var esc *escapeError
+	if _, err := fsys.ReadFile(filepath.Join(root, "link.yaml")); !errors.As(err, &esc) {
+		t.Errorf("symlink from the checkout into a clone: err = %v, want escapeError", err)
+	}
+	if err := fsys.RemoveAll(clone); err != nil {
+		t.Errorf("RemoveAll(clone) = %v", err)
+	}
+}

@@ -1,0 +1,203 @@
+package render
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/konfig"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/api/types"
+)
+
+// Options says what to render.
+type Options struct {
+	// Root is the repository checkout root; it must be absolute.
+	Root string
+	// Path is spec.path, relative to Root: "./env/prod", "" and "." are allowed.
+	Path string
+	// AllowRemoteBases is spec.allowRemoteBases: let kustomize fetch remote
+	// bases, components and resources (git and http references).
+	AllowRemoteBases bool
+	// Substitute is spec.substitute: ${var} and ${var:=default} are replaced
+	// after the build. Nil means no substitution at all; a non-nil map (even
+	// empty) turns it on, and unset variables without a default become "".
+	Substitute map[string]string
+}
+
+// Result is what Render produced.
+type Result struct {
+	// Objects are the rendered objects, in kustomize's output order.
+	Objects []*unstructured.Unstructured
+	// Hash is the hex sha256 over the objects in order, each serialized as
+	// JSON with sorted keys: the same tree and options give the same hash.
+	Hash string
+}
+
+// Error is a user error: the tree or the options are wrong, and retrying with
+// the same revision will not help.
+type Error struct {
+	// Path is the file or kustomization directory, relative to the root, that
+	// the error is about; empty when it is about Options.Path itself.
+	Path string
+	Err  error
+}
+
+// Error returns "path: err", or err alone when Path is empty.
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return e.Err.Error()
+	}
+	return e.Path + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Render builds the kustomization at opts.Path (or the plain folder of YAML
+// there) inside opts.Root and returns its objects. Kustomize cannot be
+// interrupted, so ctx is only checked before and after the build.
+func Render(ctx context.Context, opts Options) (*Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := checkVarNames(opts.Substitute); err != nil {
+		return nil, &Error{Err: err}
+	}
+	root, dir, err := resolvePath(opts.Root, opts.Path)
+	if err != nil {
+		return nil, err
+	}
+	fsys := newRootFS(root, opts.AllowRemoteBases)
+	if kustomizationFile(fsys, dir) == "" {
+		if err := generateKustomization(fsys, dir); err != nil {
+			return nil, err
+		}
+	}
+	sc := &scanner{fs: fsys, allowRemote: opts.AllowRemoteBases, seen: map[string]bool{}}
+	if err := sc.dir(dir); err != nil {
+		return nil, err
+	}
+	m, err := build(fsys, dir, sc.exclusive())
+	if err != nil {
+		return nil, buildError(fsys, dir, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return collect(m, opts.Substitute)
+}
+
+// resolvePath returns the root and the directory to render, both absolute
+// with symlinks resolved, after checking that the directory is inside the
+// root.
+func resolvePath(root, path string) (string, string, error) {
+	if !filepath.IsAbs(root) {
+		return "", "", fmt.Errorf("render: root %q is not absolute", root)
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", "", fmt.Errorf("render: repository root: %w", err)
+	}
+	shown := path
+	if shown == "" {
+		shown = "."
+	}
+	if filepath.IsAbs(path) || strings.HasPrefix(path, "/") {
+		return "", "", &Error{Err: fmt.Errorf("path %s is absolute; it must be relative to the repository root", shown)}
+	}
+	dir := filepath.Join(realRoot, path)
+	if !within(realRoot, dir) {
+		return "", "", &Error{Err: fmt.Errorf("path %s escapes the repository root", shown)}
+	}
+	realDir, err := filepath.EvalSymlinks(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", "", &Error{Err: fmt.Errorf("path %s does not exist in the repository", shown)}
+	}
+	if err != nil {
+		return "", "", &Error{Err: fmt.Errorf("path %s: %w", shown, err)}
+	}
+	if !within(realRoot, realDir) {
+		return "", "", &Error{Err: fmt.Errorf("path %s escapes the repository root (symlink to %s)", shown, realDir)}
+	}
+	if fi, err := os.Stat(realDir); err != nil || !fi.IsDir() {
+		return "", "", &Error{Err: fmt.Errorf("path %s is not a directory", shown)}
+	}
+	return realRoot, realDir, nil
+}
+
+// kustomizationFile returns the absolute name of dir's kustomization file,
+// or "" when dir has none.
+func kustomizationFile(fsys *rootFS, dir string) string {
+	for _, name := range konfig.RecognizedKustomizationFileNames() {
+		p := filepath.Join(dir, name)
+		if fsys.Exists(p) && !fsys.IsDir(p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// krustyOptions: no load restrictions inside kustomize, because rootFS
+// already confines every read to the repository root; kustomize's own
+// "root only" restriction would also refuse the common overlay patch that
+// points at ../../shared/patch.yaml. Only built-in plugins (no exec, no
+// containers), no helm, and kustomize's output order is kept.
+func krustyOptions() *krusty.Options {
+	o := krusty.MakeDefaultOptions()
+	o.LoadRestrictions = types.LoadRestrictionsNone
+	o.PluginConfig = types.DisabledPluginConfig()
+	o.Reorder = krusty.ReorderOptionNone
+	o.AddManagedbyLabel = false
+	return o
+}
+
+// collect turns kustomize's output into objects, substituting variables
+// when asked, and hashes the result.
+func collect(m resmap.ResMap, vars map[string]string) (*Result, error) {
+	h := sha256.New()
+	res := &Result{Objects: make([]*unstructured.Unstructured, 0, m.Size())}
+	for _, r := range m.Resources() {
+		raw, err := r.MarshalJSON()
+		if err != nil {
+			return nil, &Error{Err: fmt.Errorf("%s: %w", r.CurId(), err)}
+		}
+		obj := &unstructured.Unstructured{}
+		if err := obj.UnmarshalJSON(raw); err != nil {
+			return nil, &Error{Err: fmt.Errorf("%s: %w", r.CurId(), err)}
+		}
+		if vars != nil && obj.GetAnnotations()[DisableSubstituteAnnotation] != "disabled" {
+			id := objectID(obj)
+			if obj, err = substituteObject(obj, vars); err != nil {
+				return nil, &Error{Err: fmt.Errorf("%s: %w", id, err)}
+			}
+		}
+		// json.Marshal sorts map keys: the hash does not depend on the order
+		// in which fields were written in Git.
+		canon, err := json.Marshal(obj.Object)
+		if err != nil {
+			return nil, fmt.Errorf("render: %s: %w", r.CurId(), err)
+		}
+		h.Write(canon)
+		h.Write([]byte{'\n'})
+		res.Objects = append(res.Objects, obj)
+	}
+	res.Hash = hex.EncodeToString(h.Sum(nil))
+	return res, nil
+}
+
+// objectID names an object for messages: "Kind namespace/name".
+func objectID(obj *unstructured.Unstructured) string {
+	if ns := obj.GetNamespace(); ns != "" {
+		return obj.GetKind() + " " + ns + "/" + obj.GetName()
+	}
+	return obj.GetKind() + " " + obj.GetName()
+}

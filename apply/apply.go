@@ -1,0 +1,199 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fluxcd/pkg/ssa"
+	ssaerrors "github.com/fluxcd/pkg/ssa/errors"
+	"github.com/fluxcd/pkg/ssa/utils"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"tether.dev/tether/api/v1alpha1"
+)
+
+// waitInterval is how often Apply polls CRDs and Namespaces it waits for.
+const waitInterval = 250 * time.Millisecond
+
+// Result is what Apply did.
+type Result struct {
+	// ChangeSet has one entry per applied object: created, configured,
+	// unchanged or skipped.
+	ChangeSet *ssa.ChangeSet
+	// Inventory records every object of the plan.
+	Inventory *v1alpha1.ResourceInventory
+	// Namespaces counts the plan's objects per namespace ("" for cluster
+	// scope), sorted by namespace.
+	Namespaces []v1alpha1.NamespaceCount
+	// Changed is true when any object was created or configured.
+	Changed bool
+}
+
+// Apply applies plan with server-side apply, in stages:
+//
+//  1. cluster definitions (CRDs, Namespaces, ClusterRoles), then class
+//     definitions (StorageClass, IngressClass, ...), each followed by a
+//     wait until they are ready (CRDs Established), bounded by
+//     Options.Timeout;
+//  2. everything else, grouped per namespace with the cluster-scoped
+//     objects as one more group; groups run concurrently (bounded by
+//     ManagerOptions.Concurrency), each through ssa's ApplyAll, and a
+//     failing group does not stop the others;
+//  3. webhook configurations, last, so that they cannot block the objects
+//     that serve them.
+//
+// An object annotated tether.dev/force: enabled is deleted and recreated
+// when an immutable field changed; without it the error names the field.
+// On error the Result still holds the change set of what was applied.
+func (m *Manager) Apply(ctx context.Context, plan *Plan) (*Result, error) {
+	if plan == nil {
+		return nil, errors.New("apply: nil plan")
+	}
+	res := &Result{
+		ChangeSet:  ssa.NewChangeSet(),
+		Inventory:  plan.Inventory(),
+		Namespaces: NamespaceCounts(plan.Objects),
+	}
+	timeout := plan.Options.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	opts := ssa.DefaultApplyOptions()
+	opts.ForceSelector = map[string]string{v1alpha1.ForceAnnotation: v1alpha1.Enabled}
+	opts.WaitInterval = waitInterval
+	opts.WaitTimeout = timeout
+
+	s := splitStages(plan.Objects)
+	for _, defs := range [][]*unstructured.Unstructured{s.definitions, s.classes} {
+		if len(defs) == 0 {
+			continue
+		}
+		cs, err := m.applySet(ctx, defs, opts)
+		res.add(cs)
+		if err != nil {
+			return res, err
+		}
+		wait := ssa.WaitOptions{Interval: waitInterval, Timeout: timeout}
+		if err := m.rm.WaitForSetWithContext(ctx, cs.ToObjMetadataSet(), wait); err != nil {
+			return res, fmt.Errorf("wait for cluster definitions: %w", err)
+		}
+	}
+	cs, err := m.applyGroups(ctx, groupByNamespace(s.rest), opts)
+	res.add(cs)
+	if err != nil {
+		return res, err
+	}
+	if len(s.last) > 0 {
+		cs, err := m.applySet(ctx, s.last, opts)
+		res.add(cs)
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func (r *Result) add(cs *ssa.ChangeSet) {
+	if cs == nil {
+		return
+	}
+	r.ChangeSet.Append(cs.Entries)
+	for _, e := range cs.Entries {
+		if e.Action == ssa.CreatedAction || e.Action == ssa.ConfiguredAction {
+			r.Changed = true
+		}
+	}
+}
+
+// applySet applies objs through ssa's ApplyAll and turns its dry-run error
+// into an *ObjectError.
+func (m *Manager) applySet(ctx context.Context, objs []*unstructured.Unstructured, opts ssa.ApplyOptions) (*ssa.ChangeSet, error) {
+	cs, err := m.rm.ApplyAll(ctx, objs, opts)
+	if err == nil {
+		return cs, nil
+	}
+	var dre *ssaerrors.DryRunErr
+	if errors.As(err, &dre) && dre.InvolvedObject() != nil {
+		return cs, applyError(utils.FmtUnstructured(dre.InvolvedObject()), dre.Unwrap())
+	}
+	return cs, err
+}
+
+// applyGroups applies each group concurrently, at most m.concurrency at a
+// time, and merges their change sets in group order.
+func (m *Manager) applyGroups(ctx context.Context, groups [][]*unstructured.Unstructured, opts ssa.ApplyOptions) (*ssa.ChangeSet, error) {
+	sets := make([]*ssa.ChangeSet, len(groups))
+	errs := make([]error, len(groups))
+	sem := make(chan struct{}, m.concurrency)
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			sets[i], errs[i] = m.applySet(ctx, g, opts)
+		})
+	}
+	wg.Wait()
+	out := ssa.NewChangeSet()
+	var failed []error
+	for i := range groups {
+		if sets[i] != nil {
+			out.Append(sets[i].Entries)
+		}
+		if errs[i] != nil {
+			failed = append(failed, errs[i])
+		}
+	}
+	return out, join(failed)
+}
+
+// stages holds a plan's objects split by apply stage.
+type stages struct {
+	definitions, classes, rest, last []*unstructured.Unstructured
+}
+
+func splitStages(objs []*unstructured.Unstructured) stages {
+	last := make(map[string]bool, len(ssa.ReconcileOrder.Last))
+	for _, k := range ssa.ReconcileOrder.Last {
+		last[k] = true
+	}
+	var s stages
+	for _, o := range objs {
+		switch {
+		case utils.IsClusterDefinition(o):
+			s.definitions = append(s.definitions, o)
+		case utils.IsClassDefinition(o):
+			s.classes = append(s.classes, o)
+		case last[o.GetKind()]:
+			s.last = append(s.last, o)
+		default:
+			s.rest = append(s.rest, o)
+		}
+	}
+	return s
+}
+
+// groupByNamespace splits objs per namespace, the cluster-scoped ones ("")
+// first, then namespaces in order; each group keeps objs' order.
+func groupByNamespace(objs []*unstructured.Unstructured) [][]*unstructured.Unstructured {
+	byNS := make(map[string][]*unstructured.Unstructured)
+	for _, o := range objs {
+		byNS[o.GetNamespace()] = append(byNS[o.GetNamespace()], o)
+	}
+	names := slices.Sorted(maps.Keys(byNS))
+	groups := make([][]*unstructured.Unstructured, 0, len(names))
+	for _, ns := range names {
+		groups = append(groups, byNS[ns])
+	}
+	return groups
+}

@@ -1,0 +1,129 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fluxcd/pkg/ssa"
+	"github.com/fluxcd/pkg/ssa/utils"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/internal/testenv"
+)
+
+// k8s is an admin client of the package's control plane; testManager
+// applies through it.
+var (
+	k8s         client.Client
+	testManager *Manager
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
+	if k8s, err = client.New(cp.Config, client.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	testManager = NewManager(k8s, ManagerOptions{})
+	return m.Run()
+}
+
+// testContext is bounded so that a stuck API call fails the test instead of
+// hanging the package.
+func testContext(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// newNamespace creates a namespace of the test's own.
+func newNamespace(tb testing.TB) string {
+	tb.Helper()
+	ns, err := testenv.CreateNamespace(testContext(tb), k8s, "apply")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ns
+}
+
+// readObjects reads a YAML fixture from testdata/, replacing ${KEY} with
+// vars[KEY].
+func readObjects(tb testing.TB, name string, vars map[string]string) []*unstructured.Unstructured {
+	tb.Helper()
+	data, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	text := os.Expand(string(data), func(k string) string {
+		v, ok := vars[k]
+		if !ok {
+			tb.Fatalf("%s: no value for ${%s}", name, k)
+		}
+		return v
+	})
+	objs, err := utils.ReadObjects(strings.NewReader(text))
+	if err != nil {
+		tb.Fatalf("%s: %v", name, err)
+	}
+	return objs
+}
+
+// configMap builds a ConfigMap; an empty namespace leaves it to Plan.
+func configMap(namespace, name string, data map[string]string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap"}}
+	u.SetNamespace(namespace)
+	u.SetName(name)
+	d := make(map[string]any, len(data))
+	for k, v := range data {
+		d[k] = v
+	}
+	u.Object["data"] = d
+	return u
+}
+
+// planAndApply plans objs for owner in ns and applies them.
+func planAndApply(tb testing.TB, objs []*unstructured.Unstructured, opts Options) *Result {
+	tb.Helper()
+	ctx := testContext(tb)
+	plan, err := testManager.Plan(ctx, objs, opts)
+	if err != nil {
+		tb.Fatalf("plan: %v", err)
+	}
+	res, err := testManager.Apply(ctx, plan)
+	if err != nil {
+		tb.Fatalf("apply: %v", err)
+	}
+	return res
+}
+
+// actions maps each change-set subject to its action, for cmp.
+func actions(cs *ssa.ChangeSet) map[string]string {
+	out := make(map[string]string, len(cs.Entries))
+	for _, e := range cs.Entries {
+		out[e.Subject] = string(e.Action)
+	}
+	return out
+}
+
+func clientKey(o client.Object) client.ObjectKey { return client.ObjectKeyFromObject(o) }
+
+func objectMeta(namespace, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: namespace, Name: name}
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/apply"
+	"tether.dev/tether/render"
+	"tether.dev/tether/source"
+	tsync "tether.dev/tether/sync"
+)
+
+type agentOptions struct {
+	kubeconfig  string
+	namespace   string
+	cacheDir    string
+	concurrent  int
+	leaderElect bool
+	healthAddr  string
+	metricsAddr string
+	sourceTTL   time.Duration
+	logLevel    string
+	logFormat   string
+}
+
+func (o *agentOptions) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+	f.StringVar(&o.namespace, "namespace", "tether-system", "namespace of the agent's leader-election lease")
+	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "where Git checkouts are cached")
+	f.IntVar(&o.concurrent, "concurrent", 4, "how many GitSyncs may sync at once")
+	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so that only one agent replica applies")
+	f.StringVar(&o.healthAddr, "health-addr", "", "address of /healthz and /readyz, e.g. :9440 (empty: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "address of Prometheus /metrics, e.g. :8080 (empty: off)")
+	f.DurationVar(&o.sourceTTL, "source-ttl", 10*time.Second, "how long one listing of a Git ref serves every GitSync that follows it")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+}
+
+func defaultCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "tether", "git")
+}
+
+func newAgentCmd() *cobra.Command {
+	o := &agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the agent: sync every GitSync in the cluster from Git",
+		Long: `The agent watches GitSync objects in every namespace and keeps the cluster
+in sync with them. Outside a cluster it needs only a kubeconfig:
+
+  KUBECONFIG=~/.kube/config tether agent`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := setupLogging(cmd.ErrOrStderr(), o.logLevel, o.logFormat)
+			if err != nil {
+				return err
+			}
+			cfg, err := restConfig(o.kubeconfig)
+			if err != nil {
+				return err
+			}
+			return runAgent(ctrl.SetupSignalHandler(), cfg, o, log)
+		},
+	}
+	o.bind(cmd)
+	return cmd
+}
+
+// restConfig loads --kubeconfig, else $KUBECONFIG, else the in-cluster
+// config, else ~/.kube/config.
+func restConfig(path string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if path != "" {
+		rules.ExplicitPath = path
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		if inCluster, ierr := rest.InClusterConfig(); ierr == nil {
+			return inCluster, nil
+		}
+		return nil, fmt.Errorf("no cluster to talk to: %w", err)
+	}
+	return cfg, nil
+}
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err) // only on a programming error in the scheme builders
+		}
+	}
+	return s
+}
+
+// runAgent runs the agent until ctx ends.
+func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.Logger) error {
+	scheme := newScheme()
+	if err := ensureNamespace(ctx, cfg, scheme, o.namespace); err != nil {
+		return err
+	}
+	metricsAddr := o.metricsAddr
+	if metricsAddr == "" {
+		metricsAddr = "0"
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Logger:                        log,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "tether-agent",
+		LeaderElectionNamespace:       o.namespace,
+		LeaderElectionReleaseOnCancel: true,
+		HealthProbeBindAddress:        o.healthAddr,
+		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
+	})
+	if err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	if o.healthAddr != "" {
+		if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+			return err
+		}
+	}
+	// Apply and prune read objects straight from the API server: a cached
+	// client would start an informer for every kind a repository holds.
+	direct, err := client.New(cfg, client.Options{Scheme: scheme, Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	fetcher := source.NewFetcher(o.cacheDir, source.Options{ResolveTTL: o.sourceTTL, Logger: logrSlog(log)})
+	r := &tsync.Reconciler{
+		Client:      mgr.GetClient(),
+		APIReader:   mgr.GetAPIReader(),
+		Source:      fetcher,
+		Renderer:    tsync.RenderFunc(render.Render),
+		Applier:     apply.NewManager(direct, apply.ManagerOptions{}),
+		Recorder:    mgr.GetEventRecorder("tether"),
+		Concurrency: o.concurrent,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	log.Info("agent starting", "version", version, "leaseNamespace", o.namespace, "cacheDir", o.cacheDir)
+	return mgr.Start(ctx)
+}
+
+// ensureNamespace creates the lease namespace when it is missing, so that
+// `tether agent` outside a cluster needs no other set-up.
+func ensureNamespace(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, name string) error {
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("connect to the cluster: %w", err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	err = c.Create(ctx, ns)
+	switch {
+	case err == nil, apierrors.IsAlreadyExists(err), apierrors.IsForbidden(err):
+		return nil
+	default:
+		return fmt.Errorf("namespace %s for the agent's lease: %w", name, err)
+	}
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/internal/devenv"
+)
+
+func newDevCmd() *cobra.Command {
+	var (
+		examples, work string
+		interval       time.Duration
+	)
+	o := &agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the local demo: a control plane, a Git repository and an agent syncing it",
+		Long: `dev starts everything Tether needs on this machine: the embedded
+kube-apiserver + etcd (or the cluster of $KUBECONFIG / --kubeconfig), a Git
+server on 127.0.0.1 with a demo repository seeded from examples/, GitSyncs
+that deploy it, and the agent. Commit to the demo repository and watch the
+change reach the cluster. Ctrl-C stops it all.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			logFile := filepath.Join(work, "agent.log")
+			if err := os.MkdirAll(work, 0o755); err != nil {
+				return err
+			}
+			lf, err := os.Create(logFile)
+			if err != nil {
+				return err
+			}
+			defer lf.Close()
+			log, err := setupLogging(lf, o.logLevel, o.logFormat)
+			if err != nil {
+				return err
+			}
+			kubeconfig := o.kubeconfig
+			if kubeconfig == "" {
+				kubeconfig = os.Getenv("KUBECONFIG")
+			}
+			ctx := ctrl.SetupSignalHandler()
+			scheme := newScheme()
+			fmt.Fprintln(out, "Tether local demo: control plane, Git repository, agent.")
+			env, err := devenv.Start(ctx, devenv.Options{
+				ExamplesDir: examples, WorkDir: work, Kubeconfig: kubeconfig,
+				Interval: interval, Scheme: scheme, Out: out,
+			})
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+
+			env.Step("starting the agent (its log: " + logFile + ")")
+			agentErr := make(chan error, 1)
+			go func() { agentErr <- runAgent(ctx, env.Config, o, log) }()
+
+			env.Step("waiting for the first sync")
+			c, err := client.New(env.Config, client.Options{Scheme: scheme})
+			if err != nil {
+				return err
+			}
+			if _, err := devenv.WaitReady(ctx, c, out, 2*time.Minute); err != nil {
+				fmt.Fprintf(out, "warning: %v (see %s)\n", err, logFile)
+			}
+			printNextSteps(out, env, interval)
+			select {
+			case err := <-agentErr:
+				return err
+			case <-ctx.Done():
+				fmt.Fprintln(out, "stopping")
+				return <-agentErr
+			}
+		},
+	}
+	o.bind(cmd)
+	f := cmd.Flags()
+	f.StringVar(&examples, "examples", "examples", "folder copied into the demo repository on the first run")
+	f.StringVar(&work, "work-dir", ".tether-dev", "where the demo keeps its repository, kubeconfig and logs")
+	f.DurationVar(&interval, "interval", 10*time.Second, "poll interval of the demo GitSyncs")
+	_ = f.Set("cache-dir", filepath.Join(".tether-dev", "git-cache"))
+	_ = f.Set("source-ttl", "2s")
+	return cmd
+}
+
+func printNextSteps(out interface{ Write([]byte) (int, error) }, env *devenv.Env, interval time.Duration) {
+	staging := devenv.Demos[0]
+	fmt.Fprintf(out, `
+Tether is running. What to do next (in another terminal):
+
+  export KUBECONFIG=%[1]s
+  kubectl get gitsyncs -A                      # READY, REVISION, STATUS, AGE
+  kubectl get all,configmaps -n %[2]s
+
+Commit to deploy (the agent polls every %[3]s):
+
+  cd %[4]s
+  sed -i 's/Hello from staging/Hello again/' podinfo-like/overlays/staging/configmap.yaml
+  git commit -am "Change the staging greeting"
+  kubectl get configmap podinfo-config -n %[2]s -o jsonpath='{.data.PODINFO_UI_MESSAGE}'
+
+Force a resync:
+
+  kubectl annotate gitsync/%[5]s -n %[6]s tether.dev/resync-at="$(date +%%s)" --overwrite
+
+Press Ctrl-C to stop.
+`, env.Kubeconfig, staging.Namespace, interval, env.RepoDir, staging.Name, devenv.DemoNamespace)
+}

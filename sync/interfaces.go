@@ -1,0 +1,39 @@
+package sync
+
+import (
+	"context"
+
+	"github.com/fluxcd/pkg/ssa"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/apply"
+	"tether.dev/tether/render"
+	"tether.dev/tether/source"
+)
+
+// Source resolves refs to revisions and checks revisions out.
+type Source interface {
+	Resolve(ctx context.Context, url string, ref source.Ref, auth *source.Auth) (source.Revision, error)
+	Checkout(ctx context.Context, url string, rev source.Revision, auth *source.Auth) (string, error)
+}
+
+// Renderer turns a checked-out folder into objects.
+type Renderer interface {
+	Render(ctx context.Context, opts render.Options) (*render.Result, error)
+}
+
+// RenderFunc adapts a function such as render.Render to Renderer.
+type RenderFunc func(ctx context.Context, opts render.Options) (*render.Result, error)
+
+// Render calls f.
+func (f RenderFunc) Render(ctx context.Context, opts render.Options) (*render.Result, error) {
+	return f(ctx, opts)
+}
+
+// Applier validates, applies and prunes objects in the cluster.
+type Applier interface {
+	Plan(ctx context.Context, objs []*unstructured.Unstructured, opts apply.Options) (*apply.Plan, error)
+	Apply(ctx context.Context, plan *apply.Plan) (*apply.Result, error)
+	Prune(ctx context.Context, old, new *v1alpha1.ResourceInventory, owner apply.Owner) (*ssa.ChangeSet, error)
+}

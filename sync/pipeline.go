@@ -1,0 +1,213 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fluxcd/pkg/ssa"
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/apply"
+	"tether.dev/tether/render"
+	"tether.dev/tether/source"
+)
+
+// stageError is a failed pipeline stage: the condition reason to report and
+// whether the user must change something before a retry can succeed.
+type stageError struct {
+	reason string
+	user   bool
+	err    error
+}
+
+func (e *stageError) Error() string { return e.err.Error() }
+func (e *stageError) Unwrap() error { return e.err }
+
+// sync runs one full sync of gs at rev: checkout, render, plan, apply,
+// prune, then status and events. It runs in the runner, so a newer revision
+// cancels ctx; a cancelled sync writes nothing and leaves the status to the
+// sync that replaced it.
+func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, why string) {
+	log := logr.FromContextOrDiscard(ctx)
+	key := client.ObjectKeyFromObject(gs)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout(gs))
+	defer cancel()
+
+	if _, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) { markProgressing(live, rev.String(), why) }); err != nil {
+		log.Error(err, "cannot record progress")
+	}
+	out, err := r.run(ctx, gs, rev, auth)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// Newer work replaced this sync, or the agent is stopping.
+		log.Info("sync cancelled before it finished")
+		return
+	}
+	if err != nil {
+		var se *stageError
+		if !errors.As(err, &se) {
+			se = &stageError{reason: v1alpha1.ReasonApplyFailed, err: err}
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			se.err = fmt.Errorf("sync of %s timed out after %s: %w", rev, timeout(gs), se.err)
+		}
+		n := r.addFailure(key)
+		log.Error(se.err, "sync failed", "reason", se.reason, "failures", n)
+		if werr := r.fail(context.WithoutCancel(ctx), key, se.reason, se.err, se.user); werr != nil {
+			log.Error(werr, "cannot record failure")
+		}
+		// The resync request was handled, even though it failed: echo it
+		// so that the same value does not force sync after sync.
+		r.recordResync(context.WithoutCancel(ctx), key, resyncValue(gs))
+		r.kickAfter(key, backoff(gs, n))
+		return
+	}
+	r.setFailures(key, 0)
+	msg := fmt.Sprintf("Applied revision %s", rev)
+	updated, werr := r.status.patch(context.WithoutCancel(ctx), key, func(live *v1alpha1.GitSync) {
+		markSucceeded(live, rev.String(), msg)
+		live.Status.ShortRevision = rev.ShortSHA()
+		live.Status.LastHandledResyncAt = resyncValue(gs)
+		live.Status.LastAppliedHash = out.hash
+		live.Status.ObservedGeneration = gs.Generation
+		if out.applied {
+			live.Status.Inventory = out.inventory
+			live.Status.Namespaces = out.namespaces
+			now := metav1.Now()
+			live.Status.LastSyncTime = &now
+		}
+	})
+	if werr != nil {
+		log.Error(werr, "cannot record success")
+		return
+	}
+	log.Info("sync finished", "applied", out.applied, "summary", out.summary, "duration", time.Since(start).Round(time.Millisecond).String())
+	if updated != nil && (out.changed || gs.Status.LastAppliedRevision != rev.String()) {
+		r.Recorder.Eventf(updated, nil, corev1.EventTypeNormal, v1alpha1.ReasonSucceeded, "Sync", "%s: %s", msg, out.summary)
+	}
+}
+
+// outcome is what a successful run did.
+type outcome struct {
+	hash       string
+	applied    bool // false when the render matched the last applied one
+	changed    bool // anything created, configured or deleted
+	inventory  *v1alpha1.ResourceInventory
+	namespaces []v1alpha1.NamespaceCount
+	summary    string
+}
+
+func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth) (*outcome, error) {
+	dir, err := r.Source.Checkout(ctx, gs.Spec.Source.URL, rev, auth)
+	if err != nil {
+		return nil, &stageError{reason: v1alpha1.ReasonFetchFailed, user: !source.IsTransient(err), err: err}
+	}
+	res, err := r.Renderer.Render(ctx, render.Options{
+		Root: dir, Path: gs.Spec.Path, AllowRemoteBases: gs.Spec.AllowRemoteBases, Substitute: gs.Spec.Substitute,
+	})
+	if err != nil {
+		var re *render.Error
+		return nil, &stageError{reason: v1alpha1.ReasonRenderFailed, user: errors.As(err, &re),
+			err: fmt.Errorf("render %s at %s: %w", displayPath(gs.Spec.Path), rev, err)}
+	}
+	out := &outcome{hash: res.Hash}
+	if unchangedRender(gs, res.Hash) {
+		out.summary = "rendered objects unchanged, nothing applied"
+		return out, nil
+	}
+
+	owner := ownerOf(gs)
+	plan, err := r.Applier.Plan(ctx, res.Objects, apply.Options{
+		Owner:             owner,
+		TargetNamespace:   targetNamespace(gs),
+		AllowedNamespaces: gs.Spec.AllowedNamespaces,
+		Prune:             gs.Spec.Prune,
+		Timeout:           timeout(gs),
+	})
+	if err != nil {
+		reason := v1alpha1.ReasonApplyFailed
+		if errors.Is(err, apply.ErrNamespaceNotAllowed) {
+			reason = v1alpha1.ReasonNamespaceDenied
+		}
+		return nil, &stageError{reason: reason, user: apply.IsUserError(err), err: err}
+	}
+	result, err := r.Applier.Apply(ctx, plan)
+	if err != nil {
+		return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, user: apply.IsUserError(err), err: err}
+	}
+	out.applied = true
+	out.changed = result.Changed
+	out.inventory = result.Inventory
+	out.namespaces = result.Namespaces
+	counts := countActions(result.ChangeSet)
+
+	if gs.Spec.Prune && gs.Status.Inventory != nil {
+		pruned, err := r.Applier.Prune(ctx, gs.Status.Inventory, result.Inventory, owner)
+		if err != nil {
+			return nil, &stageError{reason: v1alpha1.ReasonPruneFailed, err: err}
+		}
+		deleted := countActions(pruned)[ssa.DeletedAction]
+		counts[ssa.DeletedAction] += deleted
+		out.changed = out.changed || deleted > 0
+	}
+	out.summary = summarize(counts)
+	return out, nil
+}
+
+// unchangedRender is true when the rendered objects are byte-for-byte those
+// last applied, for the same spec, with no resync asked and the last sync
+// healthy: a commit that touched other folders then costs no apply.
+func unchangedRender(gs *v1alpha1.GitSync, hash string) bool {
+	ready := meta.FindStatusCondition(gs.Status.Conditions, v1alpha1.ReadyCondition)
+	return hash != "" && hash == gs.Status.LastAppliedHash &&
+		gs.Generation == gs.Status.ObservedGeneration &&
+		resyncValue(gs) == gs.Status.LastHandledResyncAt &&
+		ready != nil && ready.Status == metav1.ConditionTrue
+}
+
+func countActions(cs *ssa.ChangeSet) map[ssa.Action]int {
+	counts := map[ssa.Action]int{}
+	if cs == nil {
+		return counts
+	}
+	for _, e := range cs.Entries {
+		counts[e.Action]++
+	}
+	return counts
+}
+
+func summarize(counts map[ssa.Action]int) string {
+	var parts []string
+	for _, a := range []ssa.Action{ssa.CreatedAction, ssa.ConfiguredAction, ssa.UnchangedAction, ssa.DeletedAction, ssa.SkippedAction} {
+		if n := counts[a]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, a))
+		}
+	}
+	if len(parts) == 0 {
+		return "no objects"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "./"
+	}
+	return p
+}
+
+// recordResync echoes a handled resync value into the status.
+func (r *Reconciler) recordResync(ctx context.Context, key client.ObjectKey, value string) {
+	_, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) { live.Status.LastHandledResyncAt = value })
+	if err != nil {
+		logr.FromContextOrDiscard(ctx).Error(err, "cannot record handled resync")
+	}
+}

@@ -1,0 +1,273 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	gosync "sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	crsource "sigs.k8s.io/controller-runtime/pkg/source"
+
+	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/source"
+)
+
+// Finalizer lets a GitSync with prune enabled delete what it applied when
+// the GitSync itself is deleted.
+const Finalizer = "tether.dev/finalizer"
+
+// authRefreshAge is how long credentials read from a Secret are reused
+// before the Secret is read again. A failed authentication reads it again at
+// once, so a rotated Secret is picked up on the first poll that needs it.
+const authRefreshAge = 10 * time.Minute
+
+// Reconciler reconciles GitSync objects.
+type Reconciler struct {
+	// Client reads GitSyncs from the cache and writes their status.
+	Client client.Client
+	// APIReader reads Secrets directly, so the agent caches no Secrets.
+	APIReader client.Reader
+	Source    Source
+	Renderer  Renderer
+	Applier   Applier
+	Recorder  recorder.EventRecorder
+	// Concurrency bounds how many syncs run at once (default 4).
+	Concurrency int
+
+	runner *runner
+	status *statusWriter
+	kick   chan event.GenericEvent
+	ctx    context.Context
+	stop   context.CancelFunc
+
+	mu       gosync.Mutex
+	failures map[types.NamespacedName]int
+	auths    map[types.NamespacedName]authEntry
+}
+
+type authEntry struct {
+	secret  string
+	auth    *source.Auth
+	fetched time.Time
+}
+
+// SetupWithManager registers the reconciler and the runnable that stops
+// running syncs when the manager stops.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.init()
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		r.stop()
+		r.runner.wait()
+		return nil
+	})); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.GitSync{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		WatchesRawSource(crsource.Channel(r.kick, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 4)}).
+		Named("gitsync").
+		Complete(r)
+}
+
+func (r *Reconciler) init() {
+	r.runner = newRunner(r.concurrency())
+	r.status = &statusWriter{client: r.Client, locks: map[types.NamespacedName]*gosync.Mutex{}}
+	r.kick = make(chan event.GenericEvent, 1024)
+	r.ctx, r.stop = context.WithCancel(context.Background())
+	r.failures = map[types.NamespacedName]int{}
+	r.auths = map[types.NamespacedName]authEntry{}
+}
+
+func (r *Reconciler) concurrency() int {
+	if r.Concurrency > 0 {
+		return r.Concurrency
+	}
+	return 4
+}
+
+// SyncNow asks for an immediate reconcile of one GitSync, as a webhook or
+// the hub's "sync now" does.
+func (r *Reconciler) SyncNow(key types.NamespacedName) {
+	gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}
+	select {
+	case r.kick <- event.GenericEvent{Object: gs}:
+	default: // the queue is full of kicks already; the next one will do
+	}
+}
+
+// kickAfter requeues key after d, for retries after a failed sync.
+func (r *Reconciler) kickAfter(key types.NamespacedName, d time.Duration) {
+	time.AfterFunc(d, func() {
+		if r.ctx.Err() == nil {
+			r.SyncNow(key)
+		}
+	})
+}
+
+// Reconcile resolves the GitSync's revision and starts a sync when one is
+// needed. It never renders or applies itself.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := req.NamespacedName
+	gs := &v1alpha1.GitSync{}
+	if err := r.Client.Get(ctx, key, gs); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(key)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	log := logr.FromContextOrDiscard(ctx).WithValues("gitsync", key.String())
+	ctx = logr.NewContext(ctx, log)
+
+	if !gs.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, gs)
+	}
+	if gs.Spec.Prune && !controllerutil.ContainsFinalizer(gs, Finalizer) {
+		patch := client.MergeFrom(gs.DeepCopy())
+		controllerutil.AddFinalizer(gs, Finalizer)
+		if err := r.Client.Patch(ctx, gs, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("GitSync %s: add finalizer: %w", key, err)
+		}
+	}
+	if gs.Spec.Suspend {
+		log.V(1).Info("suspended")
+		return ctrl.Result{}, nil
+	}
+	if err := validate(gs); err != nil {
+		return ctrl.Result{}, r.fail(ctx, key, v1alpha1.ReasonInvalidSpec, err, true)
+	}
+
+	ref := sourceRef(gs)
+	auth, err := r.auth(ctx, gs, false)
+	if err != nil {
+		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, false)
+	}
+	rev, err := r.Source.Resolve(ctx, gs.Spec.Source.URL, ref, auth)
+	if errors.Is(err, source.ErrAuth) && gs.Spec.Source.SecretRef != nil {
+		// The Secret may have been rotated since it was read: read it again.
+		if auth, err = r.auth(ctx, gs, true); err == nil {
+			rev, err = r.Source.Resolve(ctx, gs.Spec.Source.URL, ref, auth)
+		}
+	}
+	if err != nil {
+		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, false)
+	}
+
+	why := decide(gs, rev.String())
+	if why == whyNone {
+		r.setFailures(key, 0)
+		return ctrl.Result{RequeueAfter: nextPoll(gs)}, nil
+	}
+	w := want{Revision: rev.String(), Generation: gs.Generation, Resync: resyncValue(gs)}
+	snapshot := gs.DeepCopy()
+	if r.runner.start(r.ctx, key, w, func(ctx context.Context) {
+		r.sync(logr.NewContext(ctx, log.WithValues("revision", w.Revision)), snapshot, rev, auth, why)
+	}) {
+		log.Info("sync started", "revision", w.Revision, "reason", why)
+	}
+	return ctrl.Result{RequeueAfter: nextPoll(gs)}, nil
+}
+
+// retry records a failure that happened before any sync started and
+// schedules the next attempt with backoff. A sync still running for an
+// older revision is left alone and keeps the status.
+func (r *Reconciler) retry(ctx context.Context, gs *v1alpha1.GitSync, reason string, err error, user bool) (ctrl.Result, error) {
+	key := client.ObjectKeyFromObject(gs)
+	n := r.addFailure(key)
+	logr.FromContextOrDiscard(ctx).Error(err, "sync not started", "reason", reason, "failures", n)
+	if !r.runner.busy(key) {
+		if werr := r.fail(ctx, key, reason, err, user); werr != nil {
+			return ctrl.Result{}, werr
+		}
+	}
+	return ctrl.Result{RequeueAfter: backoff(gs, n)}, nil
+}
+
+// fail writes a failed Ready condition and a warning event, once per
+// distinct message so that retries don't flood the event stream.
+func (r *Reconciler) fail(ctx context.Context, key types.NamespacedName, reason string, err error, user bool) error {
+	var changed bool
+	gs, werr := r.status.patch(ctx, key, func(gs *v1alpha1.GitSync) {
+		changed = !sameFailure(gs, reason, err.Error())
+		markFailed(gs, reason, err, user)
+	})
+	if werr == nil && gs != nil && changed {
+		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, reason, "Sync", "%s", err.Error())
+	}
+	return werr
+}
+
+// auth returns the credentials of the GitSync's secretRef, read at most
+// every authRefreshAge unless refresh is set.
+func (r *Reconciler) auth(ctx context.Context, gs *v1alpha1.GitSync, refresh bool) (*source.Auth, error) {
+	ref := gs.Spec.Source.SecretRef
+	if ref == nil {
+		return nil, nil
+	}
+	key := client.ObjectKeyFromObject(gs)
+	r.mu.Lock()
+	e, ok := r.auths[key]
+	r.mu.Unlock()
+	stale := !ok || e.secret != ref.Name || time.Since(e.fetched) > authRefreshAge ||
+		resyncValue(gs) != gs.Status.LastHandledResyncAt
+	if !refresh && !stale {
+		return e.auth, nil
+	}
+	secret := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: gs.Namespace, Name: ref.Name}, secret); err != nil {
+		return nil, fmt.Errorf("secret %s/%s: %w", gs.Namespace, ref.Name, err)
+	}
+	auth, err := source.AuthFromSecret(secret.Data)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s/%s: %w", gs.Namespace, ref.Name, err)
+	}
+	r.mu.Lock()
+	r.auths[key] = authEntry{secret: ref.Name, auth: auth, fetched: time.Now()}
+	r.mu.Unlock()
+	return auth, nil
+}
+
+func (r *Reconciler) addFailure(key types.NamespacedName) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures[key]++
+	return r.failures[key]
+}
+
+func (r *Reconciler) setFailures(key types.NamespacedName, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n == 0 {
+		delete(r.failures, key)
+		return
+	}
+	r.failures[key] = n
+}
+
+// forget drops everything kept in memory for a GitSync that is gone.
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.runner.cancel(key)
+	r.mu.Lock()
+	delete(r.failures, key)
+	delete(r.auths, key)
+	r.mu.Unlock()
+}

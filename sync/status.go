@@ -1,0 +1,97 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	gosync "sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/api/v1alpha1"
+)
+
+// statusWriter serialises status writes per GitSync so that the reconcile
+// and a sync finishing at the same moment never interleave.
+type statusWriter struct {
+	client client.Client
+	mu     gosync.Mutex
+	locks  map[types.NamespacedName]*gosync.Mutex
+}
+
+func (w *statusWriter) lock(key types.NamespacedName) func() {
+	w.mu.Lock()
+	l := w.locks[key]
+	if l == nil {
+		l = &gosync.Mutex{}
+		w.locks[key] = l
+	}
+	w.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// patch reads the GitSync, lets mutate change its status and sends the
+// difference as a merge patch. It returns the patched object; a GitSync
+// that is gone is not an error (nil, nil).
+func (w *statusWriter) patch(ctx context.Context, key types.NamespacedName, mutate func(*v1alpha1.GitSync)) (*v1alpha1.GitSync, error) {
+	defer w.lock(key)()
+	gs := &v1alpha1.GitSync{}
+	if err := w.client.Get(ctx, key, gs); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("GitSync %s: read for status: %w", key, err)
+	}
+	orig := gs.DeepCopy()
+	mutate(gs)
+	if err := w.client.Status().Patch(ctx, gs, client.MergeFrom(orig)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("GitSync %s: write status: %w", key, err)
+	}
+	return gs, nil
+}
+
+func setCondition(gs *v1alpha1.GitSync, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&gs.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gs.Generation,
+	})
+}
+
+// markProgressing records that a sync of rev has started.
+func markProgressing(gs *v1alpha1.GitSync, rev, why string) {
+	msg := fmt.Sprintf("Syncing %s (%s)", rev, why)
+	setCondition(gs, v1alpha1.ReconcilingCondition, metav1.ConditionTrue, v1alpha1.ReasonProgressing, msg)
+	setCondition(gs, v1alpha1.ReadyCondition, metav1.ConditionUnknown, v1alpha1.ReasonProgressing, msg)
+	meta.RemoveStatusCondition(&gs.Status.Conditions, v1alpha1.StalledCondition)
+	gs.Status.LastAttemptedRevision = rev
+}
+
+// markFailed records a failed sync. A user error (one a retry will not fix)
+// also sets Stalled.
+func markFailed(gs *v1alpha1.GitSync, reason string, err error, userError bool) {
+	msg := err.Error()
+	setCondition(gs, v1alpha1.ReadyCondition, metav1.ConditionFalse, reason, msg)
+	meta.RemoveStatusCondition(&gs.Status.Conditions, v1alpha1.ReconcilingCondition)
+	if userError {
+		setCondition(gs, v1alpha1.StalledCondition, metav1.ConditionTrue, reason, msg)
+	} else {
+		meta.RemoveStatusCondition(&gs.Status.Conditions, v1alpha1.StalledCondition)
+	}
+	gs.Status.ObservedGeneration = gs.Generation
+}
+
+// markSucceeded records that rev is applied.
+func markSucceeded(gs *v1alpha1.GitSync, rev, msg string) {
+	setCondition(gs, v1alpha1.ReadyCondition, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, msg)
+	meta.RemoveStatusCondition(&gs.Status.Conditions, v1alpha1.ReconcilingCondition)
+	meta.RemoveStatusCondition(&gs.Status.Conditions, v1alpha1.StalledCondition)
+	gs.Status.LastAppliedRevision = rev
+	gs.Status.LastAttemptedRevision = rev
+	gs.Status.ObservedGeneration = gs.Generation
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,11 @@ func NewFetcher(cacheDir string, opts Options) *Fetcher {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	// Checkouts are handed out by path; keep them absolute so that callers
+	// never depend on the working directory.
+	if abs, err := filepath.Abs(cacheDir); err == nil {
+		cacheDir = abs
 	}
 	return &Fetcher{
 		cacheDir: cacheDir,

@@ -116,7 +116,7 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 	if err != nil {
 		var re *render.Error
 		return nil, &stageError{reason: v1alpha1.ReasonRenderFailed, user: errors.As(err, &re),
-			err: fmt.Errorf("render %s at %s: %w", displayPath(gs.Spec.Path), rev, err)}
+			err: fmt.Errorf("%s at %s: %w", displayPath(gs.Spec.Path), rev, err)}
 	}
 	out := &outcome{hash: res.Hash}
 	if unchangedRender(gs, res.Hash) {

@@ -1,0 +1,188 @@
+// Command bench measures the agent end to end on this machine and prints a
+// table: the cost of a poll that finds nothing new, the first sync and a
+// forced no-change resync of 200 and 1000 objects, side by side with
+// `kubectl apply --server-side` of the same objects, and the agent's memory.
+// It starts its own control plane and Git server (internal/testenv) and
+// runs the real `tether agent` binary as a separate process, so the memory
+// figures are the agent's alone. Timings are medians of several runs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/source"
+)
+
+func main() {
+	var (
+		tether = flag.String("tether", "bin/tether", "the tether binary to run as the agent")
+		sizes  = intList{200, 1000}
+		runs   = flag.Int("runs", 3, "runs per measurement (the median is printed)")
+		polls  = flag.Int("polls", 20, "no-change polls to time")
+	)
+	flag.Var(&sizes, "sizes", "comma-separated object counts")
+	flag.Parse()
+	if err := run(*tether, sizes, *runs, *polls); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(tetherBin string, sizes []int, runs, polls int) error {
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "tether-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	step("starting kube-apiserver + etcd")
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
+	if err != nil {
+		return err
+	}
+	defer cp.Stop()
+	git, err := testenv.StartGitServer(filepath.Join(work, "git"), testenv.GitServerOptions{})
+	if err != nil {
+		return err
+	}
+	defer git.Close()
+	repo, err := git.CreateRepo("bench")
+	if err != nil {
+		return err
+	}
+	files := map[string]string{}
+	for _, n := range sizes {
+		for k, v := range configMaps(n) {
+			files[k] = v
+		}
+	}
+	step("committing %v ConfigMaps", sizes)
+	if _, err := repo.Commit(files, "bench objects"); err != nil {
+		return err
+	}
+
+	var rows []row
+	pollTimes, err := timePolls(ctx, repo.URL, work, polls)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, row{what: "no-change poll (one ls-remote, loopback)", tether: median(pollTimes), note: fmt.Sprintf("%d polls; no fetch, render, apply or API request", polls)})
+
+	step("starting the agent: %s agent", tetherBin)
+	agent := exec.CommandContext(ctx, tetherBin, "agent", "--kubeconfig", cp.KubeconfigPath,
+		"--cache-dir", filepath.Join(work, "cache"), "--leader-elect=false", "--log-level=error")
+	agent.Stdout, agent.Stderr = os.Stderr, os.Stderr
+	if err := agent.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = agent.Process.Kill(); _ = agent.Wait() }()
+
+	k := newKube(cp)
+	for _, n := range sizes {
+		var first, resync, kubectlFirst, kubectlAgain []time.Duration
+		for i := 0; i < runs; i++ {
+			step("%d objects, run %d/%d", n, i+1, runs)
+			name := fmt.Sprintf("bench-%d-%d", n, i)
+			ns := name
+			d, err := k.firstSync(ctx, name, ns, repo.URL, fmt.Sprintf("./n%d", n))
+			if err != nil {
+				return err
+			}
+			first = append(first, d)
+			if d, err = k.resync(ctx, name, fmt.Sprint(i)); err != nil {
+				return err
+			}
+			resync = append(resync, d)
+			if err := k.deleteSync(ctx, name, ns); err != nil {
+				return err
+			}
+
+			kns := "kubectl-" + name
+			dir := filepath.Join(repo.Dir, fmt.Sprintf("n%d", n))
+			if d, err = kubectlApply(ctx, cp.KubeconfigPath, kns, dir); err != nil {
+				return err
+			}
+			kubectlFirst = append(kubectlFirst, d)
+			if d, err = kubectlApply(ctx, cp.KubeconfigPath, kns, dir); err != nil {
+				return err
+			}
+			kubectlAgain = append(kubectlAgain, d)
+		}
+		rows = append(rows,
+			row{what: fmt.Sprintf("first sync, %d objects", n), tether: median(first), kubectl: median(kubectlFirst),
+				note: "commit listed → fetched → rendered → applied → Ready"},
+			row{what: fmt.Sprintf("forced resync, nothing changed, %d objects", n), tether: median(resync), kubectl: median(kubectlAgain),
+				note: "annotation → render → apply (one dry-run per object) → status"})
+	}
+	rss, hwm, err := memory(agent.Process.Pid)
+	if err != nil {
+		return err
+	}
+	printTable(rows, rss, hwm, sizes)
+	return nil
+}
+
+// timePolls times Fetcher.Resolve with no listing cache: exactly the work
+// of an agent poll that finds the revision unchanged.
+func timePolls(ctx context.Context, url, work string, n int) ([]time.Duration, error) {
+	f := source.NewFetcher(filepath.Join(work, "poll-cache"), source.Options{})
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if _, err := f.Resolve(ctx, url, source.Ref{Branch: "main"}, nil); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(start))
+		f.Forget(url)
+	}
+	return out, nil
+}
+
+func configMaps(n int) map[string]string {
+	files := map[string]string{}
+	for i := 0; i < n; i++ {
+		files[fmt.Sprintf("n%d/cm-%04d.yaml", n, i)] = fmt.Sprintf(`apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cm-%04d
+data:
+  index: "%d"
+  payload: "%s"
+`, i, i, "tether-bench-payload-0123456789abcdef")
+	}
+	return files
+}
+
+func kubectlApply(ctx context.Context, kubeconfig, ns, dir string) (time.Duration, error) {
+	create := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "create", "namespace", ns)
+	_ = create.Run() // exists on the second apply
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "apply", "--server-side",
+		"--field-manager", "bench", "-n", ns, "-f", dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("kubectl apply: %v: %s", err, lastLine(out))
+	}
+	return time.Since(start), nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func step(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}

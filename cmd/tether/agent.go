@@ -83,7 +83,7 @@ in sync with them. Outside a cluster it needs only a kubeconfig:
 			if err != nil {
 				return err
 			}
-			return runAgent(ctrl.SetupSignalHandler(), cfg, o, log)
+			return runAgent(cmd.Context(), cfg, o, log)
 		},
 	}
 	o.bind(cmd)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/internal/devenv"
@@ -47,7 +46,7 @@ change reach the cluster. Ctrl-C stops it all.`,
 			if kubeconfig == "" {
 				kubeconfig = os.Getenv("KUBECONFIG")
 			}
-			ctx := ctrl.SetupSignalHandler()
+			ctx := cmd.Context()
 			scheme := newScheme()
 			fmt.Fprintln(out, "Tether local demo: control plane, Git repository, agent.")
 			env, err := devenv.Start(ctx, devenv.Options{

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/internal/testenv"
+)
+
+// lockedBuffer is an io.Writer safe to read while the command writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDevDemo runs what `make run` runs: `tether dev` with the embedded
+// control plane, then commits to the demo repository as its printed
+// instructions say and waits for the change to reach the cluster.
+func TestDevDemo(t *testing.T) {
+	if _, err := testenv.BinDir(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", "")
+	work := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	cmd := newRootCmd()
+	cmd.SetOut(out)
+	cmd.SetErr(out)
+	cmd.SetArgs([]string{"dev", "--examples", "../../examples", "--work-dir", work, "--interval", "1s",
+		"--cache-dir", filepath.Join(work, "git-cache"), "--leader-elect=false"})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("tether dev: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Error("tether dev did not stop within a minute of Ctrl-C")
+		}
+	})
+
+	waitFor(t, 3*time.Minute, func() bool { return strings.Contains(out.String(), "Press Ctrl-C to stop.") }, out)
+	text := out.String()
+	for _, want := range []string{"podinfo-staging: Ready=True", "podinfo-production: Ready=True", "git commit -am", "tether.dev/resync-at"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("dev output lacks %q:\n%s", want, text)
+		}
+	}
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(work, "kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := &testenv.GitRepo{Dir: filepath.Join(work, "repos", "demo")}
+	file := filepath.Join(repo.Dir, "podinfo-like", "overlays", "staging", "configmap.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(b), "Hello from staging", "Hello from a commit", 1)
+	if _, err := repo.Commit(map[string]string{"podinfo-like/overlays/staging/configmap.yaml": edited}, "Change the greeting"); err != nil {
+		t.Fatal(err)
+	}
+	key := types.NamespacedName{Namespace: "podinfo-staging", Name: "podinfo-config"}
+	waitFor(t, 2*time.Minute, func() bool {
+		cm := &corev1.ConfigMap{}
+		return c.Get(ctx, key, cm) == nil && cm.Data["PODINFO_UI_MESSAGE"] == "Hello from a commit"
+	}, out)
+}
+
+func waitFor(t *testing.T, limit time.Duration, ok func() bool, out *lockedBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not done after %s; output so far:\n%s", limit, out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -48,10 +48,15 @@ test: deps test-bin lint ## Everything CI runs
 bench: build test-bin ## Benchmarks, printed as a table
 	@$(GO) run ./cmd/bench
 
-generate: ## Regenerate deepcopy and the CRD (controller-gen)
+generate: ## Regenerate deepcopy, the CRD (controller-gen) and the channel protocol (protoc)
+	@command -v protoc >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler)
 	@GOBIN=$(CACHE_DIR)/gobin $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+	@GOBIN=$(CACHE_DIR)/gobin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	@GOBIN=$(CACHE_DIR)/gobin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 	@$(CACHE_DIR)/gobin/controller-gen object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=api/v1alpha1/crd
 	@cp api/v1alpha1/crd/tether.dev_gitsyncs.yaml deploy/crd/
+	@cd channel/channelpb && PATH=$(CACHE_DIR)/gobin:$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+	  --go-grpc_out=. --go-grpc_opt=paths=source_relative channel.proto
 
 clean:
 	rm -rf bin .tether-dev

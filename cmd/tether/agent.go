@@ -40,6 +40,8 @@ type agentOptions struct {
 	sourceTTL   time.Duration
 	logLevel    string
 	logFormat   string
+	qps         float32
+	burst       int
 }
 
 func (o *agentOptions) bind(cmd *cobra.Command) {
@@ -52,6 +54,8 @@ func (o *agentOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.healthAddr, "health-addr", "", "address of /healthz and /readyz, e.g. :9440 (empty: off)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "address of Prometheus /metrics, e.g. :8080 (empty: off)")
 	f.DurationVar(&o.sourceTTL, "source-ttl", 10*time.Second, "how long one listing of a Git ref serves every GitSync that follows it")
+	f.Float32Var(&o.qps, "kube-api-qps", 100, "requests per second to the API server, sustained (a sync of n objects makes about 2n)")
+	f.IntVar(&o.burst, "kube-api-burst", 300, "requests to the API server allowed in a burst")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 }
@@ -119,6 +123,8 @@ func newScheme() *runtime.Scheme {
 
 // runAgent runs the agent until ctx ends.
 func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.Logger) error {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.qps, o.burst
 	scheme := newScheme()
 	if err := ensureNamespace(ctx, cfg, scheme, o.namespace); err != nil {
 		return err

@@ -32,6 +32,12 @@ type Result struct {
 	Namespaces []v1alpha1.NamespaceCount
 	// Changed is true when any object was created or configured.
 	Changed bool
+	// Live holds, by inventory ID (EntryID), the resourceVersion each
+	// applied or unchanged object has in the cluster after Apply: what a
+	// watch cache sees as the echo of this apply. Skipped objects are
+	// absent. Only complete when Apply returns no error: after a failure it
+	// may hold the dry-run (pre-apply) version of objects not applied.
+	Live map[string]string
 }
 
 // Apply applies plan with server-side apply, in stages:
@@ -59,6 +65,9 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) (*Result, error) {
 		Inventory:  plan.Inventory(),
 		Namespaces: NamespaceCounts(plan.Objects),
 	}
+	live := &liveVersions{rvs: make(map[string]string, len(plan.Objects))}
+	ctx = context.WithValue(ctx, liveKey{}, live)
+	defer func() { res.Live = live.snapshot() }()
 	timeout := plan.Options.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout

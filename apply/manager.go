@@ -77,7 +77,7 @@ func NewManager(c client.Client, opts ManagerOptions) *Manager {
 		opts.Concurrency = DefaultConcurrency
 	}
 	poller := polling.NewStatusPoller(c, c.RESTMapper(), polling.Options{})
-	rm := ssa.NewResourceManager(c, poller, ssa.Owner{Field: opts.FieldManager, Group: OwnerGroup})
+	rm := ssa.NewResourceManager(liveClient{c}, poller, ssa.Owner{Field: opts.FieldManager, Group: OwnerGroup})
 	rm.SetConcurrency(opts.Concurrency)
 	return &Manager{client: c, mapper: c.RESTMapper(), rm: rm, concurrency: opts.Concurrency}
 }

@@ -1,0 +1,143 @@
+package drift
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fluxcd/pkg/ssa"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/apply"
+)
+
+// BenchmarkNoChange compares a sync where nothing changed, for n
+// ConfigMaps in one namespace, side by side on the same API server:
+//
+//   - tether: Suspects + Check from the watch cache;
+//   - apply:  apply.Manager.Apply of the same plan (ssa's ApplyAll: a GET
+//     and a server-side dry-run per object);
+//   - ssa:    plain ssa.ApplyAllStaged, Flux's path.
+//
+// Each reports requests/op. The tether variant also reports the heap the
+// tracker holds for the n objects (tracker-heap-MiB, measured around
+// NewTracker+Record with everything else alive on both sides) and the
+// process RSS afterwards. Clients are not rate-limited, so the apply
+// variants are measured at their fastest. Run with -benchtime=3x: each
+// apply iteration is a whole sync's worth of requests.
+func BenchmarkNoChange(b *testing.B) {
+	for _, n := range []int{200, 1000, 5000} {
+		ns := newNamespace(b)
+		owner := Owner{Name: "bench", Namespace: ns}
+		objs := make([]*unstructured.Unstructured, n)
+		for i := range objs {
+			objs[i] = &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "v1", "kind": "ConfigMap",
+				"metadata": map[string]any{"name": fmt.Sprintf("cm-%04d", i)},
+				"data":     map[string]any{"index": strconv.Itoa(i)},
+			}}
+		}
+		ctx := testContext(b)
+		reqs := &counter{}
+		bcfg := countedConfig(reqs)
+		bcfg.QPS, bcfg.Burst = -1, 0 // no client-side throttling
+		c, err := client.New(bcfg, client.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := apply.NewManager(c, apply.ManagerOptions{})
+		plan, err := m.Plan(ctx, objs, apply.Options{Owner: apply.Owner(owner)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := m.Apply(ctx, plan)
+		if err != nil {
+			b.Fatal(err)
+		}
+
+		heapBefore := heapInUse()
+		h := newHarness(b)
+		if err := h.tracker.Record(ctx, owner, plan.Objects, res.Live); err != nil {
+			b.Fatal(err)
+		}
+		trackerHeap := heapInUse() - heapBefore
+		time.Sleep(time.Second) // let the watch settle
+
+		b.Run(fmt.Sprintf("n=%d/tether", n), func(b *testing.B) {
+			before := h.requests.n.Load()
+			b.ResetTimer()
+			for range b.N {
+				if s := h.tracker.Suspects(owner); len(s) != 0 {
+					b.Fatalf("%d suspects", len(s))
+				}
+				rep, err := h.tracker.Check(ctx, owner, nil)
+				if err != nil || rep.Count != 0 {
+					b.Fatalf("check: %v, %d drifted", err, rep.Count)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(h.requests.n.Load()-before)/float64(b.N), "requests/op")
+			b.ReportMetric(float64(trackerHeap)/(1<<20), "tracker-heap-MiB")
+			b.ReportMetric(rssMiB(), "rss-MiB")
+		})
+		for _, impl := range []string{"apply", "ssa"} {
+			b.Run(fmt.Sprintf("n=%d/%s", n, impl), func(b *testing.B) {
+				before := reqs.n.Load()
+				for range b.N {
+					var cs *ssa.ChangeSet
+					var err error
+					if impl == "ssa" {
+						cs, err = m.ResourceManager().ApplyAllStaged(ctx, plan.Objects, ssa.DefaultApplyOptions())
+					} else {
+						var r *apply.Result
+						if r, err = m.Apply(ctx, plan); err == nil {
+							cs = r.ChangeSet
+						}
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, e := range cs.Entries {
+						if e.Action != ssa.UnchangedAction {
+							b.Fatalf("%s: %s", e.Subject, e.Action)
+						}
+					}
+				}
+				b.ReportMetric(float64(reqs.n.Load()-before)/float64(b.N), "requests/op")
+			})
+		}
+		if err := k8s.DeleteAllOf(ctx, objs[0], client.InNamespace(ns)); err != nil {
+			b.Log(err)
+		}
+	}
+}
+
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
+}
+
+// rssMiB is the process's resident set size after returning freed memory
+// to the OS; 0 where /proc is missing.
+func rssMiB() float64 {
+	debug.FreeOSMemory()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}

@@ -1,0 +1,203 @@
+package drift
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fluxcd/pkg/ssa/utils"
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"tether.dev/tether/apply"
+	"tether.dev/tether/internal/testenv"
+)
+
+// cfg is an admin rest config of the package's control plane; k8s is a
+// client on it; applier applies as Tether does.
+var (
+	cfg     *rest.Config
+	k8s     client.Client
+	applier *apply.Manager
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
+	ctrllog.SetLogger(logr.Discard())
+	cfg = rest.CopyConfig(cp.Config)
+	cfg.QPS, cfg.Burst = 200, 400
+	if k8s, err = client.New(cfg, client.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	applier = apply.NewManager(k8s, apply.ManagerOptions{})
+	return m.Run()
+}
+
+func testContext(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+func newNamespace(tb testing.TB) string {
+	tb.Helper()
+	ns, err := testenv.CreateNamespace(testContext(tb), k8s, "drift")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ns
+}
+
+// counter counts the HTTP requests made through a rest config.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		c.n.Add(1)
+		return rt.RoundTrip(r)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// countedConfig returns a copy of cfg whose requests c counts.
+func countedConfig(c *counter) *rest.Config {
+	out := rest.CopyConfig(cfg)
+	out.Wrap(c.wrap)
+	return out
+}
+
+// change is one OnChange call and when it came.
+type change struct {
+	owner Owner
+	at    time.Time
+}
+
+// harness is a started Tracker whose requests are counted and whose
+// OnChange calls arrive on changes.
+type harness struct {
+	tracker  *Tracker
+	requests *counter
+	changes  chan change
+}
+
+func newHarness(tb testing.TB) *harness {
+	tb.Helper()
+	h := &harness{requests: &counter{}, changes: make(chan change, 64)}
+	tr, err := NewTracker(countedConfig(h.requests), k8s.RESTMapper(), Options{
+		Logger: slog.New(slog.DiscardHandler),
+		OnChange: func(o Owner) {
+			select {
+			case h.changes <- change{o, time.Now()}:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Start(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Error(err)
+		}
+	})
+	h.tracker = tr
+	return h
+}
+
+// waitChange waits for OnChange(owner) and returns when it was called.
+func (h *harness) waitChange(tb testing.TB, owner Owner) time.Time {
+	tb.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case c := <-h.changes:
+			if c.owner == owner {
+				return c.at
+			}
+		case <-timeout:
+			tb.Fatalf("no OnChange(%s) within 10s", owner)
+		}
+	}
+}
+
+// waitSuspects waits until owner has n suspects: several out-of-band
+// changes reach the watch cache one event at a time.
+func (h *harness) waitSuspects(tb testing.TB, owner Owner, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.tracker.Suspects(owner)) < n {
+		if time.Now().After(deadline) {
+			tb.Fatalf("suspects = %+v, want %d", h.tracker.Suspects(owner), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// applyAndRecord plans and applies objs for owner, as the sync loop
+// does, and records the result.
+func (h *harness) applyAndRecord(tb testing.TB, owner Owner, objs []*unstructured.Unstructured) *apply.Result {
+	tb.Helper()
+	ctx := testContext(tb)
+	plan, err := applier.Plan(ctx, objs, apply.Options{Owner: apply.Owner(owner)})
+	if err != nil {
+		tb.Fatalf("plan: %v", err)
+	}
+	res, err := applier.Apply(ctx, plan)
+	if err != nil {
+		tb.Fatalf("apply: %v", err)
+	}
+	if err := h.tracker.Record(ctx, owner, plan.Objects, res.Live); err != nil {
+		tb.Fatalf("record: %v", err)
+	}
+	return res
+}
+
+// readObjects reads a YAML fixture from testdata/, replacing ${KEY} with
+// vars[KEY].
+func readObjects(tb testing.TB, name string, vars map[string]string) []*unstructured.Unstructured {
+	tb.Helper()
+	data, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	text := os.Expand(string(data), func(k string) string {
+		v, ok := vars[k]
+		if !ok {
+			tb.Fatalf("%s: no value for ${%s}", name, k)
+		}
+		return v
+	})
+	objs, err := utils.ReadObjects(strings.NewReader(text))
+	if err != nil {
+		tb.Fatalf("%s: %v", name, err)
+	}
+	return objs
+}

@@ -1,0 +1,134 @@
+package drift
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fluxcd/cli-utils/pkg/object"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// entry is the record of one applied object.
+type entry struct {
+	id  string // inventory ID, <namespace>_<name>_<group>_<kind>
+	gvk schema.GroupVersionKind
+	key objKey
+	// applied is the object as sent to the API server, compact JSON: what
+	// Check dry-runs again. sum fingerprints it.
+	applied []byte
+	sum     [sha256.Size]byte
+	// rv is the resourceVersion the apply produced, or the one a Check
+	// found without drift; "" when unknown (every version is then newer).
+	rv string
+	// changedAt is when a watch event first showed the object past rv or
+	// gone; zero while it matches.
+	changedAt time.Time
+	// checked caches the last Check of this object: drift found at
+	// resourceVersion checkedRV, so a Check of the same version needs no
+	// request.
+	checkedRV string
+	checked   *Object
+}
+
+// Record remembers what was applied for owner: each object exactly as sent
+// (applied, e.g. apply.Plan.Objects) and the resourceVersion it ended with
+// (liveRV by inventory ID, e.g. apply.Result.Live). It replaces the
+// owner's previous record: objects no longer applied stop being tracked,
+// and an object whose content and version did not change keeps its state.
+// An object without a version in liveRV is tracked with an unknown
+// version, so it is a suspect until a Check accepts its live state.
+//
+// Record starts a watch for each kind not yet watched and waits for its
+// first list (one LIST request per new kind); with every kind watched it
+// makes no request. It also ends a Hold on owner. It waits for Start.
+// Record and Forget of one owner must not run concurrently (the sync loop
+// runs one reconcile per GitSync at a time).
+func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructured.Unstructured, liveRV map[string]string) error {
+	select {
+	case <-t.started:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrNotStarted, context.Cause(ctx))
+	}
+	entries := make(map[objKey]*entry, len(applied))
+	for _, o := range applied {
+		e, err := t.newEntry(o)
+		if err != nil {
+			return fmt.Errorf("record %s: %w", owner, err)
+		}
+		e.rv = liveRV[e.id]
+		entries[e.key] = e
+	}
+
+	if err := t.ensureWatches(ctx, gvrsOf(entries)); err != nil {
+		return fmt.Errorf("record %s: %w", owner, err)
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.ownerLocked(owner)
+	for k, e := range entries {
+		if old, ok := st.entries[k]; ok && old.sum == e.sum && (old.rv == e.rv || e.rv == "") {
+			entries[k] = old
+		}
+	}
+	// Each owner holds one reference per resource of its current record.
+	t.releaseWatchesLocked(gvrsOf(st.entries))
+	st.entries = entries
+	st.held, st.changedWhileHeld = false, false
+	if len(t.suspectsLocked(st, time.Now())) > 0 {
+		t.queueLocked(owner)
+	}
+	return nil
+}
+
+// newEntry resolves o's resource and fingerprints it.
+func (t *Tracker) newEntry(o *unstructured.Unstructured) (*entry, error) {
+	if o == nil {
+		return nil, errors.New("nil object")
+	}
+	gvk := o.GroupVersionKind()
+	mapping, err := t.mapping(gvk)
+	if err != nil {
+		return nil, err
+	}
+	ns := o.GetNamespace()
+	if mapping.Scope.Name() != meta.RESTScopeNameNamespace {
+		ns = ""
+	}
+	data, err := json.Marshal(o.Object)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", object.UnstructuredToObjMetadata(o), err)
+	}
+	return &entry{
+		id:      object.UnstructuredToObjMetadata(o).String(),
+		gvk:     gvk,
+		key:     objKey{gvr: mapping.Resource, namespace: ns, name: o.GetName()},
+		applied: data,
+		sum:     sha256.Sum256(data),
+	}, nil
+}
+
+// mapping resolves gvk once; later calls are answered from memory so that
+// Record of known kinds needs no discovery.
+func (t *Tracker) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	t.mu.Lock()
+	m, ok := t.mappings[gvk]
+	t.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	m, err := t.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, fmt.Errorf("resolve kind %s: %w", gvk, err)
+	}
+	t.mu.Lock()
+	t.mappings[gvk] = m
+	t.mu.Unlock()
+	return m, nil
+}

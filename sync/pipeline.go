@@ -61,7 +61,7 @@ func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.
 		}
 		n := r.addFailure(key)
 		log.Error(se.err, "sync failed", "reason", se.reason, "failures", n)
-		if werr := r.fail(context.WithoutCancel(ctx), key, se.reason, se.err, se.user); werr != nil {
+		if werr := r.fail(context.WithoutCancel(ctx), key, se.reason, se.err, se.user, gs); werr != nil {
 			log.Error(werr, "cannot record failure")
 		}
 		// The resync request was handled, even though it failed: echo it

@@ -153,7 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	if err := validate(gs); err != nil {
-		return ctrl.Result{}, r.fail(ctx, key, v1alpha1.ReasonInvalidSpec, err, true)
+		return ctrl.Result{}, r.fail(ctx, key, v1alpha1.ReasonInvalidSpec, err, true, nil)
 	}
 
 	ref := sourceRef(gs)
@@ -195,7 +195,7 @@ func (r *Reconciler) retry(ctx context.Context, gs *v1alpha1.GitSync, reason str
 	n := r.addFailure(key)
 	logr.FromContextOrDiscard(ctx).Error(err, "sync not started", "reason", reason, "failures", n)
 	if !r.runner.busy(key) {
-		if werr := r.fail(ctx, key, reason, err, user); werr != nil {
+		if werr := r.fail(ctx, key, reason, err, user, nil); werr != nil {
 			return ctrl.Result{}, werr
 		}
 	}
@@ -204,12 +204,22 @@ func (r *Reconciler) retry(ctx context.Context, gs *v1alpha1.GitSync, reason str
 
 // fail writes a failed Ready condition and a warning event, once per
 // distinct message so that retries don't flood the event stream.
-func (r *Reconciler) fail(ctx context.Context, key types.NamespacedName, reason string, err error, user bool) error {
+//
+// Fix (found by TestBrokenYAMLFailsRenderAndRecovers): a sync marks the
+// GitSync progressing before it fails, so the live Ready condition never
+// showed the previous failure and every retry of a failed sync emitted the
+// same warning again (a new Event object each time, as the GitSync's
+// resourceVersion differs). prev, when not nil, is the GitSync as it was
+// before the failed attempt and is compared as well.
+func (r *Reconciler) fail(ctx context.Context, key types.NamespacedName, reason string, err error, user bool, prev *v1alpha1.GitSync) error {
 	var changed bool
 	gs, werr := r.status.patch(ctx, key, func(gs *v1alpha1.GitSync) {
 		changed = !sameFailure(gs, reason, err.Error())
 		markFailed(gs, reason, err, user)
 	})
+	if prev != nil && sameFailure(prev, reason, err.Error()) {
+		changed = false
+	}
 	if werr == nil && gs != nil && changed {
 		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, reason, "Sync", "%s", err.Error())
 	}

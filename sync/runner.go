@@ -41,6 +41,12 @@ func (r *runner) start(parent context.Context, key types.NamespacedName, w want,
 	if prev != nil && prev.want == w {
 		return false
 	}
+	if prev != nil {
+		// Fix (found by TestRunnerSupersededWaitingWorkNeverRuns under
+		// -race): cancel the superseded job here, not only in the goroutine
+		// below, which may be scheduled after that job has already started.
+		prev.cancel()
+	}
 	ctx, cancel := context.WithCancel(parent)
 	j := &job{want: w, cancel: cancel, done: make(chan struct{})}
 	r.jobs[key] = j
@@ -60,6 +66,15 @@ func (r *runner) start(parent context.Context, key types.NamespacedName, w want,
 			return
 		}
 		defer func() { <-r.slots }()
+		// Fix (found by TestRunnerSupersededWaitingWorkNeverRuns): when newer
+		// work cancelled this job while it waited for prev, both cases of the
+		// select above may be ready and Go picks one at random, so
+		// superseded work sometimes ran (with a cancelled context). Check
+		// again now that the slot is held.
+		if ctx.Err() != nil {
+			r.finish(key, j)
+			return
+		}
 		fn(ctx)
 		r.finish(key, j)
 	}()

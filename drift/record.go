@@ -80,6 +80,7 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 	// Each owner holds one reference per resource of its current record.
 	t.releaseWatchesLocked(gvrsOf(st.entries))
 	st.entries = entries
+	st.recorded = true
 	st.held, st.changedWhileHeld = false, false
 	if len(t.suspectsLocked(st, time.Now())) > 0 {
 		t.queueLocked(owner)

@@ -83,6 +83,9 @@ type Tracker struct {
 // ownerState is the record of one owner.
 type ownerState struct {
 	entries map[objKey]*entry
+	// recorded is set by the first Record: until then the tracker knows
+	// nothing of what was applied and cannot see drift.
+	recorded bool
 	// held suppresses notifications while the owner's apply runs: its own
 	// echoes would look like changes until Record stores their versions.
 	held bool

@@ -52,22 +52,25 @@ type Error struct {
 // Error leads with the URL; credentials in the underlying message are
 // masked.
 func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString("git ")
-	b.WriteString(e.URL)
+	parts := []string{"git " + e.URL}
 	if e.Op != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Op)
+		parts = append(parts, e.Op)
 	}
 	if e.Kind != nil {
-		b.WriteString(": ")
-		b.WriteString(e.Kind.Error())
+		parts = append(parts, e.Kind.Error())
 	}
-	if e.Err != nil && (e.Kind == nil || e.Err.Error() != e.Kind.Error()) {
-		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+	if e.Err != nil {
+		parts = append(parts, strings.Split(e.Err.Error(), ": ")...)
 	}
-	return RedactString(b.String())
+	// Causes often repeat their kind ("ref not found: ref not found: ...");
+	// say each thing once.
+	out := parts[:1]
+	for _, p := range parts[1:] {
+		if p != out[len(out)-1] {
+			out = append(out, p)
+		}
+	}
+	return RedactString(strings.Join(out, ": "))
 }
 
 // Unwrap returns the kind and the cause, so errors.Is matches both.

@@ -16,6 +16,7 @@ const (
 	whyResync     = "resync requested"
 	whyRetry      = "retrying failed sync"
 	whyIncomplete = "last sync did not finish"
+	whyUntracked  = "agent started: re-apply to watch for drift"
 )
 
 // want identifies one piece of sync work. Two requests with the same want

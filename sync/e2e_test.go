@@ -2,6 +2,7 @@ package sync
 
 import (
 	"fmt"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"os"
 	"slices"
 	"strings"
@@ -305,12 +306,15 @@ func TestNamespaceNotAllowedWritesNothing(t *testing.T) {
 }
 
 // The loop does not re-apply an unchanged revision; the resync annotation
-// forces one full sync and is echoed into the status.
+// forces one full sync and is echoed into the status. With drift mode
+// detect, a deletion by hand is reported but left for the resync to fix.
 func TestResyncAnnotation(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, "resync")
 	srv, repo, sha := appRepo(t)
-	key := create(t, newGitSync(ns, "app", repo.URL, "./app"))
+	gs0 := newGitSync(ns, "app", repo.URL, "./app")
+	gs0.Spec.Drift.Mode = v1alpha1.DriftDetect
+	key := create(t, gs0)
 	waitApplied(t, key, mainRev(sha))
 
 	cm := configMap(ns, "web-config")
@@ -327,6 +331,14 @@ func TestResyncAnnotation(t *testing.T) {
 		return nil
 	})
 	mustBeAbsent(t, configMap(ns, "web-config"))
+	eventually(t, waitTimeout, func() error {
+		gs := getGitSync(t, key)
+		if !meta.IsStatusConditionTrue(gs.Status.Conditions, v1alpha1.DriftedCondition) || gs.Status.Drift == nil ||
+			gs.Status.Drift.Count != 1 || len(gs.Status.Drift.Objects) != 1 || !gs.Status.Drift.Objects[0].Deleted {
+			return fmt.Errorf("deletion not reported as drift: %+v %+v", gs.Status.Conditions, gs.Status.Drift)
+		}
+		return nil
+	})
 
 	const at = "2026-05-01T12:00:00Z"
 	update(t, key, func(gs *v1alpha1.GitSync) {
@@ -342,6 +354,9 @@ func TestResyncAnnotation(t *testing.T) {
 	gs := waitApplied(t, key, mainRev(sha))
 	if gs.Status.LastHandledResyncAt != at {
 		t.Errorf("lastHandledResyncAt = %q, want %q", gs.Status.LastHandledResyncAt, at)
+	}
+	if meta.IsStatusConditionTrue(gs.Status.Conditions, v1alpha1.DriftedCondition) || gs.Status.Drift.Count != 0 {
+		t.Errorf("drift still reported after the resync: %+v %+v", gs.Status.Conditions, gs.Status.Drift)
 	}
 }
 

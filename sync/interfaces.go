@@ -8,6 +8,7 @@ import (
 
 	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/apply"
+	"tether.dev/tether/drift"
 	"tether.dev/tether/render"
 	"tether.dev/tether/source"
 )
@@ -36,4 +37,16 @@ type Applier interface {
 	Plan(ctx context.Context, objs []*unstructured.Unstructured, opts apply.Options) (*apply.Plan, error)
 	Apply(ctx context.Context, plan *apply.Plan) (*apply.Result, error)
 	Prune(ctx context.Context, old, new *v1alpha1.ResourceInventory, owner apply.Owner) (*ssa.ChangeSet, error)
+}
+
+// DriftTracker is what sync needs from drift.Tracker: the watch cache that
+// says, without API requests, whether anything a GitSync applied changed.
+type DriftTracker interface {
+	Tracking(owner drift.Owner) bool
+	Suspects(owner drift.Owner) []drift.Suspect
+	Check(ctx context.Context, owner drift.Owner, ignore []drift.IgnoreRule) (*drift.Report, error)
+	Hold(owner drift.Owner) (release func())
+	Record(ctx context.Context, owner drift.Owner, applied []*unstructured.Unstructured, liveRV map[string]string) error
+	Applied(owner drift.Owner, ids []string) ([]*unstructured.Unstructured, error)
+	Forget(owner drift.Owner)
 }

@@ -32,10 +32,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/apply"
 	"tether.dev/tether/internal/testenv"
-	"tether.dev/tether/render"
-	"tether.dev/tether/source"
 )
 
 // The package's end-to-end tests share one control plane and one agent: a
@@ -115,6 +112,8 @@ func startAgent(cp *testenv.ControlPlane) (func() error, error) {
 	// runAgent's default client rate limits.
 	cfg := rest.CopyConfig(cp.Config)
 	cfg.QPS, cfg.Burst = 100, 300
+	// Every request the agent makes passes agentRequests.
+	cfg.Wrap(agentRequests.wrap)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:         scheme,
 		Logger:         log,
@@ -134,16 +133,7 @@ func startAgent(cp *testenv.ControlPlane) (func() error, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reconciler{
-		Client:      mgr.GetClient(),
-		APIReader:   mgr.GetAPIReader(),
-		Source:      source.NewFetcher(cacheDir, source.Options{ResolveTTL: testResolveTTL, Logger: slogger}),
-		Renderer:    RenderFunc(render.Render),
-		Applier:     apply.NewManager(direct, apply.ManagerOptions{}),
-		Recorder:    mgr.GetEventRecorder("tether"),
-		Concurrency: 4,
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
+	if _, err := New(mgr, cfg, Options{CacheDir: cacheDir, ResolveTTL: testResolveTTL, Concurrency: 4, Logger: slogger}); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -83,6 +83,9 @@ func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.
 			live.Status.Namespaces = out.namespaces
 			now := metav1.Now()
 			live.Status.LastSyncTime = &now
+			if r.Drift != nil {
+				markNoDrift(live) // everything was just applied from Git
+			}
 		}
 	})
 	if werr != nil {
@@ -119,25 +122,24 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 			err: fmt.Errorf("%s at %s: %w", displayPath(gs.Spec.Path), rev, err)}
 	}
 	out := &outcome{hash: res.Hash}
-	if unchangedRender(gs, res.Hash) {
+	owner := ownerOf(gs)
+	if unchangedRender(gs, res.Hash) && (r.Drift == nil || r.Drift.Tracking(driftOwner(gs))) {
 		out.summary = "rendered objects unchanged, nothing applied"
 		return out, nil
 	}
 
-	owner := ownerOf(gs)
-	plan, err := r.Applier.Plan(ctx, res.Objects, apply.Options{
-		Owner:             owner,
-		TargetNamespace:   targetNamespace(gs),
-		AllowedNamespaces: gs.Spec.AllowedNamespaces,
-		Prune:             gs.Spec.Prune,
-		Timeout:           timeout(gs),
-	})
+	plan, err := r.Applier.Plan(ctx, res.Objects, applyOptions(gs))
 	if err != nil {
 		reason := v1alpha1.ReasonApplyFailed
 		if errors.Is(err, apply.ErrNamespaceNotAllowed) {
 			reason = v1alpha1.ReasonNamespaceDenied
 		}
 		return nil, &stageError{reason: reason, user: apply.IsUserError(err), err: err}
+	}
+	if r.Drift != nil {
+		// The watch echoes of our own apply are not drift.
+		release := r.Drift.Hold(driftOwner(gs))
+		defer release()
 	}
 	result, err := r.Applier.Apply(ctx, plan)
 	if err != nil {
@@ -159,7 +161,24 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		out.changed = out.changed || deleted > 0
 	}
 	out.summary = summarize(counts)
+	if r.Drift != nil {
+		// From now on the watch cache compares the cluster with this apply.
+		if err := r.Drift.Record(ctx, driftOwner(gs), plan.Objects, result.Live); err != nil {
+			return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, err: fmt.Errorf("record applied objects for drift detection: %w", err)}
+		}
+	}
 	return out, nil
+}
+
+// applyOptions are the apply settings of gs.
+func applyOptions(gs *v1alpha1.GitSync) apply.Options {
+	return apply.Options{
+		Owner:             ownerOf(gs),
+		TargetNamespace:   targetNamespace(gs),
+		AllowedNamespaces: gs.Spec.AllowedNamespaces,
+		Prune:             gs.Spec.Prune,
+		Timeout:           timeout(gs),
+	}
 }
 
 // unchangedRender is true when the rendered objects are byte-for-byte those

@@ -25,6 +25,7 @@ import (
 	crsource "sigs.k8s.io/controller-runtime/pkg/source"
 
 	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/drift"
 	"tether.dev/tether/source"
 )
 
@@ -47,6 +48,11 @@ type Reconciler struct {
 	Renderer  Renderer
 	Applier   Applier
 	Recorder  recorder.EventRecorder
+	// Drift, when set, is the watch cache that detects drift between
+	// syncs; without it drift is only corrected by the next sync.
+	Drift DriftTracker
+	// Reporter, when set, receives every status change (for the hub).
+	Reporter Reporter
 	// Concurrency bounds how many syncs run at once (default 4).
 	Concurrency int
 
@@ -83,14 +89,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.GitSync{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		WatchesRawSource(crsource.Channel(r.kick, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 4)}).
+		// SkipNameValidation: tests and the demo run more than one agent
+		// in one process; the name only labels metrics.
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 4), SkipNameValidation: ptr(true)}).
 		Named("gitsync").
 		Complete(r)
 }
 
 func (r *Reconciler) init() {
 	r.runner = newRunner(r.concurrency())
-	r.status = &statusWriter{client: r.Client, locks: map[types.NamespacedName]*gosync.Mutex{}}
+	r.status = &statusWriter{client: r.Client, reporter: r.Reporter, locks: map[types.NamespacedName]*gosync.Mutex{}}
 	r.kick = make(chan event.GenericEvent, 1024)
 	r.ctx, r.stop = context.WithCancel(context.Background())
 	r.failures = map[types.NamespacedName]int{}
@@ -159,7 +167,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	ref := sourceRef(gs)
 	auth, err := r.auth(ctx, gs, false)
 	if err != nil {
-		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, false)
+		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, apierrors.IsNotFound(err))
 	}
 	rev, err := r.Source.Resolve(ctx, gs.Spec.Source.URL, ref, auth)
 	if errors.Is(err, source.ErrAuth) && gs.Spec.Source.SecretRef != nil {
@@ -169,12 +177,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	if err != nil {
-		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, false)
+		// Git is unreachable or refuses us; the cluster can still drift.
+		if r.hasSuspects(gs) && !r.runner.busy(key) {
+			r.checkDrift(ctx, gs)
+		}
+		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, !source.IsTransient(err))
 	}
 
 	why := decide(gs, rev.String())
+	if why == whyNone && r.Drift != nil && !r.Drift.Tracking(driftOwner(gs)) {
+		// The agent (re)started: apply once to learn what is applied.
+		why = whyUntracked
+	}
 	if why == whyNone {
 		r.setFailures(key, 0)
+		// Only the watch cache is read: no API request when nothing moved.
+		if r.hasSuspects(gs) && !r.runner.busy(key) {
+			r.checkDrift(ctx, gs)
+		}
 		return ctrl.Result{RequeueAfter: nextPoll(gs)}, nil
 	}
 	w := want{Revision: rev.String(), Generation: gs.Generation, Resync: resyncValue(gs)}
@@ -276,8 +296,16 @@ func (r *Reconciler) setFailures(key types.NamespacedName, n int) {
 // forget drops everything kept in memory for a GitSync that is gone.
 func (r *Reconciler) forget(key types.NamespacedName) {
 	r.runner.cancel(key)
+	if r.Drift != nil {
+		r.Drift.Forget(drift.Owner{Name: key.Name, Namespace: key.Namespace})
+	}
+	if r.Reporter != nil {
+		r.Reporter.Forget(key.Namespace, key.Name)
+	}
 	r.mu.Lock()
 	delete(r.failures, key)
 	delete(r.auths, key)
 	r.mu.Unlock()
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -17,9 +17,10 @@ import (
 // statusWriter serialises status writes per GitSync so that the reconcile
 // and a sync finishing at the same moment never interleave.
 type statusWriter struct {
-	client client.Client
-	mu     gosync.Mutex
-	locks  map[types.NamespacedName]*gosync.Mutex
+	client   client.Client
+	reporter Reporter
+	mu       gosync.Mutex
+	locks    map[types.NamespacedName]*gosync.Mutex
 }
 
 func (w *statusWriter) lock(key types.NamespacedName) func() {
@@ -54,6 +55,9 @@ func (w *statusWriter) patch(ctx context.Context, key types.NamespacedName, muta
 		}
 		return nil, fmt.Errorf("GitSync %s: write status: %w", key, err)
 	}
+	if w.reporter != nil {
+		w.reporter.Report(gs.DeepCopy())
+	}
 	return gs, nil
 }
 
@@ -63,12 +67,16 @@ func setCondition(gs *v1alpha1.GitSync, typ string, status metav1.ConditionStatu
 	})
 }
 
-// markProgressing records that a sync of rev has started.
+// markProgressing records that a sync of rev has started. A retry of a
+// failed sync keeps Ready=False (with its reason) while it runs, so that the
+// status doesn't flap between Unknown and False on every retry.
 func markProgressing(gs *v1alpha1.GitSync, rev, why string) {
 	msg := fmt.Sprintf("Syncing %s (%s)", rev, why)
 	setCondition(gs, v1alpha1.ReconcilingCondition, metav1.ConditionTrue, v1alpha1.ReasonProgressing, msg)
-	setCondition(gs, v1alpha1.ReadyCondition, metav1.ConditionUnknown, v1alpha1.ReasonProgressing, msg)
-	meta.RemoveStatusCondition(&gs.Status.Conditions, v1alpha1.StalledCondition)
+	if why != whyRetry {
+		setCondition(gs, v1alpha1.ReadyCondition, metav1.ConditionUnknown, v1alpha1.ReasonProgressing, msg)
+		meta.RemoveStatusCondition(&gs.Status.Conditions, v1alpha1.StalledCondition)
+	}
 	gs.Status.LastAttemptedRevision = rev
 }
 

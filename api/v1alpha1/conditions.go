@@ -9,17 +9,23 @@ const (
 	// StalledCondition is True when a user error stops progress until the
 	// spec or the repository changes.
 	StalledCondition = "Stalled"
+	// DriftedCondition is True while objects differ from what was applied.
+	DriftedCondition = "Drifted"
 )
 
 // Condition reasons.
 const (
-	ReasonSucceeded       = "Succeeded"
-	ReasonProgressing     = "Progressing"
-	ReasonFetchFailed     = "FetchFailed"
-	ReasonRenderFailed    = "RenderFailed"
-	ReasonApplyFailed     = "ApplyFailed"
-	ReasonPruneFailed     = "PruneFailed"
-	ReasonInvalidSpec     = "InvalidSpec"
-	ReasonNamespaceDenied = "NamespaceNotAllowed"
-	ReasonSuspended       = "Suspended"
+	ReasonSucceeded        = "Succeeded"
+	ReasonProgressing      = "Progressing"
+	ReasonFetchFailed      = "FetchFailed"
+	ReasonRenderFailed     = "RenderFailed"
+	ReasonApplyFailed      = "ApplyFailed"
+	ReasonPruneFailed      = "PruneFailed"
+	ReasonInvalidSpec      = "InvalidSpec"
+	ReasonNamespaceDenied  = "NamespaceNotAllowed"
+	ReasonSuspended        = "Suspended"
+	ReasonDriftDetected    = "DriftDetected"
+	ReasonDriftCorrected   = "DriftCorrected"
+	ReasonNoDrift          = "NoDrift"
+	ReasonDriftCheckFailed = "DriftCheckFailed"
 )

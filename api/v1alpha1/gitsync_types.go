@@ -83,6 +83,49 @@ type GitSyncSpec struct {
 	// a render reads nothing outside the repository.
 	// +optional
 	AllowRemoteBases bool `json:"allowRemoteBases,omitempty"`
+
+	// Drift says what to do when the cluster is changed behind Git's back.
+	// +optional
+	Drift DriftSpec `json:"drift,omitempty"`
+}
+
+// Drift modes.
+const (
+	// DriftCorrect re-applies drifted objects as soon as drift is seen.
+	DriftCorrect = "correct"
+	// DriftDetect only reports drift; the next sync of a new revision (or a
+	// resync) applies Git again.
+	DriftDetect = "detect"
+)
+
+// DriftSpec configures drift detection.
+type DriftSpec struct {
+	// Mode is correct (the default) or detect.
+	// +kubebuilder:validation:Enum=correct;detect
+	// +optional
+	Mode string `json:"mode,omitempty"`
+
+	// Ignore lists fields (or whole objects) that are not drift, such as
+	// /spec/replicas of a Deployment scaled by an HPA.
+	// +optional
+	Ignore []DriftIgnoreRule `json:"ignore,omitempty"`
+}
+
+// DriftIgnoreRule selects objects (empty selector fields match any) and the
+// JSON pointers in them to ignore; no paths ignores the whole object.
+type DriftIgnoreRule struct {
+	// +optional
+	Group string `json:"group,omitempty"`
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// +optional
+	Name string `json:"name,omitempty"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// Paths are JSON pointers such as /spec/replicas; a * segment matches
+	// any key or index.
+	// +optional
+	Paths []string `json:"paths,omitempty"`
 }
 
 // GitSource names a repository, the ref to follow in it and its credentials.
@@ -168,6 +211,53 @@ type GitSyncStatus struct {
 	// Namespaces counts applied objects per namespace ("" for cluster scope).
 	// +optional
 	Namespaces []NamespaceCount `json:"namespaces,omitempty"`
+
+	// Drift summarises the last drift seen.
+	// +optional
+	Drift *DriftStatus `json:"drift,omitempty"`
+}
+
+// MaxDriftedObjects is how many drifted objects the status lists.
+const MaxDriftedObjects = 10
+
+// DriftStatus summarises drift: how many objects differ from Git now and,
+// for the first few seen last, what differs and who changed it.
+type DriftStatus struct {
+	// Count is the number of objects that differ from Git now.
+	Count int `json:"count"`
+	// Objects are the first MaxDriftedObjects objects of the last detection.
+	// +optional
+	Objects []DriftedObject `json:"objects,omitempty"`
+	// LastDetectedTime is when drift was last seen.
+	// +optional
+	LastDetectedTime *metav1.Time `json:"lastDetectedTime,omitempty"`
+	// LastCorrectedTime is when drift was last corrected.
+	// +optional
+	LastCorrectedTime *metav1.Time `json:"lastCorrectedTime,omitempty"`
+}
+
+// DriftedObject is one object that differed from Git. Values are never
+// shown, only paths, so Secret data cannot leak.
+type DriftedObject struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	// Paths are the JSON pointers that differ.
+	// +optional
+	Paths []string `json:"paths,omitempty"`
+	// Managers are the field managers that own those paths now.
+	// +optional
+	Managers []string `json:"managers,omitempty"`
+	// Deleted says the object was deleted.
+	// +optional
+	Deleted bool `json:"deleted,omitempty"`
+	// Corrected says Tether re-applied it.
+	// +optional
+	Corrected bool `json:"corrected,omitempty"`
+	// DetectedTime is when the change was seen.
+	DetectedTime metav1.Time `json:"detectedTime"`
 }
 
 // ResourceInventory is the set of objects a GitSync applied.
@@ -200,6 +290,7 @@ type NamespaceCount struct {
 // +kubebuilder:resource:shortName=gs
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.shortRevision`
+// +kubebuilder:printcolumn:name="Drift",type=integer,JSONPath=`.status.drift.count`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type GitSync struct {

@@ -23,9 +23,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/apply"
-	"tether.dev/tether/render"
-	"tether.dev/tether/source"
 	tsync "tether.dev/tether/sync"
 )
 
@@ -154,23 +151,12 @@ func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.L
 			return err
 		}
 	}
-	// Apply and prune read objects straight from the API server: a cached
-	// client would start an informer for every kind a repository holds.
-	direct, err := client.New(cfg, client.Options{Scheme: scheme, Mapper: mgr.GetRESTMapper()})
-	if err != nil {
-		return fmt.Errorf("start agent: %w", err)
-	}
-	fetcher := source.NewFetcher(o.cacheDir, source.Options{ResolveTTL: o.sourceTTL, Logger: logrSlog(log)})
-	r := &tsync.Reconciler{
-		Client:      mgr.GetClient(),
-		APIReader:   mgr.GetAPIReader(),
-		Source:      fetcher,
-		Renderer:    tsync.RenderFunc(render.Render),
-		Applier:     apply.NewManager(direct, apply.ManagerOptions{}),
-		Recorder:    mgr.GetEventRecorder("tether"),
+	if _, err := tsync.New(mgr, cfg, tsync.Options{
+		CacheDir:    o.cacheDir,
+		ResolveTTL:  o.sourceTTL,
 		Concurrency: o.concurrent,
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
+		Logger:      logrSlog(log),
+	}); err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
 	log.Info("agent starting", "version", version, "leaseNamespace", o.namespace, "cacheDir", o.cacheDir)

@@ -45,36 +45,17 @@ func TestDevDemo(t *testing.T) {
 	}
 	t.Setenv("KUBECONFIG", "")
 	work := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedBuffer{}
-	cmd := newRootCmd()
-	cmd.SetOut(out)
-	cmd.SetErr(out)
-	cmd.SetArgs([]string{"dev", "--examples", "../../examples", "--work-dir", work, "--interval", "1s",
-		"--cache-dir", filepath.Join(work, "git-cache"), "--leader-elect=false"})
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("tether dev: %v", err)
-			}
-		case <-time.After(time.Minute):
-			t.Error("tether dev did not stop within a minute of Ctrl-C")
-		}
-	})
-
-	waitFor(t, 3*time.Minute, func() bool { return strings.Contains(out.String(), "Press Ctrl-C to stop.") }, out)
+	ctx := context.Background()
+	out := runDev(t, work)
 	text := out.String()
-	for _, want := range []string{"podinfo-staging: Ready=True", "podinfo-production: Ready=True", "git commit -am", "tether.dev/resync-at"} {
+	for _, want := range []string{"embedded kube-apiserver", "podinfo-staging: Ready=True", "podinfo-production: Ready=True", "git commit -am", "tether.dev/resync-at"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("dev output lacks %q:\n%s", want, text)
 		}
 	}
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(work, "kubeconfig"))
+
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +78,59 @@ func TestDevDemo(t *testing.T) {
 		cm := &corev1.ConfigMap{}
 		return c.Get(ctx, key, cm) == nil && cm.Data["PODINFO_UI_MESSAGE"] == "Hello from a commit"
 	}, out)
+}
+
+// runDev starts `tether dev` and waits until it prints its next steps.
+// The command stops (as on Ctrl-C) when the test ends.
+func runDev(t *testing.T, work string) *lockedBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	cmd := newRootCmd()
+	cmd.SetOut(out)
+	cmd.SetErr(out)
+	cmd.SetArgs([]string{"dev", "--examples", "../../examples", "--work-dir", work, "--interval", "1s",
+		"--cache-dir", filepath.Join(work, "git-cache"), "--leader-elect=false"})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("tether dev: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Error("tether dev did not stop within a minute of Ctrl-C")
+		}
+	})
+	waitFor(t, 3*time.Minute, func() bool { return strings.Contains(out.String(), "Press Ctrl-C to stop.") }, out)
+	return out
+}
+
+// TestDevOnExistingCluster runs `make run` with KUBECONFIG set: the demo
+// uses that cluster, installs the CRD there and deploys into it.
+func TestDevOnExistingCluster(t *testing.T) {
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{WithoutCRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	t.Setenv("KUBECONFIG", cp.KubeconfigPath)
+	text := runDev(t, t.TempDir()).String()
+	for _, want := range []string{"using the cluster of " + cp.KubeconfigPath, "installing the GitSync CRD", "podinfo-staging: Ready=True", "export KUBECONFIG=" + cp.KubeconfigPath} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("dev output lacks %q:\n%s", want, text)
+		}
+	}
+	c, err := client.New(cp.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "podinfo-staging", Name: "podinfo-config"}, cm); err != nil {
+		t.Fatalf("demo objects not in the KUBECONFIG cluster: %v", err)
+	}
 }
 
 func waitFor(t *testing.T, limit time.Duration, ok func() bool, out *lockedBuffer) {

@@ -1,0 +1,74 @@
+package sync
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/apply"
+	"tether.dev/tether/drift"
+	"tether.dev/tether/render"
+	"tether.dev/tether/source"
+)
+
+// Options configures New.
+type Options struct {
+	// CacheDir holds Git checkouts.
+	CacheDir string
+	// ResolveTTL is how long one listing of a ref serves every GitSync
+	// that follows it.
+	ResolveTTL time.Duration
+	// Concurrency bounds how many syncs run at once.
+	Concurrency int
+	// Reporter, when set, receives every status change.
+	Reporter Reporter
+	// Logger is for the parts that log through slog.
+	Logger *slog.Logger
+}
+
+// New builds the agent's reconciler from the real parts — the Git fetcher,
+// the kustomize renderer, the server-side applier and the drift tracker —
+// and registers it and the tracker with mgr. cfg is the agent's rest
+// config, rate limits already set.
+func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
+	// Apply and drift checks read objects straight from the API server: a
+	// cached client would start an informer for every kind a repository
+	// holds, where the drift tracker keeps only metadata.
+	direct, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, fmt.Errorf("API client: %w", err)
+	}
+	r := &Reconciler{
+		Client:      mgr.GetClient(),
+		APIReader:   mgr.GetAPIReader(),
+		Source:      source.NewFetcher(o.CacheDir, source.Options{ResolveTTL: o.ResolveTTL, Logger: o.Logger}),
+		Renderer:    RenderFunc(render.Render),
+		Applier:     apply.NewManager(direct, apply.ManagerOptions{Concurrency: o.Concurrency}),
+		Recorder:    mgr.GetEventRecorder("tether"),
+		Reporter:    o.Reporter,
+		Concurrency: o.Concurrency,
+	}
+	tracker, err := drift.NewTracker(cfg, mgr.GetRESTMapper(), drift.Options{
+		FieldManager: apply.DefaultFieldManager,
+		Logger:       o.Logger,
+		OnChange: func(owner drift.Owner) {
+			r.SyncNow(types.NamespacedName{Namespace: owner.Namespace, Name: owner.Name})
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("drift tracker: %w", err)
+	}
+	r.Drift = tracker
+	if err := mgr.Add(tracker); err != nil {
+		return nil, err
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	return r, nil
+}

@@ -1,0 +1,222 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/drift"
+)
+
+// driftOwner names a GitSync for the drift tracker.
+func driftOwner(gs *v1alpha1.GitSync) drift.Owner {
+	return drift.Owner{Name: gs.Name, Namespace: gs.Namespace}
+}
+
+func driftMode(gs *v1alpha1.GitSync) string {
+	if gs.Spec.Drift.Mode == v1alpha1.DriftDetect {
+		return v1alpha1.DriftDetect
+	}
+	return v1alpha1.DriftCorrect
+}
+
+func ignoreRules(gs *v1alpha1.GitSync) []drift.IgnoreRule {
+	rules := make([]drift.IgnoreRule, 0, len(gs.Spec.Drift.Ignore))
+	for _, r := range gs.Spec.Drift.Ignore {
+		rules = append(rules, drift.IgnoreRule{Group: r.Group, Kind: r.Kind, Name: r.Name, Namespace: r.Namespace, Paths: r.Paths})
+	}
+	return rules
+}
+
+// hasSuspects is the drift test of a reconcile that found Git unchanged:
+// it reads only the watch cache, so it costs no API request.
+func (r *Reconciler) hasSuspects(gs *v1alpha1.GitSync) bool {
+	return r.Drift != nil && len(r.Drift.Suspects(driftOwner(gs))) > 0
+}
+
+// checkDrift decides whether the suspects of gs really drifted, reports
+// it in the status and, in mode correct, re-applies the drifted objects as
+// they were last applied (no fetch or render needed). It runs inside the
+// reconcile of gs, never beside a sync of the same GitSync.
+func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
+	log := logr.FromContextOrDiscard(ctx)
+	key := client.ObjectKeyFromObject(gs)
+	owner := driftOwner(gs)
+	report, err := r.Drift.Check(ctx, owner, ignoreRules(gs))
+	if err != nil {
+		log.Error(err, "drift check failed")
+		r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+			setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionUnknown, v1alpha1.ReasonDriftCheckFailed, err.Error())
+		})
+		return
+	}
+	if report.Count == 0 {
+		r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) { markNoDrift(live) })
+		return
+	}
+
+	now := metav1.Now()
+	objects := driftedObjects(report, now)
+	msg := driftMessage(report)
+	log.Info("drift detected", "objects", report.Count, "mode", driftMode(gs))
+	detected := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+		setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionTrue, v1alpha1.ReasonDriftDetected, msg)
+		live.Status.Drift = &v1alpha1.DriftStatus{Count: report.Count, Objects: objects, LastDetectedTime: &now}
+		if prev := gs.Status.Drift; prev != nil {
+			live.Status.Drift.LastCorrectedTime = prev.LastCorrectedTime
+		}
+	})
+	if detected != nil && !sameDrift(gs.Status.Drift, objects) {
+		r.Recorder.Eventf(detected, nil, corev1.EventTypeWarning, v1alpha1.ReasonDriftDetected, "DetectDrift", "%s", msg)
+	}
+	if driftMode(gs) != v1alpha1.DriftCorrect {
+		return
+	}
+
+	ids := make([]string, 0, report.Count)
+	for _, o := range report.Drifted {
+		ids = append(ids, o.ID)
+	}
+	if err := r.correct(ctx, gs, ids); err != nil {
+		log.Error(err, "drift correction failed")
+		if updated := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+			setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionTrue, v1alpha1.ReasonApplyFailed, "correcting drift failed: "+err.Error())
+		}); updated != nil {
+			r.Recorder.Eventf(updated, nil, corev1.EventTypeWarning, v1alpha1.ReasonApplyFailed, "CorrectDrift", "correcting drift failed: %s", err.Error())
+		}
+		r.kickAfter(key, backoff(gs, r.addFailure(key)))
+		return
+	}
+	corrected := metav1.Now()
+	for i := range objects {
+		objects[i].Corrected = true
+	}
+	note := fmt.Sprintf("re-applied %d drifted object(s) from %s", report.Count, gs.Status.LastAppliedRevision)
+	if updated := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+		setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionFalse, v1alpha1.ReasonDriftCorrected, note)
+		live.Status.Drift = &v1alpha1.DriftStatus{Count: 0, Objects: objects, LastDetectedTime: &now, LastCorrectedTime: &corrected}
+	}); updated != nil {
+		r.Recorder.Eventf(updated, nil, corev1.EventTypeNormal, v1alpha1.ReasonDriftCorrected, "CorrectDrift", "%s", note)
+	}
+	log.Info("drift corrected", "objects", report.Count)
+}
+
+// correct re-applies the recorded objects ids of gs and records the
+// versions the apply produced.
+func (r *Reconciler) correct(ctx context.Context, gs *v1alpha1.GitSync, ids []string) error {
+	owner := driftOwner(gs)
+	objs, err := r.Drift.Applied(owner, ids)
+	if err != nil {
+		return err
+	}
+	release := r.Drift.Hold(owner)
+	defer release()
+	plan, err := r.Applier.Plan(ctx, objs, applyOptions(gs))
+	if err != nil {
+		return err
+	}
+	res, err := r.Applier.Apply(ctx, plan)
+	if err != nil {
+		return err
+	}
+	all, err := r.Drift.Applied(owner, nil)
+	if err != nil {
+		return err
+	}
+	return r.Drift.Record(ctx, owner, all, res.Live)
+}
+
+// patchDrift writes drift status, logging a failure; it returns the
+// updated GitSync or nil.
+func (r *Reconciler) patchDrift(ctx context.Context, gs *v1alpha1.GitSync, mutate func(*v1alpha1.GitSync)) *v1alpha1.GitSync {
+	updated, err := r.status.patch(ctx, client.ObjectKeyFromObject(gs), mutate)
+	if err != nil {
+		logr.FromContextOrDiscard(ctx).Error(err, "cannot record drift")
+	}
+	return updated
+}
+
+// markNoDrift records that nothing differs from what was applied.
+func markNoDrift(gs *v1alpha1.GitSync) {
+	setCondition(gs, v1alpha1.DriftedCondition, metav1.ConditionFalse, v1alpha1.ReasonNoDrift, "No drift")
+	if gs.Status.Drift != nil {
+		gs.Status.Drift.Count = 0
+	}
+}
+
+func driftedObjects(report *drift.Report, now metav1.Time) []v1alpha1.DriftedObject {
+	var out []v1alpha1.DriftedObject
+	for _, o := range report.Drifted {
+		if len(out) == v1alpha1.MaxDriftedObjects {
+			break
+		}
+		detected := now
+		if !o.DetectedAt.IsZero() {
+			detected = metav1.NewTime(o.DetectedAt.Truncate(time.Second))
+		}
+		out = append(out, v1alpha1.DriftedObject{
+			APIVersion: o.APIVersion, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
+			Paths: o.Paths, Managers: o.Managers, Deleted: o.Deleted, DetectedTime: detected,
+		})
+	}
+	return out
+}
+
+// driftMessage says what drifted, object by object (first few), paths and
+// managers only: values never appear, so Secret data cannot leak.
+func driftMessage(report *drift.Report) string {
+	var parts []string
+	for i, o := range report.Drifted {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", report.Count-3))
+			break
+		}
+		id := o.Kind + "/" + o.Name
+		if o.Namespace != "" {
+			id = o.Kind + "/" + o.Namespace + "/" + o.Name
+		}
+		switch {
+		case o.Deleted:
+			parts = append(parts, id+" deleted")
+		case len(o.Managers) > 0:
+			parts = append(parts, fmt.Sprintf("%s %s changed by %s", id, strings.Join(o.Paths, ","), strings.Join(o.Managers, ",")))
+		default:
+			parts = append(parts, fmt.Sprintf("%s %s changed", id, strings.Join(o.Paths, ",")))
+		}
+	}
+	return fmt.Sprintf("%d object(s) differ from Git: %s", report.Count, strings.Join(parts, "; "))
+}
+
+// sameDrift reports whether the status already shows these objects as
+// drifted with the same paths, so that a repeated check adds no event.
+func sameDrift(st *v1alpha1.DriftStatus, objects []v1alpha1.DriftedObject) bool {
+	if st == nil || st.Count == 0 || len(st.Objects) != len(objects) {
+		return false
+	}
+	sig := func(o v1alpha1.DriftedObject) string {
+		p := append([]string(nil), o.Paths...)
+		sort.Strings(p)
+		return fmt.Sprintf("%s/%s/%s/%s/%v/%v", o.Kind, o.Namespace, o.Name, strings.Join(p, ","), o.Deleted, o.Corrected)
+	}
+	for i := range objects {
+		if sig(st.Objects[i]) != sig(objects[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// driftClean reports whether the Drifted condition is absent or False.
+func driftClean(gs *v1alpha1.GitSync) bool {
+	c := meta.FindStatusCondition(gs.Status.Conditions, v1alpha1.DriftedCondition)
+	return c == nil || c.Status != metav1.ConditionTrue
+}

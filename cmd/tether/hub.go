@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"tether.dev/tether/hub"
+	"tether.dev/tether/hub/status"
+	"tether.dev/tether/hub/store"
+)
+
+type hubOptions struct {
+	listen            string
+	db                string
+	tlsCert           string
+	tlsKey            string
+	webhookSecretFile string
+	externalURL       string
+	gitlabURLs        []string
+	gitlabTokenFiles  []string
+	githubURLs        []string
+	githubTokenFiles  []string
+	shutdownTimeout   time.Duration
+	logLevel          string
+	logFormat         string
+}
+
+func (o *hubOptions) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on: the agent channel, API, page, badges and webhooks share it")
+	f.StringVar(&o.db, "db", "hub.db", "SQLite database file (created when missing)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
+	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	f.StringVar(&o.webhookSecretFile, "webhook-secret-file", "", "file holding the secret /hooks/gitlab and /hooks/github check (empty: webhooks off)")
+	f.StringVar(&o.externalURL, "external-url", "", "the hub's URL as people reach it; commit statuses link to its page")
+	f.StringArrayVar(&o.gitlabURLs, "gitlab-url", nil, "GitLab server that receives commit statuses, e.g. https://gitlab.example.com (repeatable)")
+	f.StringArrayVar(&o.gitlabTokenFiles, "gitlab-token-file", nil, "file holding the token (api scope) for the --gitlab-url at the same position")
+	f.StringArrayVar(&o.githubURLs, "github-api-url", nil, "GitHub-shaped API that receives commit statuses: https://api.github.com, or a Gitea's https://gitea.example.com/api/v1 (repeatable)")
+	f.StringArrayVar(&o.githubTokenFiles, "github-token-file", nil, "file holding the token for the --github-api-url at the same position")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long open requests may finish after a signal")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+}
+
+func newHubCmd() *cobra.Command {
+	o := &hubOptions{}
+	cmd := &cobra.Command{
+		Use:   "hub",
+		Short: "Run the hub: agents' channel, status badges, API, page, webhooks, commit statuses",
+		Long: `The hub receives agents' sync reports and shows them to people: SVG badges
+for merge requests, a JSON API, a web page, and commit statuses on GitLab,
+GitHub or Gitea. Git push webhooks and the API send "sync now" to agents.
+
+  tether hub --listen 127.0.0.1:8080 --db ./hub.db --webhook-secret-file ./hook-secret
+
+HTTP endpoints:
+  GET  /                                       the page (refreshes itself)
+  GET  /badge/{agent}/{namespace}/{name}.svg   one GitSync's badge
+  GET  /badge/commit/{sha}.svg[?repo=URL]      where a commit is deployed
+  GET  /api/v1/agents | /api/v1/gitsyncs | /api/v1/commits/{sha}
+  POST /api/v1/agents/{agent}/gitsyncs/{namespace}/{name}/resync
+       needs "Authorization: Bearer <API token>"; API tokens come from
+       'tether hub token create --api --name NAME' (agent tokens don't work)
+  POST /hooks/gitlab   X-Gitlab-Token must equal the webhook secret
+  POST /hooks/github   GitHub and Gitea: X-Hub-Signature-256 HMAC of the body
+  GET  /healthz, /metrics
+
+Commit statuses (state running, success or failed; context
+tether/<agent>/<namespace>/<name>) go to the hosts configured in pairs:
+  --gitlab-url https://gitlab.example.com --gitlab-token-file F
+  --github-api-url https://api.github.com --github-token-file F
+  --github-api-url https://gitea.example.com/api/v1 --github-token-file F
+A GitSync's source URL selects the host by its host name.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := setupLogging(cmd.ErrOrStderr(), o.logLevel, o.logFormat); err != nil {
+				return err
+			}
+			return runHub(cmd.Context(), o)
+		},
+	}
+	o.bind(cmd)
+	cmd.AddCommand(newHubTokenCmd())
+	return cmd
+}
+
+// hubConfig turns flags into the hub's options, reading secret files.
+func hubConfig(o *hubOptions) (hub.Options, error) {
+	opt := hub.Options{DB: o.db, ExternalURL: o.externalURL, Log: slog.Default()}
+	if o.webhookSecretFile != "" {
+		s, err := readSecret(o.webhookSecretFile)
+		if err != nil {
+			return opt, fmt.Errorf("--webhook-secret-file: %w", err)
+		}
+		opt.WebhookSecret = []byte(s)
+	}
+	pairs := []struct {
+		flag   string
+		urls   []string
+		tokens []string
+		make   func(url, token string) (status.Host, error)
+	}{
+		{"gitlab", o.gitlabURLs, o.gitlabTokenFiles, status.NewGitLab},
+		{"github", o.githubURLs, o.githubTokenFiles, status.NewGitHub},
+	}
+	for _, p := range pairs {
+		if len(p.urls) != len(p.tokens) {
+			return opt, fmt.Errorf("--%s-*: %d URLs but %d token files; give them in pairs", p.flag, len(p.urls), len(p.tokens))
+		}
+		for i, u := range p.urls {
+			tok, err := readSecret(p.tokens[i])
+			if err != nil {
+				return opt, fmt.Errorf("--%s-token-file: %w", p.flag, err)
+			}
+			h, err := p.make(u, tok)
+			if err != nil {
+				return opt, err
+			}
+			opt.GitHosts = append(opt.GitHosts, h)
+		}
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return opt, errors.New("--tls-cert and --tls-key go together")
+	}
+	return opt, nil
+}
+
+func runHub(ctx context.Context, o *hubOptions) error {
+	opt, err := hubConfig(o)
+	if err != nil {
+		return err
+	}
+	srv, err := hub.New(ctx, opt)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	// The channel server wraps this handler: gRPC and its WebSocket
+	// transport on the same port, the hub's HTTP as the fallback; it gets
+	// srv as its Authenticator and Sink, and srv.SetDispatcher(it).
+	handler := srv.Handler()
+
+	httpSrv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		Protocols:         new(http.Protocols),
+	}
+	// HTTP/2 without TLS too (h2c), so gRPC works on a plain port-forward.
+	httpSrv.Protocols.SetHTTP1(true)
+	httpSrv.Protocols.SetHTTP2(true)
+	httpSrv.Protocols.SetUnencryptedHTTP2(true)
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		httpSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.listen, err)
+	}
+	scheme := "http"
+	if httpSrv.TLSConfig != nil {
+		scheme = "https"
+	}
+	slog.Info("hub serving", "address", scheme+"://"+l.Addr().String(), "db", o.db,
+		"webhooks", len(opt.WebhookSecret) > 0, "gitHosts", len(opt.GitHosts))
+	errc := make(chan error, 1)
+	go func() {
+		if httpSrv.TLSConfig != nil {
+			errc <- httpSrv.ServeTLS(l, "", "") // ServeTLS offers h2 by ALPN
+			return
+		}
+		errc <- httpSrv.Serve(l)
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("hub: %w", err)
+	case <-ctx.Done():
+	}
+	slog.Info("hub shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("hub shutdown: %w", err)
+	}
+	return nil
+}
+
+// readSecret reads a secret or token file, without surrounding whitespace.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+type tokenOptions struct {
+	db    string
+	agent string
+	api   bool
+	name  string
+}
+
+func (o *tokenOptions) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.db, "db", "hub.db", "the hub's SQLite database file")
+	f.StringVar(&o.agent, "agent", "", "the agent the token is for")
+	f.BoolVar(&o.api, "api", false, "an API token (for POST .../resync) instead of an agent token")
+	f.StringVar(&o.name, "name", "", "with --api: who holds the token, e.g. ci")
+}
+
+var subjectName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// subject returns the token's kind and subject from the flags.
+func (o *tokenOptions) subject() (string, string, error) {
+	kind, name := store.KindAgent, o.agent
+	if o.api {
+		kind, name = store.KindAPI, o.name
+		if o.agent != "" {
+			return "", "", errors.New("--api tokens take --name, not --agent")
+		}
+	} else if o.name != "" {
+		return "", "", errors.New("--name goes with --api; agent tokens take --agent")
+	}
+	if name == "" {
+		return "", "", errors.New("--agent NAME (or --api --name NAME) is required")
+	}
+	if !subjectName.MatchString(name) {
+		return "", "", fmt.Errorf("name %q: letters, digits, '.', '_' and '-', at most 63", name)
+	}
+	return kind, name, nil
+}
+
+func newHubTokenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Create or revoke agent and API tokens",
+		Long: `Agent tokens let one agent open the channel (tether agent --token-file).
+API tokens let a client call POST /api/v1/agents/.../resync. The hub stores
+only a hash of each token: a token is shown once, when it is created.`,
+	}
+	create := &tokenOptions{}
+	createCmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create a token and print it (and nothing else) on stdout",
+		Example: `  tether hub token create --db ./hub.db --agent prod-eu > prod-eu.token
+  tether hub token create --db ./hub.db --api --name ci`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			kind, name, err := create.subject()
+			if err != nil {
+				return err
+			}
+			st, err := store.Open(cmd.Context(), create.db)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			tok, err := st.CreateToken(cmd.Context(), kind, name)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return err
+		},
+	}
+	create.bind(createCmd)
+	revoke := &tokenOptions{}
+	revokeCmd := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke every token of an agent (or API client); refused from the next call on",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			kind, name, err := revoke.subject()
+			if err != nil {
+				return err
+			}
+			st, err := store.Open(cmd.Context(), revoke.db)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			n, err := st.RevokeTokens(cmd.Context(), kind, name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "revoked %d %s token(s) of %s\n", n, kind, name)
+			return nil
+		},
+	}
+	revoke.bind(revokeCmd)
+	cmd.AddCommand(createCmd, revokeCmd)
+	return cmd
+}

@@ -1,0 +1,221 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/hub/store"
+)
+
+// AgentJSON is an agent in GET /api/v1/agents.
+type AgentJSON struct {
+	Name       string    `json:"name"`
+	Connected  bool      `json:"connected"`
+	LastSeen   time.Time `json:"lastSeen,omitzero"`
+	Version    string    `json:"version,omitempty"`
+	ClusterUID string    `json:"clusterUID,omitempty"`
+}
+
+// GitSyncJSON is a GitSync in GET /api/v1/gitsyncs.
+type GitSyncJSON struct {
+	Agent             string `json:"agent"`
+	Namespace         string `json:"namespace"`
+	Name              string `json:"name"`
+	SourceURL         string `json:"sourceURL"`
+	Ref               string `json:"ref"`
+	Path              string `json:"path,omitempty"`
+	Revision          string `json:"revision"`
+	AttemptedRevision string `json:"attemptedRevision,omitempty"`
+	// Commit is the 40-hex sha of Revision.
+	Commit string `json:"commit,omitempty"`
+	// Phase is what the agent reported; Status is what the badge shows
+	// (the phase, or offline when the agent is not connected).
+	Phase      string               `json:"phase"`
+	Status     string               `json:"status"`
+	Message    string               `json:"message,omitempty"`
+	DriftCount int                  `json:"driftCount"`
+	Drifted    []DriftedJSON        `json:"drifted,omitempty"`
+	Conditions []ConditionJSON      `json:"conditions,omitempty"`
+	Namespaces []NamespaceCountJSON `json:"namespaces,omitempty"`
+	// StateVersion is a string: it is a uint64 and JavaScript's numbers
+	// are not.
+	StateVersion string    `json:"stateVersion"`
+	LastSync     time.Time `json:"lastSync,omitzero"`
+	Updated      time.Time `json:"updated"`
+	Badge        string    `json:"badge"`
+}
+
+// DriftedJSON is one drifted object.
+type DriftedJSON struct {
+	Group     string   `json:"group,omitempty"`
+	Kind      string   `json:"kind"`
+	Namespace string   `json:"namespace,omitempty"`
+	Name      string   `json:"name"`
+	Paths     []string `json:"paths,omitempty"`
+	Deleted   bool     `json:"deleted,omitempty"`
+}
+
+// ConditionJSON is one status condition.
+type ConditionJSON struct {
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// NamespaceCountJSON is how many objects a GitSync manages in a namespace.
+type NamespaceCountJSON struct {
+	Namespace string `json:"namespace"`
+	Objects   int32  `json:"objects"`
+}
+
+// CommitJSON is GET /api/v1/commits/{sha}.
+type CommitJSON struct {
+	SHA          string             `json:"sha"`
+	Environments []store.Deployment `json:"environments"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func apiError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
+	as, err := s.store.Agents(r.Context())
+	if err != nil {
+		s.internal(w, "list agents", err)
+		return
+	}
+	out := make([]AgentJSON, 0, len(as))
+	for _, a := range as {
+		out = append(out, AgentJSON{Name: a.Name, Connected: s.isConnected(a.Name), LastSeen: a.LastSeen,
+			Version: a.Version, ClusterUID: a.ClusterUID})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
+}
+
+func (s *Server) gitsyncJSON(g store.GitSync) GitSyncJSON {
+	out := GitSyncJSON{
+		Agent: g.Agent, Namespace: g.Namespace, Name: g.Name, SourceURL: g.SourceURL, Ref: g.Ref, Path: g.Path,
+		Revision: g.Revision, AttemptedRevision: g.AttemptedRevision, Commit: store.SHA(g.Revision),
+		Phase: g.Phase, Status: badgeState(g, s.isConnected(g.Agent)), Message: g.Message, DriftCount: g.DriftCount,
+		StateVersion: strconv.FormatUint(g.StateVersion, 10), LastSync: g.LastSync, Updated: g.Updated,
+		Badge: badgePath(g.Agent, g.Namespace, g.Name),
+	}
+	for _, d := range g.Report.GetDrift().GetObjects() {
+		out.Drifted = append(out.Drifted, DriftedJSON{Group: d.GetGroup(), Kind: d.GetKind(), Namespace: d.GetNamespace(),
+			Name: d.GetName(), Paths: d.GetPaths(), Deleted: d.GetDeleted()})
+	}
+	for _, c := range g.Report.GetConditions() {
+		out.Conditions = append(out.Conditions, ConditionJSON{Type: c.GetType(), Status: c.GetStatus(), Reason: c.GetReason(), Message: c.GetMessage()})
+	}
+	for _, n := range g.Report.GetNamespaces() {
+		out.Namespaces = append(out.Namespaces, NamespaceCountJSON{Namespace: n.GetNamespace(), Objects: n.GetObjects()})
+	}
+	return out
+}
+
+// badgePath is the badge URL of a GitSync, relative to the hub's root.
+func badgePath(agent, namespace, name string) string {
+	return "/badge/" + url.PathEscape(agent) + "/" + url.PathEscape(namespace) + "/" + url.PathEscape(name) + ".svg"
+}
+
+func (s *Server) listGitSyncs(w http.ResponseWriter, r *http.Request) {
+	gs, err := s.store.GitSyncs(r.Context(), r.URL.Query().Get("agent"))
+	if err != nil {
+		s.internal(w, "list gitsyncs", err)
+		return
+	}
+	out := make([]GitSyncJSON, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, s.gitsyncJSON(g))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"gitsyncs": out})
+}
+
+func (s *Server) getCommit(w http.ResponseWriter, r *http.Request) {
+	sha := strings.ToLower(r.PathValue("sha"))
+	ds, err := s.store.Commit(r.Context(), sha)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, CommitJSON{SHA: sha, Environments: ds})
+}
+
+// resync serves POST /api/v1/agents/{agent}/gitsyncs/{ns}/{name}/resync:
+// with an API token (tether hub token create --api), it sends the agent a
+// "sync now" for that GitSync. 404 for a GitSync the hub does not know,
+// 409 when its agent is not connected, 503 when the message cannot be
+// delivered, 202 when it was.
+func (s *Server) resync(w http.ResponseWriter, r *http.Request) {
+	client, ok := s.apiClient(w, r)
+	if !ok {
+		s.metrics.syncNow.WithLabelValues("unauthorized").Inc()
+		return
+	}
+	agent, ns, name := r.PathValue("agent"), r.PathValue("ns"), r.PathValue("name")
+	id := gitsyncID(agent, ns, name)
+	if _, err := s.store.GitSync(r.Context(), agent, ns, name); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			s.metrics.syncNow.WithLabelValues("unknown").Inc()
+			apiError(w, http.StatusNotFound, "gitsync "+id+" is not known to the hub")
+			return
+		}
+		s.internal(w, "resync "+id, err)
+		return
+	}
+	if !s.isConnected(agent) {
+		s.metrics.syncNow.WithLabelValues("offline").Inc()
+		apiError(w, http.StatusConflict, "agent "+agent+" is not connected")
+		return
+	}
+	msg := &channelpb.SyncNow{Namespace: ns, Name: name, Reason: "resync requested through the hub API by " + client}
+	if err := s.syncNow(agent, msg); err != nil {
+		s.metrics.syncNow.WithLabelValues("offline").Inc()
+		s.log.Info("resync not delivered", "gitsync", id, "error", err)
+		apiError(w, http.StatusServiceUnavailable, "agent "+agent+" could not be reached: "+err.Error())
+		return
+	}
+	s.metrics.syncNow.WithLabelValues("sent").Inc()
+	s.log.Info("resync sent", "gitsync", id, "client", client)
+	writeJSON(w, http.StatusAccepted, map[string]string{"gitsync": id, "status": "sync requested"})
+}
+
+// apiClient checks the bearer API token and returns its client's name, or
+// answers 401.
+func (s *Server) apiClient(w http.ResponseWriter, r *http.Request) (string, bool) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok {
+		name, err := s.store.Authenticate(r.Context(), store.KindAPI, strings.TrimSpace(token))
+		if err == nil {
+			return name, true
+		}
+		if !errors.Is(err, store.ErrInvalidToken) {
+			s.internal(w, "authenticate API client", err)
+			return "", false
+		}
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="tether-hub"`)
+	apiError(w, http.StatusUnauthorized, "a valid API token is required (tether hub token create --api --name NAME)")
+	return "", false
+}
+
+func (s *Server) internal(w http.ResponseWriter, what string, err error) {
+	s.log.Error(what, "error", err)
+	apiError(w, http.StatusInternalServerError, "internal error")
+}

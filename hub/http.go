@@ -1,0 +1,36 @@
+package hub
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Handler serves everything the hub offers over HTTP: the page at /, the
+// badges, the JSON API, the webhooks, /healthz and /metrics. The channel
+// server mounts it as the fallback of its single-port handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.servePage)
+	mux.HandleFunc("GET /badge/{agent}/{namespace}/{file}", s.serveGitSyncBadge)
+	mux.HandleFunc("GET /badge/commit/{file}", s.serveCommitBadge)
+	mux.HandleFunc("GET /api/v1/agents", s.listAgents)
+	mux.HandleFunc("GET /api/v1/gitsyncs", s.listGitSyncs)
+	mux.HandleFunc("GET /api/v1/commits/{sha}", s.getCommit)
+	mux.HandleFunc("POST /api/v1/agents/{agent}/gitsyncs/{ns}/{name}/resync", s.resync)
+	mux.Handle("POST /hooks/gitlab", s.hooks.GitLab())
+	mux.Handle("POST /hooks/github", s.hooks.GitHub())
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.store.SchemaVersion(r.Context()); err != nil {
+		s.log.Error("healthz", "error", err)
+		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}

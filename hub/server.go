@@ -1,0 +1,140 @@
+// Package hub is the hub service: it stores what agents report, shows it to
+// people (badges, a JSON API, a web page, commit statuses on the Git host)
+// and turns Git push webhooks and API calls into "sync now" for agents.
+//
+// The channel server (package channel/server) owns the agents' streams; it
+// calls the hub through the Authenticator and Sink methods of *Server, and
+// the hub sends "sync now" back through the Dispatcher it is given. The hub
+// never talks to a cluster.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/hub/status"
+	"tether.dev/tether/hub/store"
+	"tether.dev/tether/hub/webhook"
+)
+
+// Dispatcher sends "sync now" to an agent over its channel; the channel
+// server implements it. SyncNow fails when the agent is not connected.
+type Dispatcher interface {
+	SyncNow(agent string, msg *channelpb.SyncNow) error
+}
+
+// Options configure a hub Server.
+type Options struct {
+	// DB is the path of the SQLite database, created when missing.
+	DB string
+	// WebhookSecret is checked by /hooks/*; empty turns webhooks off.
+	WebhookSecret []byte
+	// ExternalURL is the hub's address as people reach it
+	// (https://hub.example.com); commit statuses link to its page.
+	ExternalURL string
+	// GitHosts are the Git hosts that receive commit statuses.
+	GitHosts []status.Host
+	// StatusClient and StatusBackoff tune the commit-status poster
+	// (defaults: 30 s timeout, 1 s first retry).
+	StatusClient  *http.Client
+	StatusBackoff time.Duration
+	// PageRefresh is how often the web page reloads itself (default 10 s).
+	PageRefresh time.Duration
+	Log         *slog.Logger
+}
+
+// Server is a running hub. Its methods Authenticate, Connected,
+// Disconnected and Report are what the channel server calls.
+type Server struct {
+	opt     Options
+	log     *slog.Logger
+	store   *store.Store
+	poster  *status.Poster
+	metrics *metrics
+	hooks   *webhook.Receiver
+
+	mu         sync.Mutex
+	dispatcher Dispatcher
+	streams    map[string]int // open channel streams per agent
+}
+
+// New opens the store (running its migrations) and starts the
+// commit-status poster. Close releases both.
+func New(ctx context.Context, opt Options) (*Server, error) {
+	if opt.DB == "" {
+		return nil, errors.New("hub: a database path is required")
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	if opt.PageRefresh <= 0 {
+		opt.PageRefresh = 10 * time.Second
+	}
+	opt.ExternalURL = strings.TrimSuffix(opt.ExternalURL, "/")
+	st, err := store.Open(ctx, opt.DB)
+	if err != nil {
+		return nil, err
+	}
+	// No stream can be open before the hub starts.
+	if err := st.DisconnectAll(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("hub database %s: %w", opt.DB, err)
+	}
+	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}}
+	s.poster = status.NewPoster(opt.GitHosts, st, status.Options{
+		Client: opt.StatusClient, Log: opt.Log, Backoff: opt.StatusBackoff,
+		Result: s.metrics.statusResult,
+	})
+	s.hooks = &webhook.Receiver{
+		Secret: opt.WebhookSecret, Finder: st, Dispatch: dispatchFunc(s.syncNow), Log: opt.Log,
+		Result: func(provider, result string) { s.metrics.webhooks.WithLabelValues(provider, result).Inc() },
+	}
+	return s, nil
+}
+
+// Close stops the poster and closes the store.
+func (s *Server) Close() error {
+	s.poster.Close()
+	return s.store.Close()
+}
+
+// SetDispatcher gives the hub the way to send "sync now" to agents. Until it
+// is called, webhooks and the resync API find every agent unreachable.
+func (s *Server) SetDispatcher(d Dispatcher) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dispatcher = d
+}
+
+// errNoDispatcher is returned while no channel server is wired in.
+var errNoDispatcher = errors.New("hub: no agent channel")
+
+func (s *Server) syncNow(agent string, msg *channelpb.SyncNow) error {
+	s.mu.Lock()
+	d := s.dispatcher
+	s.mu.Unlock()
+	if d == nil {
+		return errNoDispatcher
+	}
+	return d.SyncNow(agent, msg)
+}
+
+type dispatchFunc func(agent string, msg *channelpb.SyncNow) error
+
+func (f dispatchFunc) SyncNow(agent string, msg *channelpb.SyncNow) error { return f(agent, msg) }
+
+// Store is the hub's database, for tools such as `tether hub token`.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Registry is the hub's Prometheus registry, served at /metrics; the
+// channel server may register its own collectors in it.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.registry }

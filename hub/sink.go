@@ -1,0 +1,128 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+
+	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/hub/status"
+	"tether.dev/tether/hub/store"
+)
+
+// Connected records that agent opened a stream. An agent may briefly have
+// two (a reconnect overlapping the old stream's end); it stays connected
+// until the last one closes.
+func (s *Server) Connected(agent string, hello *channelpb.Hello) {
+	s.mu.Lock()
+	s.streams[agent]++
+	s.metrics.connected.Set(float64(len(s.streams)))
+	s.mu.Unlock()
+	if err := s.store.AgentConnected(context.Background(), agent, hello.GetVersion(), hello.GetClusterUid()); err != nil {
+		s.log.Error("agent connected", "agent", agent, "error", err)
+		return
+	}
+	s.log.Info("agent connected", "agent", agent, "version", hello.GetVersion(), "clusterUID", hello.GetClusterUid())
+}
+
+// Disconnected records that one of agent's streams closed.
+func (s *Server) Disconnected(agent string) {
+	s.mu.Lock()
+	s.streams[agent]--
+	last := s.streams[agent] <= 0
+	if last {
+		delete(s.streams, agent)
+	}
+	s.metrics.connected.Set(float64(len(s.streams)))
+	s.mu.Unlock()
+	if !last {
+		return
+	}
+	if err := s.store.AgentDisconnected(context.Background(), agent); err != nil {
+		s.log.Error("agent disconnected", "agent", agent, "error", err)
+		return
+	}
+	s.log.Info("agent disconnected", "agent", agent)
+}
+
+// isConnected reports whether agent has an open stream now.
+func (s *Server) isConnected(agent string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streams[agent] > 0
+}
+
+// Report stores r as the state of one of agent's GitSyncs when it is newer
+// than the stored one (stored is true), and then schedules the commit
+// status it implies. stored false with a nil error means the hub already
+// had this state or a later one: the agent may drop the report.
+func (s *Server) Report(ctx context.Context, agent string, r *channelpb.SyncReport) (bool, error) {
+	stored, err := s.store.Ingest(ctx, agent, r)
+	switch {
+	case err != nil:
+		s.metrics.reports.WithLabelValues("error").Inc()
+		return false, fmt.Errorf("report %s/%s/%s: %w", agent, r.GetNamespace(), r.GetName(), err)
+	case !stored:
+		s.metrics.reports.WithLabelValues("stale").Inc()
+		return false, nil
+	}
+	s.metrics.reports.WithLabelValues("stored").Inc()
+	if st, ok := s.commitStatus(agent, r); ok {
+		s.poster.Enqueue(st) // never blocks
+	}
+	return true, nil
+}
+
+// commitStatus is the commit status a report implies: running while a
+// commit is applied, success once it is applied and Ready, failed when the
+// attempt failed.
+func (s *Server) commitStatus(agent string, r *channelpb.SyncReport) (status.Status, bool) {
+	if r.GetDeleted() || r.GetSourceUrl() == "" {
+		return status.Status{}, false
+	}
+	applied, attempted := store.SHA(r.GetRevision()), store.SHA(r.GetAttemptedRevision())
+	if attempted == "" {
+		attempted = applied
+	}
+	st := status.Status{
+		RepoURL: r.GetSourceUrl(),
+		Context: "tether/" + agent + "/" + r.GetNamespace() + "/" + r.GetName(),
+	}
+	if s.opt.ExternalURL != "" {
+		st.TargetURL = s.opt.ExternalURL + "/#" + gitsyncID(agent, r.GetNamespace(), r.GetName())
+	}
+	switch r.GetPhase() {
+	case "synced", "drifted":
+		if !ready(r) {
+			return status.Status{}, false
+		}
+		st.SHA, st.State = applied, status.Success
+		st.Description = "applied and ready on " + agent
+	case "progressing":
+		st.SHA, st.State = attempted, status.Running
+		st.Description = "applying on " + agent
+	case "failed":
+		st.SHA, st.State = attempted, status.Failed
+		st.Description = "failed on " + agent
+		if m := r.GetMessage(); m != "" {
+			st.Description += ": " + m
+		}
+	default:
+		return status.Status{}, false
+	}
+	return st, st.SHA != ""
+}
+
+// ready is true unless the report carries a Ready condition that is not
+// True.
+func ready(r *channelpb.SyncReport) bool {
+	for _, c := range r.GetConditions() {
+		if c.GetType() == "Ready" {
+			return c.GetStatus() == "True"
+		}
+	}
+	return true
+}
+
+func gitsyncID(agent, namespace, name string) string {
+	return agent + "/" + namespace + "/" + name
+}

@@ -120,7 +120,7 @@ func (r *Reconciler) correct(ctx context.Context, gs *v1alpha1.GitSync, ids []st
 	}
 	release := r.Drift.Hold(owner)
 	defer release()
-	plan, err := r.Applier.Plan(ctx, objs, applyOptions(gs))
+	plan, err := r.Applier.Plan(ctx, objs, ApplyOptions(gs))
 	if err != nil {
 		return err
 	}

@@ -128,7 +128,7 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		return out, nil
 	}
 
-	plan, err := r.Applier.Plan(ctx, res.Objects, applyOptions(gs))
+	plan, err := r.Applier.Plan(ctx, res.Objects, ApplyOptions(gs))
 	if err != nil {
 		reason := v1alpha1.ReasonApplyFailed
 		if errors.Is(err, apply.ErrNamespaceNotAllowed) {
@@ -170,8 +170,9 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 	return out, nil
 }
 
-// applyOptions are the apply settings of gs.
-func applyOptions(gs *v1alpha1.GitSync) apply.Options {
+// ApplyOptions are the apply settings of gs, as a sync uses them (also for
+// `tether diff`).
+func ApplyOptions(gs *v1alpha1.GitSync) apply.Options {
 	return apply.Options{
 		Owner:             ownerOf(gs),
 		TargetNamespace:   targetNamespace(gs),

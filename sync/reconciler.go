@@ -164,7 +164,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.fail(ctx, key, v1alpha1.ReasonInvalidSpec, err, true, nil)
 	}
 
-	ref := sourceRef(gs)
+	ref := SourceRef(gs)
 	auth, err := r.auth(ctx, gs, false)
 	if err != nil {
 		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, apierrors.IsNotFound(err))

@@ -17,7 +17,7 @@ import (
 
 // validate catches spec errors the CRD schema cannot express.
 func validate(gs *v1alpha1.GitSync) error {
-	if err := sourceRef(gs).Validate(); err != nil {
+	if err := SourceRef(gs).Validate(); err != nil {
 		return fmt.Errorf("spec.source.ref: %w", err)
 	}
 	if gs.Spec.Source.URL == "" {
@@ -26,8 +26,8 @@ func validate(gs *v1alpha1.GitSync) error {
 	return nil
 }
 
-// sourceRef is the spec's ref, the branch main when none is given.
-func sourceRef(gs *v1alpha1.GitSync) source.Ref {
+// SourceRef is the spec's ref, the branch main when none is given.
+func SourceRef(gs *v1alpha1.GitSync) source.Ref {
 	r := gs.Spec.Source.Ref
 	if r == (v1alpha1.GitRef{}) {
 		return source.Ref{Branch: "main"}

@@ -25,7 +25,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newRenderCmd(), newDevCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd(), newRenderCmd(), newDiffCmd(), newDevCmd(), newHubCmd(), newVersionCmd())
 	return root
 }
 

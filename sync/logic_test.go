@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/source"
 )
 
 // recv waits (generously) for a value on ch.
@@ -303,6 +305,28 @@ func TestRunnerSupersededWaitingWorkNeverRuns(t *testing.T) {
 		r.wait()
 		if len(ran) != 0 {
 			t.Fatalf("round %d: %d more jobs ran", i, len(ran))
+		}
+	}
+}
+
+func TestFollows(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		ref    source.Ref
+		pushed string
+		want   bool
+	}{
+		{source.Ref{Branch: "main"}, "main", true},
+		{source.Ref{Branch: "main"}, "refs/heads/main", true},
+		{source.Ref{Branch: "main"}, "dev", false},
+		{source.Ref{Branch: "main"}, "", true},
+		{source.Ref{Tag: "v1.0.0"}, "v1.0.0", true},
+		{source.Ref{Tag: "v1.0.0"}, "refs/tags/v1.0.1", false},
+		{source.Ref{Semver: ">=1.0"}, "v1.2.0", true},
+		{source.Ref{Commit: strings.Repeat("a", 40)}, "main", false},
+	} {
+		if got := follows(tc.ref, tc.pushed); got != tc.want {
+			t.Errorf("follows(%+v, %q) = %v, want %v", tc.ref, tc.pushed, got, tc.want)
 		}
 	}
 }

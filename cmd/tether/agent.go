@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,15 +15,19 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/channel/agent"
+	"tether.dev/tether/channel/channelpb"
 	tsync "tether.dev/tether/sync"
 )
 
@@ -39,6 +44,10 @@ type agentOptions struct {
 	logFormat   string
 	qps         float32
 	burst       int
+	hubURL      string
+	agentName   string
+	tokenFile   string
+	caFile      string
 }
 
 func (o *agentOptions) bind(cmd *cobra.Command) {
@@ -53,6 +62,10 @@ func (o *agentOptions) bind(cmd *cobra.Command) {
 	f.DurationVar(&o.sourceTTL, "source-ttl", 10*time.Second, "how long one listing of a Git ref serves every GitSync that follows it")
 	f.Float32Var(&o.qps, "kube-api-qps", 100, "requests per second to the API server, sustained (a sync of n objects makes about 2n)")
 	f.IntVar(&o.burst, "kube-api-burst", 300, "requests to the API server allowed in a burst")
+	f.StringVar(&o.hubURL, "hub-url", "", "the hub to report to (https://, wss://; http:// and ws:// without TLS); empty: run alone")
+	f.StringVar(&o.agentName, "agent-name", "", "this agent's name at the hub (one per cluster)")
+	f.StringVar(&o.tokenFile, "token-file", "", "file with the agent's hub token (`tether hub token create`), re-read on every connection")
+	f.StringVar(&o.caFile, "ca-file", "", "CA certificate (PEM) of the hub, when not signed by a public CA")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 }
@@ -151,12 +164,37 @@ func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.L
 			return err
 		}
 	}
-	if _, err := tsync.New(mgr, cfg, tsync.Options{
+	var (
+		rec      *tsync.Reconciler
+		reporter tsync.Reporter
+	)
+	if o.hubURL != "" {
+		if o.agentName == "" || o.tokenFile == "" {
+			return errors.New("--hub-url needs --agent-name and --token-file")
+		}
+		ch, err := agent.New(agent.Options{
+			HubURL: o.hubURL, AgentName: o.agentName, TokenFile: o.tokenFile, CAFile: o.caFile,
+			Version: version, ClusterUID: clusterUID(ctx, cfg, scheme), Logger: logrSlog(log),
+			OnSyncNow: func(m *channelpb.SyncNow) { go syncNow(ctx, rec, m, log) },
+		})
+		if err != nil {
+			return fmt.Errorf("--hub-url: %w", err)
+		}
+		reporter = ch
+		// Only the leader reports: a second replica would replace its
+		// stream at the hub.
+		if err := mgr.Add(manager.RunnableFunc(ch.Run)); err != nil {
+			return err
+		}
+	}
+	rec, err = tsync.New(mgr, cfg, tsync.Options{
 		CacheDir:    o.cacheDir,
 		ResolveTTL:  o.sourceTTL,
 		Concurrency: o.concurrent,
+		Reporter:    reporter,
 		Logger:      logrSlog(log),
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
 	log.Info("agent starting", "version", version, "leaseNamespace", o.namespace, "cacheDir", o.cacheDir)
@@ -178,4 +216,39 @@ func ensureNamespace(ctx context.Context, cfg *rest.Config, scheme *runtime.Sche
 	default:
 		return fmt.Errorf("namespace %s for the agent's lease: %w", name, err)
 	}
+}
+
+// syncNow carries out a hub's "sync now": for one GitSync it forces a full
+// sync (as the resync annotation does); for a repository, after a push, it
+// makes the GitSyncs that follow it poll at once.
+func syncNow(ctx context.Context, rec *tsync.Reconciler, m *channelpb.SyncNow, log logr.Logger) {
+	switch {
+	case m.GetNamespace() != "" && m.GetName() != "":
+		key := types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}
+		if err := rec.Resync(ctx, key, ""); err != nil {
+			log.Error(err, "sync now from the hub", "gitsync", key.String())
+			return
+		}
+		log.Info("resync asked by the hub", "gitsync", key.String(), "reason", m.GetReason())
+	case m.GetRepoUrl() != "":
+		n, err := rec.SyncRepo(ctx, m.GetRepoUrl(), m.GetBranchOrTag())
+		if err != nil {
+			log.Error(err, "sync now from the hub", "repo", m.GetRepoUrl())
+			return
+		}
+		log.Info("sync now from the hub", "repo", m.GetRepoUrl(), "ref", m.GetBranchOrTag(), "gitsyncs", n, "reason", m.GetReason())
+	}
+}
+
+// clusterUID identifies the cluster: the UID of its kube-system namespace.
+func clusterUID(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) string {
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return ""
+	}
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, types.NamespacedName{Name: "kube-system"}, ns); err != nil {
+		return ""
+	}
+	return string(ns.UID)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"tether.dev/tether/channel/server"
 	"tether.dev/tether/hub"
 	"tether.dev/tether/hub/status"
 	"tether.dev/tether/hub/store"
@@ -147,20 +147,18 @@ func runHub(ctx context.Context, o *hubOptions) error {
 	}
 	defer srv.Close()
 
-	// The channel server wraps this handler: gRPC and its WebSocket
-	// transport on the same port, the hub's HTTP as the fallback; it gets
-	// srv as its Authenticator and Sink, and srv.SetDispatcher(it).
-	handler := srv.Handler()
-
-	httpSrv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		Protocols:         new(http.Protocols),
-	}
-	// HTTP/2 without TLS too (h2c), so gRPC works on a plain port-forward.
-	httpSrv.Protocols.SetHTTP1(true)
-	httpSrv.Protocols.SetHTTP2(true)
-	httpSrv.Protocols.SetUnencryptedHTTP2(true)
+	// One port for everything: the agent channel (gRPC over HTTP/2, with
+	// or without TLS, and its WebSocket transport) and, as the fallback,
+	// the hub's page, badges, API and webhooks.
+	ch := server.NewServer(server.ServerOptions{
+		Authenticator: srv,
+		Sink:          srv,
+		Fallback:      srv.Handler(),
+		Logger:        slog.Default(),
+		HubVersion:    version,
+	})
+	srv.SetDispatcher(ch)
+	httpSrv := ch.HTTPServer(nil)
 	if o.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
 		if err != nil {
@@ -194,6 +192,7 @@ func runHub(ctx context.Context, o *hubOptions) error {
 	slog.Info("hub shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
+	ch.Stop(sctx)
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("hub shutdown: %w", err)
 	}

@@ -25,7 +25,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newRenderCmd(), newDiffCmd(), newDevCmd(), newHubCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd(), newRenderCmd(), newDiffCmd(), newResyncCmd(), newDevCmd(), newHubCmd(), newVersionCmd())
 	return root
 }
 

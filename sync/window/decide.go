@@ -134,35 +134,48 @@ func (c *Compiled) describe(now time.Time, st state, manual bool) string {
 	return strings.Join(parts, ", ")
 }
 
+// searchBudget bounds the cron evaluations of one NextOpen search (a
+// fraction of a second), for windows that stay active for most of Horizon,
+// such as a deny window matching every minute.
+const searchBudget = 100_000
+
 // nextOpen searches forward from now, where applying is blocked, for the
 // earliest instant at which it is allowed. The answer can only change to
-// allowed where a blocking deny window ends or an allow window starts, so
-// the search jumps between those instants.
+// allowed where a blocking deny window ends or a window starts, so the
+// search jumps between those instants. It returns zero when it finds none
+// within Horizon or within searchBudget.
 func (c *Compiled) nextOpen(now time.Time, st state, manual bool) time.Time {
 	limit := now.Add(Horizon)
+	budget := searchBudget
 	t := now
-	for {
-		next := c.nextChance(t, st, manual)
+	for budget > 0 {
+		next := c.nextChance(t, st, manual, limit, &budget)
 		if next.IsZero() || next.After(limit) {
 			return time.Time{}
 		}
+		budget -= len(c.windows)
 		t, st = next, c.stateAt(next)
 		if c.allowed(st, manual) {
 			return t
 		}
 	}
+	return time.Time{}
 }
 
 // nextChance returns the first instant after t, where applying is blocked,
-// at which it may be allowed. While deny windows block, that is when the
-// last of them ends: each blocks on its own until then. Otherwise applying
-// is blocked only for lack of an active allow window, so it is when the
-// next allow window starts.
-func (c *Compiled) nextChance(t time.Time, st state, manual bool) time.Time {
+// at which it may be allowed.
+//
+// While deny windows block, that is when the last of them stops being
+// active: each blocks on its own until then.
+//
+// Otherwise applying is blocked for lack of an active allow window, and
+// only the start of one can change that; for a manual sync, so can the
+// start of a deny window with manualSync.
+func (c *Compiled) nextChance(t time.Time, st state, manual bool, limit time.Time, budget *int) time.Time {
 	if bs := blockers(st, manual); len(bs) > 0 {
 		var last time.Time
 		for _, b := range bs {
-			if e := b.end(t); e.After(last) {
+			if e := b.activeUntil(limit, budget); e.After(last) {
 				last = e
 			}
 		}
@@ -170,14 +183,31 @@ func (c *Compiled) nextChance(t time.Time, st state, manual bool) time.Time {
 	}
 	var first time.Time
 	for _, w := range c.windows {
-		if w.Kind != KindAllow {
+		if w.Kind == KindDeny && !(manual && w.ManualSync) {
 			continue
 		}
+		*budget--
 		if s := w.sched.Next(t); !s.IsZero() && (first.IsZero() || s.Before(first)) {
 			first = s
 		}
 	}
 	return first
+}
+
+// activeUntil returns when the window next stops being active: the end of
+// the run of its activations that overlap or touch, from a.start on. It
+// stops walking at limit or when the budget is spent.
+func (a active) activeUntil(limit time.Time, budget *int) time.Time {
+	start, end := a.start, a.start.Add(a.w.Duration)
+	for *budget > 0 && !end.After(limit) {
+		*budget--
+		next := a.w.sched.Next(start)
+		if next.IsZero() || next.After(end) {
+			break
+		}
+		start, end = next, next.Add(a.w.Duration)
+	}
+	return end
 }
 
 // formatUntil shows the clock time in the policy's zone, with the date when

@@ -1,0 +1,141 @@
+package agent
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"strings"
+
+	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/channel/channelpb"
+)
+
+// Phases a report carries, as the hub's badges show them.
+const (
+	PhaseSynced      = "synced"
+	PhaseProgressing = "progressing"
+	PhaseFailed      = "failed"
+	PhaseDrifted     = "drifted"
+	PhaseSuspended   = "suspended"
+	PhaseUnknown     = "unknown"
+)
+
+// Report hands over the GitSync as it now is. It converts it at once (the
+// caller may change gs afterwards) and keeps only the newest report per
+// GitSync until the hub acknowledges it. It never blocks.
+func (c *Client) Report(gs *v1alpha1.GitSync) {
+	if gs == nil || gs.Name == "" {
+		return
+	}
+	c.buf.put(toReport(gs))
+}
+
+// Forget says the GitSync is gone from the cluster; the hub gets a report
+// with deleted set. It never blocks.
+func (c *Client) Forget(namespace, name string) {
+	if name == "" {
+		return
+	}
+	c.buf.put(&channelpb.SyncReport{
+		Namespace: namespace,
+		Name:      name,
+		Phase:     PhaseUnknown,
+		Deleted:   true,
+	})
+}
+
+// toReport converts a GitSync into a report without a state_version.
+func toReport(gs *v1alpha1.GitSync) *channelpb.SyncReport {
+	st := gs.Status
+	r := &channelpb.SyncReport{
+		Namespace:         gs.Namespace,
+		Name:              gs.Name,
+		SourceUrl:         gs.Spec.Source.URL,
+		Ref:               refString(gs.Spec.Source.Ref),
+		Path:              gs.Spec.Path,
+		Revision:          st.LastAppliedRevision,
+		AttemptedRevision: st.LastAttemptedRevision,
+	}
+	r.Phase, r.Message = phase(gs)
+	if st.LastSyncTime != nil {
+		r.LastSyncUnixMs = st.LastSyncTime.UnixMilli()
+	}
+	for _, c := range st.Conditions {
+		r.Conditions = append(r.Conditions, &channelpb.Condition{
+			Type:                 c.Type,
+			Status:               string(c.Status),
+			Reason:               c.Reason,
+			Message:              c.Message,
+			LastTransitionUnixMs: c.LastTransitionTime.UnixMilli(),
+		})
+	}
+	for _, n := range st.Namespaces {
+		r.Namespaces = append(r.Namespaces, &channelpb.NamespaceCount{
+			Namespace: n.Namespace,
+			Objects:   int32(n.Objects),
+		})
+	}
+	if d := st.Drift; d != nil {
+		r.Drift = &channelpb.DriftSummary{Count: int32(d.Count)}
+		for _, o := range d.Objects {
+			group, _, _ := strings.Cut(o.APIVersion, "/")
+			if !strings.Contains(o.APIVersion, "/") {
+				group = ""
+			}
+			r.Drift.Objects = append(r.Drift.Objects, &channelpb.DriftedObject{
+				Group: group, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
+				Paths: o.Paths, Managers: o.Managers, Deleted: o.Deleted,
+				DetectedUnixMs: o.DetectedTime.UnixMilli(),
+			})
+		}
+	}
+	return r
+}
+
+// phase reads the badge's phase and message from the conditions, kstatus
+// style: suspended wins, then Stalled, then Ready.
+func phase(gs *v1alpha1.GitSync) (string, string) {
+	conds := gs.Status.Conditions
+	ready := meta.FindStatusCondition(conds, v1alpha1.ReadyCondition)
+	msg := ""
+	if ready != nil {
+		msg = ready.Message
+	}
+	if gs.Spec.Suspend {
+		return PhaseSuspended, msg
+	}
+	if stalled := meta.FindStatusCondition(conds, v1alpha1.StalledCondition); stalled != nil && stalled.Status == metav1.ConditionTrue {
+		return PhaseFailed, stalled.Message
+	}
+	switch {
+	case ready == nil:
+		if meta.IsStatusConditionTrue(conds, v1alpha1.ReconcilingCondition) {
+			return PhaseProgressing, msg
+		}
+		return PhaseUnknown, msg
+	case ready.Status == metav1.ConditionTrue:
+		if d := meta.FindStatusCondition(conds, v1alpha1.DriftedCondition); d != nil && d.Status == metav1.ConditionTrue {
+			return PhaseDrifted, d.Message
+		}
+		return PhaseSynced, msg
+	case ready.Status == metav1.ConditionFalse:
+		return PhaseFailed, msg
+	default:
+		return PhaseProgressing, msg
+	}
+}
+
+// refString spells the ref as the protocol does: "branch:main",
+// "tag:v1", "semver:>=1.0" or "commit:<sha>". No ref means branch main.
+func refString(r v1alpha1.GitRef) string {
+	switch {
+	case r.Commit != "":
+		return "commit:" + r.Commit
+	case r.Semver != "":
+		return "semver:" + r.Semver
+	case r.Tag != "":
+		return "tag:" + r.Tag
+	case r.Branch != "":
+		return "branch:" + r.Branch
+	}
+	return "branch:main"
+}

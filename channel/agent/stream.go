@@ -1,0 +1,142 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"tether.dev/tether/channel/channelpb"
+)
+
+type stream = grpc.BidiStreamingClient[channelpb.AgentMessage, channelpb.HubMessage]
+
+// connect runs one session: dial, Hello, wait for the Welcome, then send
+// and receive until the stream ends. welcomed says whether the hub
+// accepted the agent.
+func (c *Client) connect(ctx context.Context) (welcomed bool, err error) {
+	conn, err := c.dial()
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	st, err := channelpb.NewAgentChannelClient(conn).Connect(ctx)
+	if err != nil {
+		return false, err
+	}
+	err = st.Send(&channelpb.AgentMessage{Msg: &channelpb.AgentMessage_Hello{Hello: &channelpb.Hello{
+		AgentName:  c.opts.AgentName,
+		Version:    c.opts.Version,
+		ClusterUid: c.opts.ClusterUID,
+	}}})
+	if err != nil {
+		return false, recvError(st, err)
+	}
+	timer := time.AfterFunc(welcomeTimeout, func() {
+		cancel(status.Error(codes.DeadlineExceeded, "no Welcome from the hub"))
+	})
+	first, err := st.Recv()
+	timer.Stop()
+	if err != nil {
+		return false, causeOr(ctx, err)
+	}
+	w := first.GetWelcome()
+	if w == nil {
+		return false, status.Error(codes.Internal, "the hub's first message is not a Welcome")
+	}
+
+	session := c.session.Add(1)
+	c.up.Store(true)
+	defer c.up.Store(false)
+	hb := heartbeat(c.opts.Heartbeat, w)
+	c.log.Info("connected to the hub", "hubVersion", w.GetHubVersion(), "heartbeat", hb, "pending", c.buf.len())
+
+	sendErr := make(chan error, 1)
+	go func() {
+		err := c.send(ctx, st, session, hb)
+		if err != nil && !errors.Is(err, io.EOF) {
+			cancel(err)
+		}
+		sendErr <- err
+	}()
+	err = c.receive(st)
+	cancel(nil)
+	if serr := <-sendErr; status.Code(err) == codes.Canceled && serr != nil && !errors.Is(serr, io.EOF) {
+		err = serr
+	}
+	return true, err
+}
+
+// send drains the buffer whenever it has something due on this session
+// and sends a heartbeat every hb.
+func (c *Client) send(ctx context.Context, st stream, session uint64, hb time.Duration) error {
+	tick := time.NewTicker(hb)
+	defer tick.Stop()
+	for {
+		for _, r := range c.buf.due(session) {
+			if err := st.Send(&channelpb.AgentMessage{Msg: &channelpb.AgentMessage_Report{Report: r}}); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.buf.notify:
+		case <-tick.C:
+			err := st.Send(&channelpb.AgentMessage{Msg: &channelpb.AgentMessage_Heartbeat{
+				Heartbeat: &channelpb.Heartbeat{SentUnixMs: time.Now().UnixMilli()},
+			}})
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// receive handles acks and "sync now" until the stream ends.
+func (c *Client) receive(st stream) error {
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		switch m := msg.Msg.(type) {
+		case *channelpb.HubMessage_Ack:
+			c.buf.ack(m.Ack.GetNamespace(), m.Ack.GetName(), m.Ack.GetStateVersion())
+		case *channelpb.HubMessage_SyncNow:
+			c.log.Info("sync now from the hub", "namespace", m.SyncNow.GetNamespace(), "name", m.SyncNow.GetName(),
+				"repo", m.SyncNow.GetRepoUrl(), "ref", m.SyncNow.GetBranchOrTag(), "reason", m.SyncNow.GetReason())
+			if c.opts.OnSyncNow != nil {
+				c.opts.OnSyncNow(m.SyncNow)
+			}
+		default:
+			// A repeated Welcome or a message from a newer hub: nothing to do.
+		}
+	}
+}
+
+// recvError returns the stream's status after a failed Send: Send only
+// says io.EOF, Recv says why.
+func recvError(st stream, err error) error {
+	if errors.Is(err, io.EOF) {
+		if _, rerr := st.Recv(); rerr != nil {
+			return rerr
+		}
+	}
+	return err
+}
+
+// causeOr prefers the reason this side cancelled the stream.
+func causeOr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && status.Code(err) == codes.Canceled {
+		return cause
+	}
+	return err
+}

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestKeepaliveUnderSixtySeconds(t *testing.T) {
+	if keepaliveTime >= 60*time.Second {
+		t.Errorf("server keepalive %s, must be under 60 s", keepaliveTime)
+	}
+	if keepaliveMinPing > 20*time.Second {
+		t.Errorf("agents ping every 30 s; the policy must allow pings every %s or more often", keepaliveMinPing)
+	}
+	if maxHeartbeat >= 60*time.Second || maxAuthRecheck > 30*time.Second {
+		t.Errorf("heartbeat cap %s, auth recheck cap %s", maxHeartbeat, maxAuthRecheck)
+	}
+}
+
+func TestConfigureHTTPServer(t *testing.T) {
+	hs := &http.Server{}
+	ConfigureHTTPServer(hs)
+	if hs.HTTP2.SendPingTimeout <= 0 || hs.HTTP2.SendPingTimeout >= 60*time.Second {
+		t.Errorf("HTTP/2 ping after %s idle, want under 60 s", hs.HTTP2.SendPingTimeout)
+	}
+	if hs.ReadHeaderTimeout == 0 || hs.ReadTimeout != 0 || hs.WriteTimeout != 0 {
+		t.Errorf("timeouts: header %s, read %s, write %s", hs.ReadHeaderTimeout, hs.ReadTimeout, hs.WriteTimeout)
+	}
+}
+
+func TestOptionDefaults(t *testing.T) {
+	s := NewServer(ServerOptions{Heartbeat: 90 * time.Second})
+	defer s.Stop(t.Context())
+	if s.opts.Heartbeat != maxHeartbeat || s.opts.AuthRecheck != maxAuthRecheck {
+		t.Errorf("heartbeat %s, recheck %s", s.opts.Heartbeat, s.opts.AuthRecheck)
+	}
+	s2 := NewServer(ServerOptions{Heartbeat: 100 * time.Millisecond})
+	defer s2.Stop(t.Context())
+	if s2.opts.Heartbeat != time.Second {
+		t.Errorf("heartbeat %s, want the 1 s floor", s2.opts.Heartbeat)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -27,16 +28,18 @@ func main() {
 		sizes  = intList{200, 1000}
 		runs   = flag.Int("runs", 3, "runs per measurement (the median is printed)")
 		polls  = flag.Int("polls", 20, "no-change polls to time")
+		driftN = flag.Int("drift-objects", 5000, "objects of the GitSync whose drift handling is timed (0: skip); the agent's memory is read with it synced")
+		driftR = flag.Int("drift-runs", 10, "out-of-band changes timed per drift mode")
 	)
 	flag.Var(&sizes, "sizes", "comma-separated object counts")
 	flag.Parse()
-	if err := run(*tether, sizes, *runs, *polls); err != nil {
+	if err := run(*tether, sizes, *runs, *polls, *driftN, *driftR); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(tetherBin string, sizes []int, runs, polls int) error {
+func run(tetherBin string, sizes []int, runs, polls, driftN, driftRuns int) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "tether-bench-")
 	if err != nil {
@@ -60,12 +63,16 @@ func run(tetherBin string, sizes []int, runs, polls int) error {
 		return err
 	}
 	files := map[string]string{}
-	for _, n := range sizes {
+	committed := sizes
+	if driftN > 0 && !slices.Contains(sizes, driftN) {
+		committed = append(slices.Clone(sizes), driftN)
+	}
+	for _, n := range committed {
 		for k, v := range configMaps(n) {
 			files[k] = v
 		}
 	}
-	step("committing %v ConfigMaps", sizes)
+	step("committing %v ConfigMaps", committed)
 	if _, err := repo.Commit(files, "bench objects"); err != nil {
 		return err
 	}
@@ -123,11 +130,25 @@ func run(tetherBin string, sizes []int, runs, polls int) error {
 			row{what: fmt.Sprintf("forced resync, nothing changed, %d objects", n), tether: median(resync), kubectl: median(kubectlAgain),
 				note: "annotation → render → apply (one dry-run per object) → status"})
 	}
+	watched := 0
+	if driftN > 0 {
+		step("drift: %d objects, %d changes per mode", driftN, driftRuns)
+		detect, correct, err := measureDrift(ctx, k, repo.URL, driftN, driftRuns)
+		if err != nil {
+			return err
+		}
+		watched = driftN
+		rows = append(rows,
+			row{what: fmt.Sprintf("out-of-band change → Drifted=True (detect), %d watched", driftN), tether: median(detect),
+				note: fmt.Sprintf("p95 %s over %d changes; watch event → dry-run of the one object → status", round(p95(detect)), len(detect))},
+			row{what: fmt.Sprintf("out-of-band change → corrected (correct), %d watched", driftN), tether: median(correct),
+				note: fmt.Sprintf("p95 %s over %d changes; value put back by a re-apply of that object", round(p95(correct)), len(correct))})
+	}
 	rss, hwm, err := memory(agent.Process.Pid)
 	if err != nil {
 		return err
 	}
-	printTable(rows, rss, hwm, sizes)
+	printTable(rows, rss, hwm, watched)
 	return nil
 }
 
@@ -172,6 +193,15 @@ func kubectlApply(ctx context.Context, kubeconfig, ns, dir string) (time.Duratio
 		return 0, fmt.Errorf("kubectl apply: %v: %s", err, lastLine(out))
 	}
 	return time.Since(start), nil
+}
+
+func p95(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)*95+99)/100-1]
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -17,7 +17,7 @@ type row struct {
 	note            string
 }
 
-func printTable(rows []row, rss, hwm int64, sizes []int) {
+func printTable(rows []row, rss, hwm int64, watched int) {
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "measurement\ttether (median)\tkubectl apply --server-side\tratio\tnote")
 	for _, r := range rows {
@@ -28,7 +28,7 @@ func printTable(rows []row, rss, hwm int64, sizes []int) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.what, round(r.tether), k, ratio, r.note)
 	}
-	fmt.Fprintf(w, "agent RSS after syncing %v objects\t%d MiB (peak %d MiB)\t-\t-\tVmRSS/VmHWM of the tether agent process\n", sizes, rss>>20, hwm>>20)
+	fmt.Fprintf(w, "agent RSS, %d objects in the drift watch cache\t%d MiB (peak %d MiB)\t-\t-\tVmRSS/VmHWM of the tether agent process\n", watched, rss>>20, hwm>>20)
 	_ = w.Flush()
 }
 

@@ -11,21 +11,30 @@ const (
 	StalledCondition = "Stalled"
 	// DriftedCondition is True while objects differ from what was applied.
 	DriftedCondition = "Drifted"
+	// BlockedCondition is True while a schedule or a sync window keeps a
+	// pending revision (or drift correction) from being applied.
+	BlockedCondition = "Blocked"
 )
 
 // Condition reasons.
 const (
-	ReasonSucceeded        = "Succeeded"
-	ReasonProgressing      = "Progressing"
-	ReasonFetchFailed      = "FetchFailed"
-	ReasonRenderFailed     = "RenderFailed"
-	ReasonApplyFailed      = "ApplyFailed"
-	ReasonPruneFailed      = "PruneFailed"
-	ReasonInvalidSpec      = "InvalidSpec"
-	ReasonNamespaceDenied  = "NamespaceNotAllowed"
-	ReasonSuspended        = "Suspended"
-	ReasonDriftDetected    = "DriftDetected"
-	ReasonDriftCorrected   = "DriftCorrected"
-	ReasonNoDrift          = "NoDrift"
-	ReasonDriftCheckFailed = "DriftCheckFailed"
+	ReasonSucceeded          = "Succeeded"
+	ReasonProgressing        = "Progressing"
+	ReasonFetchFailed        = "FetchFailed"
+	ReasonRenderFailed       = "RenderFailed"
+	ReasonApplyFailed        = "ApplyFailed"
+	ReasonPruneFailed        = "PruneFailed"
+	ReasonInvalidSpec        = "InvalidSpec"
+	ReasonNamespaceDenied    = "NamespaceNotAllowed"
+	ReasonSuspended          = "Suspended"
+	ReasonDriftDetected      = "DriftDetected"
+	ReasonDriftCorrected     = "DriftCorrected"
+	ReasonNoDrift            = "NoDrift"
+	ReasonDriftCheckFailed   = "DriftCheckFailed"
+	ReasonHealthCheckFailed  = "HealthCheckFailed"
+	ReasonDependencyNotReady = "DependencyNotReady"
+	ReasonDependencyCycle    = "DependencyCycle"
+	ReasonSyncWindowClosed   = "SyncWindowClosed"
+	ReasonNotScheduled       = "NotScheduled"
+	ReasonNotBlocked         = "NotBlocked"
 )

@@ -87,6 +87,64 @@ type GitSyncSpec struct {
 	// Drift says what to do when the cluster is changed behind Git's back.
 	// +optional
 	Drift DriftSpec `json:"drift,omitempty"`
+
+	// Wait makes a sync wait until every applied object is Current (by
+	// kstatus) before it reports Ready, up to Timeout.
+	// +optional
+	Wait bool `json:"wait,omitempty"`
+
+	// Schedule (cron, 5 fields or @daily and the like) makes new revisions
+	// apply only at these times instead of as soon as they are seen; they
+	// show as status.pendingRevision meanwhile.
+	// +optional
+	Schedule string `json:"schedule,omitempty"`
+
+	// TimeZone of Schedule and Windows (IANA name); default UTC.
+	// +optional
+	TimeZone string `json:"timeZone,omitempty"`
+
+	// Windows allow or deny applying at times, as Argo CD's sync windows:
+	// outside every allow window, or inside any deny window, nothing is
+	// applied (deny wins); drift is still detected and reported.
+	// +optional
+	Windows []SyncWindow `json:"windows,omitempty"`
+
+	// DependsOn lists GitSyncs that must be Ready at their latest revision
+	// before this one applies.
+	// +optional
+	DependsOn []DependencyReference `json:"dependsOn,omitempty"`
+
+	// ServiceAccountName makes the sync apply and prune as this service
+	// account of the GitSync's namespace (impersonation), so it can do only
+	// what that account's RBAC allows.
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+}
+
+// SyncWindow is a recurring period in which applying is allowed or denied.
+type SyncWindow struct {
+	// Kind is allow or deny.
+	// +kubebuilder:validation:Enum=allow;deny
+	Kind string `json:"kind"`
+	// Schedule (cron) says when the window opens.
+	// +kubebuilder:validation:MinLength=1
+	Schedule string `json:"schedule"`
+	// Duration the window stays open, e.g. 1h30m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	Duration metav1.Duration `json:"duration"`
+	// ManualSync lets the resync annotation through while this window
+	// blocks.
+	// +optional
+	ManualSync bool `json:"manualSync,omitempty"`
+}
+
+// DependencyReference names a GitSync; the namespace defaults to the
+// dependent's own.
+type DependencyReference struct {
+	Name string `json:"name"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // Drift modes.
@@ -215,6 +273,19 @@ type GitSyncStatus struct {
 	// Drift summarises the last drift seen.
 	// +optional
 	Drift *DriftStatus `json:"drift,omitempty"`
+
+	// PendingRevision is a newer revision seen in Git that a schedule, a
+	// sync window or a dependency keeps from being applied yet.
+	// +optional
+	PendingRevision string `json:"pendingRevision,omitempty"`
+
+	// NextSyncTime is when the schedule or the windows next let it apply.
+	// +optional
+	NextSyncTime *metav1.Time `json:"nextSyncTime,omitempty"`
+
+	// LastScheduledTime is the schedule time of the last scheduled sync.
+	// +optional
+	LastScheduledTime *metav1.Time `json:"lastScheduledTime,omitempty"`
 }
 
 // MaxDriftedObjects is how many drifted objects the status lists.

@@ -48,6 +48,10 @@ type ControlPlaneOptions struct {
 	// KubeconfigDir is where the admin kubeconfig is written; empty means a
 	// temporary folder removed by Stop.
 	KubeconfigDir string
+	// ControllerManager also starts kube-controller-manager from BinDir, so
+	// that Deployments get ReplicaSets and pods, Jobs get pods and deleted
+	// namespaces finish deleting.
+	ControllerManager bool
 }
 
 // ControlPlane is a running kube-apiserver and etcd.
@@ -58,8 +62,9 @@ type ControlPlane struct {
 	// kubectl and for the tether binary.
 	KubeconfigPath string
 
-	env    *envtest.Environment
-	tmpDir string
+	env               *envtest.Environment
+	tmpDir            string
+	controllerManager *ControllerManager // nil unless ControlPlaneOptions.ControllerManager
 }
 
 // StartControlPlane starts etcd and kube-apiserver on loopback and waits
@@ -105,12 +110,19 @@ func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
 	if err := os.WriteFile(cp.KubeconfigPath, kubeconfig, 0o600); err != nil {
 		return nil, errors.Join(err, cp.Stop())
 	}
+	if opts.ControllerManager {
+		if cp.controllerManager, err = startControllerManager(env, dir); err != nil {
+			return nil, errors.Join(err, cp.Stop())
+		}
+	}
 	return cp, nil
 }
 
-// Stop stops the API server and etcd and removes their data.
+// Stop stops the controller manager, if any, then the API server and etcd,
+// and removes their data.
 func (c *ControlPlane) Stop() error {
-	err := c.env.Stop()
+	err := c.controllerManager.Stop()
+	err = errors.Join(err, c.env.Stop())
 	if c.tmpDir != "" {
 		err = errors.Join(err, os.RemoveAll(c.tmpDir))
 	}

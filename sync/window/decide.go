@@ -15,7 +15,10 @@ type Decision struct {
 	// 06:00 UTC" or "outside every allow window"; empty when Allowed.
 	Blocking string
 	// NextOpen is the earliest later time at which applying is allowed;
-	// zero when Allowed, or when there is none within Horizon.
+	// zero when Allowed, or when there is none within Horizon. (A window
+	// that stays active for weeks one short activation after another, such
+	// as a deny window matching every minute, may exhaust the search first
+	// and also give zero.)
 	NextOpen time.Time
 }
 

@@ -3,6 +3,7 @@ package sync
 import (
 	"fmt"
 	"log/slog"
+	gosync "sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -29,6 +30,11 @@ type Options struct {
 	Reporter Reporter
 	// Logger is for the parts that log through slog.
 	Logger *slog.Logger
+	// DefaultServiceAccount is impersonated by GitSyncs that name no
+	// spec.serviceAccountName (empty: the agent's own rights).
+	DefaultServiceAccount string
+	// NoCrossNamespaceRefs refuses dependsOn entries in other namespaces.
+	NoCrossNamespaceRefs bool
 }
 
 // New builds the agent's reconciler from the real parts — the Git fetcher,
@@ -52,7 +58,11 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 		Recorder:    mgr.GetEventRecorder("tether"),
 		Reporter:    o.Reporter,
 		Concurrency: o.Concurrency,
+
+		DefaultServiceAccount: o.DefaultServiceAccount,
+		NoCrossNamespaceRefs:  o.NoCrossNamespaceRefs,
 	}
+	r.ApplierFor = impersonating(mgr, cfg, o.Concurrency)
 	tracker, err := drift.NewTracker(cfg, mgr.GetRESTMapper(), drift.Options{
 		FieldManager: apply.DefaultFieldManager,
 		Logger:       o.Logger,
@@ -71,4 +81,32 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// impersonating returns a function that gives, once per service account,
+// an applier whose every request impersonates that account, so that a
+// tenant's GitSync can apply and prune only what its RBAC allows. Kinds
+// are still resolved with the agent's own discovery.
+func impersonating(mgr ctrl.Manager, cfg *rest.Config, concurrency int) func(namespace, sa string) (Applier, error) {
+	var (
+		mu       gosync.Mutex
+		appliers = map[string]Applier{}
+	)
+	return func(namespace, sa string) (Applier, error) {
+		user := "system:serviceaccount:" + namespace + ":" + sa
+		mu.Lock()
+		defer mu.Unlock()
+		if a, ok := appliers[user]; ok {
+			return a, nil
+		}
+		icfg := rest.CopyConfig(cfg)
+		icfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+		c, err := client.New(icfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+		if err != nil {
+			return nil, fmt.Errorf("client impersonating %s: %w", user, err)
+		}
+		a := apply.NewManager(c, apply.ManagerOptions{Concurrency: concurrency})
+		appliers[user] = a
+		return a, nil
+	}
 }

@@ -81,6 +81,12 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
 	if driftMode(gs) != v1alpha1.DriftCorrect {
 		return
 	}
+	if pol, err := policy(gs); err == nil {
+		if b := windowGate(pol, r.now(), false); b != nil {
+			log.Info("drift correction held back by a sync window", "message", b.msg)
+			return
+		}
+	}
 
 	ids := make([]string, 0, report.Count)
 	for _, o := range report.Drifted {
@@ -118,13 +124,17 @@ func (r *Reconciler) correct(ctx context.Context, gs *v1alpha1.GitSync, ids []st
 	if err != nil {
 		return err
 	}
-	release := r.Drift.Hold(owner)
-	defer release()
-	plan, err := r.Applier.Plan(ctx, objs, ApplyOptions(gs))
+	applier, err := r.applierFor(gs)
 	if err != nil {
 		return err
 	}
-	res, err := r.Applier.Apply(ctx, plan)
+	release := r.Drift.Hold(owner)
+	defer release()
+	plan, err := applier.Plan(ctx, objs, ApplyOptions(gs))
+	if err != nil {
+		return err
+	}
+	res, err := applier.Apply(ctx, plan)
 	if err != nil {
 		return err
 	}

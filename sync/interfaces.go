@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"time"
 
 	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -37,6 +38,7 @@ type Applier interface {
 	Plan(ctx context.Context, objs []*unstructured.Unstructured, opts apply.Options) (*apply.Plan, error)
 	Apply(ctx context.Context, plan *apply.Plan) (*apply.Result, error)
 	Prune(ctx context.Context, old, new *v1alpha1.ResourceInventory, owner apply.Owner) (*ssa.ChangeSet, error)
+	Wait(ctx context.Context, inv *v1alpha1.ResourceInventory, interval time.Duration) error
 }
 
 // DriftTracker is what sync needs from drift.Tracker: the watch cache that

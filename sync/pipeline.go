@@ -35,14 +35,21 @@ func (e *stageError) Unwrap() error { return e.err }
 // prune, then status and events. It runs in the runner, so a newer revision
 // cancels ctx; a cancelled sync writes nothing and leaves the status to the
 // sync that replaced it.
-func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, why string) {
+func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, why string, scheduled time.Time) {
 	log := logr.FromContextOrDiscard(ctx)
 	key := client.ObjectKeyFromObject(gs)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout(gs))
 	defer cancel()
 
-	if _, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) { markProgressing(live, rev.String(), why) }); err != nil {
+	if _, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) {
+		markProgressing(live, rev.String(), why)
+		clearBlocked(live)
+		if !scheduled.IsZero() {
+			t := metav1.NewTime(scheduled)
+			live.Status.LastScheduledTime = &t
+		}
+	}); err != nil {
 		log.Error(err, "cannot record progress")
 	}
 	out, err := r.run(ctx, gs, rev, auth)
@@ -128,7 +135,11 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		return out, nil
 	}
 
-	plan, err := r.Applier.Plan(ctx, res.Objects, ApplyOptions(gs))
+	applier, err := r.applierFor(gs)
+	if err != nil {
+		return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, err: err}
+	}
+	plan, err := applier.Plan(ctx, res.Objects, ApplyOptions(gs))
 	if err != nil {
 		reason := v1alpha1.ReasonApplyFailed
 		if errors.Is(err, apply.ErrNamespaceNotAllowed) {
@@ -141,7 +152,7 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		release := r.Drift.Hold(driftOwner(gs))
 		defer release()
 	}
-	result, err := r.Applier.Apply(ctx, plan)
+	result, err := applier.Apply(ctx, plan)
 	if err != nil {
 		return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, user: apply.IsUserError(err), err: err}
 	}
@@ -152,7 +163,7 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 	counts := countActions(result.ChangeSet)
 
 	if gs.Spec.Prune && gs.Status.Inventory != nil {
-		pruned, err := r.Applier.Prune(ctx, gs.Status.Inventory, result.Inventory, owner)
+		pruned, err := applier.Prune(ctx, gs.Status.Inventory, result.Inventory, owner)
 		if err != nil {
 			return nil, &stageError{reason: v1alpha1.ReasonPruneFailed, err: err}
 		}
@@ -161,6 +172,13 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		out.changed = out.changed || deleted > 0
 	}
 	out.summary = summarize(counts)
+	if gs.Spec.Wait {
+		// A newer revision cancels ctx, which ends the wait at once.
+		if err := applier.Wait(ctx, result.Inventory, 0); err != nil {
+			return nil, &stageError{reason: v1alpha1.ReasonHealthCheckFailed, err: fmt.Errorf("health check of %s: %w", rev, err)}
+		}
+		out.summary += ", all objects ready"
+	}
 	if r.Drift != nil {
 		// From now on the watch cache compares the cluster with this apply.
 		if err := r.Drift.Record(ctx, driftOwner(gs), plan.Objects, result.Live); err != nil {

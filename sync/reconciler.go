@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	crsource "sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -55,6 +56,16 @@ type Reconciler struct {
 	Reporter Reporter
 	// Concurrency bounds how many syncs run at once (default 4).
 	Concurrency int
+	// ApplierFor, when set, gives the applier that acts as a service
+	// account of a namespace (impersonation), for spec.serviceAccountName.
+	ApplierFor func(namespace, serviceAccount string) (Applier, error)
+	// DefaultServiceAccount is used for GitSyncs that name none, so that
+	// tenants cannot fall back to the agent's own rights.
+	DefaultServiceAccount string
+	// NoCrossNamespaceRefs refuses dependencies in other namespaces.
+	NoCrossNamespaceRefs bool
+	// Now is the clock (time.Now when nil); tests of windows set it.
+	Now func() time.Time
 
 	runner *runner
 	status *statusWriter
@@ -89,6 +100,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.GitSync{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		WatchesRawSource(crsource.Channel(r.kick, &handler.EnqueueRequestForObject{})).
+		// A dependency's status changes wake the GitSyncs waiting for it.
+		Watches(&v1alpha1.GitSync{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
+			var reqs []reconcile.Request
+			for _, key := range r.dependents(ctx, obj) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: key})
+			}
+			return reqs
+		})).
 		// SkipNameValidation: tests and the demo run more than one agent
 		// in one process; the name only labels metrics.
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 4), SkipNameValidation: ptr(true)}).
@@ -160,7 +179,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.V(1).Info("suspended")
 		return ctrl.Result{}, nil
 	}
-	if err := validate(gs); err != nil {
+	if err := r.validate(gs); err != nil {
 		return ctrl.Result{}, r.fail(ctx, key, v1alpha1.ReasonInvalidSpec, err, true, nil)
 	}
 
@@ -197,10 +216,39 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{RequeueAfter: nextPoll(gs)}, nil
 	}
+	if err := r.checkDependencies(ctx, gs); err != nil {
+		var de *dependencyError
+		reason := v1alpha1.ReasonDependencyNotReady
+		if errors.As(err, &de) && de.cycle {
+			reason = v1alpha1.ReasonDependencyCycle
+		}
+		if !r.runner.busy(key) {
+			if werr := r.fail(ctx, key, reason, err, reason == v1alpha1.ReasonDependencyCycle, nil); werr != nil {
+				return ctrl.Result{}, werr
+			}
+		}
+		return ctrl.Result{RequeueAfter: min(nextPoll(gs), retryInterval(gs))}, nil
+	}
+	pol, _ := policy(gs) // validated above
+	b, scheduled := timeGate(gs, pol, r.now(), why)
+	if b != nil {
+		if !sameBlock(gs, b, rev.String()) {
+			if _, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) { markBlocked(live, b, rev.String()) }); err != nil {
+				return ctrl.Result{}, err
+			}
+			log.Info("sync held back", "revision", rev.String(), "reason", b.reason, "message", b.msg)
+		}
+		after := nextPoll(gs)
+		if !b.until.IsZero() {
+			after = min(after, time.Until(b.until)+time.Second)
+		}
+		return ctrl.Result{RequeueAfter: max(after, time.Second)}, nil
+	}
+
 	w := want{Revision: rev.String(), Generation: gs.Generation, Resync: resyncValue(gs)}
 	snapshot := gs.DeepCopy()
 	if r.runner.start(r.ctx, key, w, func(ctx context.Context) {
-		r.sync(logr.NewContext(ctx, log.WithValues("revision", w.Revision)), snapshot, rev, auth, why)
+		r.sync(logr.NewContext(ctx, log.WithValues("revision", w.Revision)), snapshot, rev, auth, why, scheduled)
 	}) {
 		log.Info("sync started", "revision", w.Revision, "reason", why)
 	}
@@ -309,3 +357,23 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// applierFor is the applier a GitSync's sync uses: the agent's own, or one
+// impersonating spec.serviceAccountName (or the agent's default account).
+func (r *Reconciler) applierFor(gs *v1alpha1.GitSync) (Applier, error) {
+	sa := gs.Spec.ServiceAccountName
+	if sa == "" {
+		sa = r.DefaultServiceAccount
+	}
+	if sa == "" || r.ApplierFor == nil {
+		return r.Applier, nil
+	}
+	return r.ApplierFor(gs.Namespace, sa)
+}

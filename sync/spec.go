@@ -16,12 +16,22 @@ import (
 )
 
 // validate catches spec errors the CRD schema cannot express.
-func validate(gs *v1alpha1.GitSync) error {
+func (r *Reconciler) validate(gs *v1alpha1.GitSync) error {
 	if err := SourceRef(gs).Validate(); err != nil {
 		return fmt.Errorf("spec.source.ref: %w", err)
 	}
 	if gs.Spec.Source.URL == "" {
 		return errors.New("spec.source.url is empty")
+	}
+	if _, err := policy(gs); err != nil {
+		return err
+	}
+	if r.NoCrossNamespaceRefs {
+		for _, d := range gs.Spec.DependsOn {
+			if d.Namespace != "" && d.Namespace != gs.Namespace {
+				return fmt.Errorf("spec.dependsOn: %s/%s is in another namespace, and this agent refuses cross-namespace references", d.Namespace, d.Name)
+			}
+		}
 	}
 	return nil
 }
@@ -59,7 +69,11 @@ func (r *Reconciler) finalize(ctx context.Context, gs *v1alpha1.GitSync) error {
 	}
 	if gs.Spec.Prune && !gs.Spec.Suspend && gs.Status.Inventory != nil {
 		owner := ownerOf(gs)
-		cs, err := r.Applier.Prune(ctx, gs.Status.Inventory, &v1alpha1.ResourceInventory{}, owner)
+		applier, err := r.applierFor(gs)
+		if err != nil {
+			return fmt.Errorf("GitSync %s: prune on deletion: %w", key, err)
+		}
+		cs, err := applier.Prune(ctx, gs.Status.Inventory, &v1alpha1.ResourceInventory{}, owner)
 		if err != nil {
 			return fmt.Errorf("GitSync %s: prune on deletion: %w", key, err)
 		}

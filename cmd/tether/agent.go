@@ -48,6 +48,8 @@ type agentOptions struct {
 	agentName   string
 	tokenFile   string
 	caFile      string
+	defaultSA   string
+	noCrossNS   bool
 }
 
 func (o *agentOptions) bind(cmd *cobra.Command) {
@@ -66,6 +68,8 @@ func (o *agentOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.agentName, "agent-name", "", "this agent's name at the hub (one per cluster)")
 	f.StringVar(&o.tokenFile, "token-file", "", "file with the agent's hub token (`tether hub token create`), re-read on every connection")
 	f.StringVar(&o.caFile, "ca-file", "", "CA certificate (PEM) of the hub, when not signed by a public CA")
+	f.StringVar(&o.defaultSA, "default-service-account", "", "service account (of each GitSync's namespace) to impersonate when a GitSync names none, so tenants never get the agent's own rights")
+	f.BoolVar(&o.noCrossNS, "no-cross-namespace-refs", false, "refuse GitSync references (dependsOn) to other namespaces")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 }
@@ -193,6 +197,9 @@ func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.L
 		Concurrency: o.concurrent,
 		Reporter:    reporter,
 		Logger:      logrSlog(log),
+
+		DefaultServiceAccount: o.defaultSA,
+		NoCrossNamespaceRefs:  o.noCrossNS,
 	})
 	if err != nil {
 		return fmt.Errorf("start agent: %w", err)

@@ -31,8 +31,8 @@ func TestCRDMatchesAPI(t *testing.T) {
 	}
 }
 
-// TestInstall renders deploy/ as `kubectl apply -k deploy/` would and
-// applies it to a real API server.
+// TestInstall renders deploy/ and deploy/hub as `kubectl apply -k` would
+// and applies them to a real API server.
 func TestInstall(t *testing.T) {
 	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{WithoutCRDs: true})
 	if err != nil {
@@ -78,5 +78,26 @@ func TestInstall(t *testing.T) {
 	}
 	if _, err := m.Apply(ctx, plan); err != nil {
 		t.Fatalf("apply deploy/: %v", err)
+	}
+
+	hub, err := render.Render(ctx, render.Options{Root: root, Path: "hub"})
+	if err != nil {
+		t.Fatalf("render deploy/hub: %v", err)
+	}
+	kinds = map[string]int{}
+	for _, o := range hub.Objects {
+		kinds[o.GetKind()]++
+	}
+	for _, k := range []string{"Deployment", "Service", "PersistentVolumeClaim"} {
+		if kinds[k] != 1 {
+			t.Errorf("deploy/hub renders %d %s (got %v)", kinds[k], k, kinds)
+		}
+	}
+	plan, err = m.Plan(ctx, hub.Objects, apply.Options{Owner: apply.Owner{Name: "install-hub", Namespace: "tether-system"}, Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("plan deploy/hub: %v", err)
+	}
+	if _, err := m.Apply(ctx, plan); err != nil {
+		t.Fatalf("apply deploy/hub: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 type agentProc struct {
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func startAgent(t *testing.T, kubeconfig, cacheDir string, extra ...string) *agentProc {
@@ -38,12 +40,15 @@ func startAgent(t *testing.T, kubeconfig, cacheDir string, extra ...string) *age
 	return p
 }
 
+// stop stops the agent and waits for it, once however often it is called.
 func (p *agentProc) stop() {
-	p.cancel()
-	select {
-	case <-p.done:
-	case <-time.After(time.Minute):
-	}
+	p.once.Do(func() {
+		p.cancel()
+		select {
+		case <-p.done:
+		case <-time.After(time.Minute):
+		}
+	})
 }
 
 // TestLeaderElection runs two agent replicas: one holds the lease in
@@ -96,6 +101,7 @@ func TestLeaderElection(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitValue(t, c, "one")
+	waitReady(t, c, client.ObjectKeyFromObject(gs))
 
 	a.stop() // the leader releases the lease on its way out
 	_ = b
@@ -103,16 +109,23 @@ func TestLeaderElection(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitValue(t, c, "two")
+	waitReady(t, c, client.ObjectKeyFromObject(gs))
 	if second := leaseHolder(ctx, c); second == "" || second == first {
 		t.Fatalf("lease holder after the leader stopped = %q, first holder was %q", second, first)
 	}
-	got := &v1alpha1.GitSync{}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(gs), got); err != nil {
-		t.Fatal(err)
-	}
-	if !meta.IsStatusConditionTrue(got.Status.Conditions, v1alpha1.ReadyCondition) {
-		t.Fatalf("GitSync not Ready after hand-over: %+v", got.Status.Conditions)
-	}
+}
+
+// waitReady waits until the GitSync reports Ready=True for its spec.
+func waitReady(t *testing.T, c client.Client, key types.NamespacedName) {
+	t.Helper()
+	waitFor(t, 2*time.Minute, func() bool {
+		gs := &v1alpha1.GitSync{}
+		if c.Get(context.Background(), key, gs) != nil {
+			return false
+		}
+		ready := meta.FindStatusCondition(gs.Status.Conditions, v1alpha1.ReadyCondition)
+		return ready != nil && ready.Status == metav1.ConditionTrue && gs.Status.ObservedGeneration == gs.Generation
+	}, &lockedBuffer{})
 }
 
 func leaseHolder(ctx context.Context, c client.Client) string {

@@ -89,7 +89,6 @@ func TestDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 	agent := startAgent(t, cp.KubeconfigPath, filepath.Join(t.TempDir(), "cache"), "--leader-elect=false")
-	defer agent.stop()
 	waitFor(t, 2*time.Minute, func() bool {
 		cm := &corev1.ConfigMap{}
 		return c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "settings"}, cm) == nil

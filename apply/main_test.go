@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/fluxcd/pkg/ssa"
-	"github.com/fluxcd/pkg/ssa/utils"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,20 +65,9 @@ func newNamespace(tb testing.TB) string {
 // vars[KEY].
 func readObjects(tb testing.TB, name string, vars map[string]string) []*unstructured.Unstructured {
 	tb.Helper()
-	data, err := os.ReadFile("testdata/" + name)
+	objs, err := testenv.ReadObjects("testdata/"+name, vars)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	text := os.Expand(string(data), func(k string) string {
-		v, ok := vars[k]
-		if !ok {
-			tb.Fatalf("%s: no value for ${%s}", name, k)
-		}
-		return v
-	})
-	objs, err := utils.ReadObjects(strings.NewReader(text))
-	if err != nil {
-		tb.Fatalf("%s: %v", name, err)
 	}
 	return objs
 }

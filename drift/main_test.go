@@ -6,12 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/fluxcd/pkg/ssa/utils"
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
@@ -184,20 +182,9 @@ func (h *harness) applyAndRecord(tb testing.TB, owner Owner, objs []*unstructure
 // vars[KEY].
 func readObjects(tb testing.TB, name string, vars map[string]string) []*unstructured.Unstructured {
 	tb.Helper()
-	data, err := os.ReadFile("testdata/" + name)
+	objs, err := testenv.ReadObjects("testdata/"+name, vars)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	text := os.Expand(string(data), func(k string) string {
-		v, ok := vars[k]
-		if !ok {
-			tb.Fatalf("%s: no value for ${%s}", name, k)
-		}
-		return v
-	})
-	objs, err := utils.ReadObjects(strings.NewReader(text))
-	if err != nil {
-		tb.Fatalf("%s: %v", name, err)
 	}
 	return objs
 }

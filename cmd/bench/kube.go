@@ -17,8 +17,8 @@ import (
 	"tether.dev/tether/internal/testenv"
 )
 
-// waitLimit bounds every wait; a sync of 1000 objects takes seconds.
-const waitLimit = 5 * time.Minute
+// waitLimit bounds every wait; a first sync of 5000 objects takes minutes here.
+const waitLimit = 15 * time.Minute
 
 type kube struct{ c client.Client }
 

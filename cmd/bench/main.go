@@ -5,6 +5,8 @@
 // It starts its own control plane and Git server (internal/testenv) and
 // runs the real `tether agent` binary as a separate process, so the memory
 // figures are the agent's alone. Timings are medians of several runs.
+// `bench -mode webhook` instead times commit → webhook → hub → agent →
+// applied (webhook.go).
 package main
 
 import (
@@ -30,9 +32,22 @@ func main() {
 		polls  = flag.Int("polls", 20, "no-change polls to time")
 		driftN = flag.Int("drift-objects", 5000, "objects of the GitSync whose drift handling is timed (0: skip); the agent's memory is read with it synced")
 		driftR = flag.Int("drift-runs", 10, "out-of-band changes timed per drift mode")
+		mode   = flag.String("mode", "agent", "agent: the agent's table below; webhook: commit → webhook → hub → agent → applied (see webhook.go)")
+		hooks  = flag.Int("commits", 20, "with -mode webhook: commits to time")
 	)
 	flag.Var(&sizes, "sizes", "comma-separated object counts")
 	flag.Parse()
+	if *mode == "webhook" {
+		if err := runWebhook(*tether, *hooks); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *mode != "agent" {
+		fmt.Fprintln(os.Stderr, "bench: -mode is agent or webhook")
+		os.Exit(2)
+	}
 	if err := run(*tether, sizes, *runs, *polls, *driftN, *driftR); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

@@ -11,12 +11,18 @@ CACHE_DIR ?= $(HOME)/.cache/tether
 # module, so a fresh clone on the same machine reuses them.
 TETHER_TEST_BIN ?= $(CACHE_DIR)/control-plane-$(TOOLS_KEY)
 export TETHER_TEST_BIN
+# Gitea, the real Git host of internal/e2e, is built the same way: once,
+# into a folder keyed by its own tools module and build script.
+GITEA_DIR := internal/testenv/gitea
+GITEA_KEY := $(shell cat $(GITEA_DIR)/go.mod $(GITEA_DIR)/go.sum $(GITEA_DIR)/build.sh | sha256sum | cut -c1-16)
+TETHER_TEST_GITEA ?= $(CACHE_DIR)/gitea-$(GITEA_KEY)
+export TETHER_TEST_GITEA
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 40m
 
-.PHONY: run test build test-bin deps lint generate bench clean
+.PHONY: run test build test-bin test-gitea deps lint generate bench clean
 
 build: ## Build bin/tether
 	@echo "[build] bin/tether $(VERSION)"
@@ -25,15 +31,23 @@ build: ## Build bin/tether
 test-bin: ## Build (once) kube-apiserver, kube-controller-manager and etcd
 	@$(TOOLS_DIR)/build.sh $(TETHER_TEST_BIN)
 
+test-gitea: ## Build (once) Gitea for the end-to-end tests
+	@$(GITEA_DIR)/build.sh $(TETHER_TEST_GITEA)
+
 run: build $(if $(KUBECONFIG),,test-bin) ## Run the local demo (or the agent on $KUBECONFIG's cluster)
 	@./bin/tether dev --examples examples --work-dir .tether-dev
 
+# Debian packages the tests need, as command:package. The end-to-end tests
+# (internal/e2e) run headless Chromium, and a hub in a network namespace
+# behind an iptables rule.
+DEPS := git:git chromium:chromium iptables:iptables ip:iproute2
+
 deps: ## Install the Debian packages the tests need
-	@missing=""; for p in git; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for d in $(DEPS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "[deps] installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	else echo "[deps] git present"; fi
+	else echo "[deps] $(foreach d,$(DEPS),$(lastword $(subst :, ,$(d)))) present"; fi
 
 lint: ## gofmt and go vet
 	@echo "[lint] gofmt, go vet"
@@ -41,8 +55,8 @@ lint: ## gofmt and go vet
 	if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
 	@$(GO) vet ./...
 
-test: deps test-bin lint ## Everything CI runs
-	@echo "[test] go test ./... (control plane from $(TETHER_TEST_BIN))"
+test: deps test-bin test-gitea lint ## Everything CI runs
+	@echo "[test] go test ./... (control plane from $(TETHER_TEST_BIN), Gitea from $(TETHER_TEST_GITEA))"
 	@$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 bench: build test-bin ## Benchmarks, printed as a table

@@ -18,10 +18,9 @@ func (s *Server) Connected(agent string, hello *channelpb.Hello) {
 	s.metrics.connected.Set(float64(len(s.streams)))
 	s.mu.Unlock()
 	if err := s.store.AgentConnected(context.Background(), agent, hello.GetVersion(), hello.GetClusterUid()); err != nil {
-		s.log.Error("agent connected", "agent", agent, "error", err)
-		return
+		s.log.Error("cannot record agent connection", "agent", agent, "error", err)
 	}
-	s.log.Info("agent connected", "agent", agent, "version", hello.GetVersion(), "clusterUID", hello.GetClusterUid())
+	// The channel server logs the connection itself.
 }
 
 // Disconnected records that one of agent's streams closed.
@@ -38,10 +37,8 @@ func (s *Server) Disconnected(agent string) {
 		return
 	}
 	if err := s.store.AgentDisconnected(context.Background(), agent); err != nil {
-		s.log.Error("agent disconnected", "agent", agent, "error", err)
-		return
+		s.log.Error("cannot record agent disconnection", "agent", agent, "error", err)
 	}
-	s.log.Info("agent disconnected", "agent", agent)
 }
 
 // isConnected reports whether agent has an open stream now.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -63,7 +64,7 @@ func follows(ref source.Ref, pushed string) bool {
 // empty), which the status then echoes.
 func (r *Reconciler) Resync(ctx context.Context, key types.NamespacedName, value string) error {
 	if value == "" {
-		value = metav1.Now().UTC().Format("2006-01-02T15:04:05Z")
+		value = metav1.Now().UTC().Format(time.RFC3339Nano)
 	}
 	gs := &v1alpha1.GitSync{}
 	if err := r.Client.Get(ctx, key, gs); err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
+	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -124,5 +125,36 @@ func NamespaceCounts(objs []*unstructured.Unstructured) []v1alpha1.NamespaceCoun
 		out = append(out, v1alpha1.NamespaceCount{Namespace: ns, Objects: n})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Namespace < out[j].Namespace })
+	return out
+}
+
+// AddChangeSet returns inv plus every object cs created, configured or
+// found unchanged, so that objects written by a sync that then failed are
+// still owned, and pruned once they leave Git. inv is not modified.
+func AddChangeSet(inv *v1alpha1.ResourceInventory, cs *ssa.ChangeSet) *v1alpha1.ResourceInventory {
+	out := &v1alpha1.ResourceInventory{}
+	seen := map[string]bool{}
+	if inv != nil {
+		for _, e := range inv.Entries {
+			seen[e.ID] = true
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	if cs != nil {
+		for _, e := range cs.Entries {
+			switch e.Action {
+			case ssa.CreatedAction, ssa.ConfiguredAction, ssa.UnchangedAction:
+			default:
+				continue
+			}
+			id := e.ObjMetadata.String()
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			out.Entries = append(out.Entries, v1alpha1.ResourceRef{ID: id, Version: e.GroupVersion})
+		}
+	}
+	sort.Slice(out.Entries, func(i, j int) bool { return out.Entries[i].ID < out.Entries[j].ID })
 	return out
 }

@@ -3,8 +3,11 @@ package apply
 import (
 	"testing"
 
+	"github.com/fluxcd/cli-utils/pkg/object"
+	"github.com/fluxcd/pkg/ssa"
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"tether.dev/tether/api/v1alpha1"
 )
@@ -171,5 +174,30 @@ func TestNamespaceCounts(t *testing.T) {
 	want := []v1alpha1.NamespaceCount{{Namespace: "", Objects: 1}, {Namespace: "a", Objects: 1}, {Namespace: "b", Objects: 2}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestAddChangeSet(t *testing.T) {
+	cm := object.ObjMetadata{Namespace: "app", Name: "settings", GroupKind: schema.GroupKind{Kind: "ConfigMap"}}
+	deploy := object.ObjMetadata{Namespace: "app", Name: "web", GroupKind: schema.GroupKind{Group: "apps", Kind: "Deployment"}}
+	svc := object.ObjMetadata{Namespace: "app", Name: "web", GroupKind: schema.GroupKind{Kind: "Service"}}
+	old := &v1alpha1.ResourceInventory{Entries: []v1alpha1.ResourceRef{{ID: cm.String(), Version: "v1"}}}
+	cs := ssa.NewChangeSet()
+	cs.Add(ssa.ChangeSetEntry{ObjMetadata: deploy, GroupVersion: "apps/v1", Action: ssa.CreatedAction})
+	cs.Add(ssa.ChangeSetEntry{ObjMetadata: cm, GroupVersion: "v1", Action: ssa.ConfiguredAction})
+	cs.Add(ssa.ChangeSetEntry{ObjMetadata: svc, GroupVersion: "v1", Action: ssa.SkippedAction})
+	got := AddChangeSet(old, cs)
+	want := &v1alpha1.ResourceInventory{Entries: []v1alpha1.ResourceRef{
+		{ID: cm.String(), Version: "v1"},
+		{ID: deploy.String(), Version: "apps/v1"},
+	}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("AddChangeSet (-want +got):\n%s", diff)
+	}
+	if len(old.Entries) != 1 {
+		t.Errorf("AddChangeSet changed its input: %+v", old)
+	}
+	if got := AddChangeSet(nil, nil); len(got.Entries) != 0 {
+		t.Errorf("AddChangeSet(nil, nil) = %+v", got)
 	}
 }

@@ -74,17 +74,31 @@ func (m *Manager) Wait(ctx context.Context, inv *v1alpha1.ResourceInventory, int
 	start := time.Now()
 	pending := objs
 	var last []ObjectHealth
+	// Fix: when the deadline passed in the middle of a round, the objects
+	// not read again in it were left out of the timeout error (with a
+	// single object: "0 object(s) not ready"). Their verdict of the
+	// previous round is kept for the report.
+	seen := map[*unstructured.Unstructured]ObjectHealth{}
 	for {
 		var next []*unstructured.Unstructured
 		last = last[:0]
-		for _, o := range pending {
+		for i, o := range pending {
 			h, err := m.health(ctx, o)
 			if err != nil {
 				if ctx.Err() != nil {
+					for _, rest := range pending[i:] {
+						next = append(next, rest)
+						if prev, ok := seen[rest]; ok {
+							last = append(last, prev)
+						} else {
+							last = append(last, ObjectHealth{Object: objectID(rest), Status: string(status.UnknownStatus), Message: "not checked before the deadline"})
+						}
+					}
 					break
 				}
 				return err
 			}
+			seen[o] = h
 			if h.Status == string(status.CurrentStatus) {
 				continue
 			}
@@ -112,10 +126,7 @@ func (m *Manager) Wait(ctx context.Context, inv *v1alpha1.ResourceInventory, int
 
 // health reads one object and computes its kstatus.
 func (m *Manager) health(ctx context.Context, o *unstructured.Unstructured) (ObjectHealth, error) {
-	id := o.GetKind() + "/" + o.GetName()
-	if o.GetNamespace() != "" {
-		id = o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
-	}
+	id := objectID(o)
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(o.GroupVersionKind())
 	if err := m.client.Get(ctx, client.ObjectKeyFromObject(o), live); err != nil {
@@ -129,4 +140,12 @@ func (m *Manager) health(ctx context.Context, o *unstructured.Unstructured) (Obj
 		return ObjectHealth{}, fmt.Errorf("%s health check: %w", id, err)
 	}
 	return ObjectHealth{Object: id, Status: string(res.Status), Message: res.Message}, nil
+}
+
+// objectID is Kind/namespace/name, or Kind/name when cluster-scoped.
+func objectID(o *unstructured.Unstructured) string {
+	if o.GetNamespace() != "" {
+		return o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
+	}
+	return o.GetKind() + "/" + o.GetName()
 }

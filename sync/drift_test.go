@@ -229,6 +229,19 @@ func TestNoChangeReconcileMakesNoRequests(t *testing.T) {
 	waitApplied(t, key, mainRev(sha))
 	waitEvent(t, key, corev1.EventTypeNormal, v1alpha1.ReasonSucceeded, mainRev(sha))
 	time.Sleep(testInterval) // let the last status write and its event settle
+	// kube-controller-manager runs beside the API server (TestMain): it
+	// fills in the Deployment's status for a few seconds after the apply,
+	// and each of those changes is rightly checked for drift (a GET, a
+	// dry-run apply, a status write). Wait until the cluster is quiet: two
+	// polls in a row without an agent request.
+	eventually(t, waitTimeout, func() error {
+		n := agentRequests.count()
+		time.Sleep(2 * testInterval)
+		if reqs := agentRequests.since(n); len(reqs) != 0 {
+			return fmt.Errorf("the agent is still busy: %v", reqs)
+		}
+		return nil
+	})
 
 	start := agentRequests.count()
 	if start == 0 {

@@ -38,8 +38,14 @@ type blocked struct {
 // only answers to the windows. On success it returns the schedule time the
 // sync stands for (zero when the schedule played no part).
 func timeGate(gs *v1alpha1.GitSync, c *window.Compiled, now time.Time, why string) (*blocked, time.Time) {
+	// Fix (found by TestScheduleHoldsRevisions): decide reports a GitSync
+	// that never synced as whyNew even when its resync annotation asks for
+	// a sync, so a resync of a GitSync whose first sync waited for the
+	// schedule (or a manualSync window) was held back as well. An
+	// unhandled resync value makes the first sync a manual one.
+	manual := why == whyResync || (why == whyNew && resyncValue(gs) != gs.Status.LastHandledResyncAt)
 	var scheduled time.Time
-	if c.HasSchedule() && (why == whyNew || why == whyRevision || why == whySpec) {
+	if c.HasSchedule() && !manual && (why == whyNew || why == whyRevision || why == whySpec) {
 		last := gs.CreationTimestamp.Time
 		if gs.Status.LastScheduledTime != nil {
 			last = gs.Status.LastScheduledTime.Time
@@ -51,7 +57,7 @@ func timeGate(gs *v1alpha1.GitSync, c *window.Compiled, now time.Time, why strin
 		}
 		scheduled = latestScheduled(c, last, now)
 	}
-	return windowGate(c, now, why == whyResync), scheduled
+	return windowGate(c, now, manual), scheduled
 }
 
 // windowGate decides whether the sync windows let anything be applied at

@@ -66,7 +66,10 @@ var (
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
+	// kube-controller-manager fills in Deployment, ReplicaSet and pod
+	// status for the health tests (spec.wait); without a kubelet pods stay
+	// Pending unless a test sets their status as a kubelet would.
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{ControllerManager: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -35,22 +35,28 @@ func (e *stageError) Unwrap() error { return e.err }
 // prune, then status and events. It runs in the runner, so a newer revision
 // cancels ctx; a cancelled sync writes nothing and leaves the status to the
 // sync that replaced it.
-func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, why string, scheduled time.Time) {
+func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, why string, scheduled time.Time, w want) {
 	log := logr.FromContextOrDiscard(ctx)
 	key := client.ObjectKeyFromObject(gs)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout(gs))
 	defer cancel()
 
-	if _, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) {
+	live, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) {
 		markProgressing(live, rev.String(), why)
 		clearBlocked(live)
 		if !scheduled.IsZero() {
 			t := metav1.NewTime(scheduled)
 			live.Status.LastScheduledTime = &t
 		}
-	}); err != nil {
+	})
+	if err != nil {
 		log.Error(err, "cannot record progress")
+	} else if live != nil {
+		// Fix (with the inventory recorded before a health wait, see run):
+		// the sync this one replaced may have recorded its inventory after
+		// gs was read; prune from the newest one.
+		gs.Status.Inventory = live.Status.Inventory
 	}
 	out, err := r.run(ctx, gs, rev, auth)
 	if errors.Is(ctx.Err(), context.Canceled) {
@@ -78,6 +84,7 @@ func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.
 		return
 	}
 	r.setFailures(key, 0)
+	r.setDone(key, w)
 	msg := fmt.Sprintf("Applied revision %s", rev)
 	updated, werr := r.status.patch(context.WithoutCancel(ctx), key, func(live *v1alpha1.GitSync) {
 		markSucceeded(live, rev.String(), msg)
@@ -154,6 +161,16 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 	}
 	result, err := applier.Apply(ctx, plan)
 	if err != nil {
+		if result != nil && result.ChangeSet != nil && len(result.ChangeSet.Entries) > 0 {
+			// Some groups were written before another failed: own them, so
+			// that a later sync prunes them if they leave Git.
+			inv := apply.AddChangeSet(gs.Status.Inventory, result.ChangeSet)
+			if _, werr := r.status.patch(context.WithoutCancel(ctx), client.ObjectKeyFromObject(gs), func(live *v1alpha1.GitSync) {
+				live.Status.Inventory = inv
+			}); werr != nil {
+				logr.FromContextOrDiscard(ctx).Error(werr, "cannot record partly applied objects")
+			}
+		}
 		return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, user: apply.IsUserError(err), err: err}
 	}
 	out.applied = true
@@ -173,6 +190,19 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 	}
 	out.summary = summarize(counts)
 	if gs.Spec.Wait {
+		// Fix (found by TestNewRevisionCancelsHealthWait): the inventory
+		// was recorded only when the whole sync succeeded, so objects
+		// applied by a sync whose health wait then failed, timed out or was
+		// cancelled by a newer revision were missing from it, and the next
+		// sync could not prune them when they left Git (they stayed in the
+		// cluster for good). Record what is now in the cluster before the
+		// (long) wait.
+		if _, err := r.status.patch(context.WithoutCancel(ctx), client.ObjectKeyFromObject(gs), func(live *v1alpha1.GitSync) {
+			live.Status.Inventory = result.Inventory
+			live.Status.Namespaces = result.Namespaces
+		}); err != nil {
+			return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, err: fmt.Errorf("record applied objects: %w", err)}
+		}
 		// A newer revision cancels ctx, which ends the wait at once.
 		if err := applier.Wait(ctx, result.Inventory, 0); err != nil {
 			return nil, &stageError{reason: v1alpha1.ReasonHealthCheckFailed, err: fmt.Errorf("health check of %s: %w", rev, err)}

@@ -76,6 +76,12 @@ type Reconciler struct {
 	mu       gosync.Mutex
 	failures map[types.NamespacedName]int
 	auths    map[types.NamespacedName]authEntry
+	// done is the last work each GitSync finished successfully: the cache
+	// may not show that sync's status yet when the next reconcile runs.
+	done map[types.NamespacedName]want
+	// warned is the reason and message of the last failure warned about,
+	// per GitSync, until it syncs successfully again.
+	warned map[types.NamespacedName]string
 }
 
 type authEntry struct {
@@ -122,6 +128,22 @@ func (r *Reconciler) init() {
 	r.ctx, r.stop = context.WithCancel(context.Background())
 	r.failures = map[types.NamespacedName]int{}
 	r.auths = map[types.NamespacedName]authEntry{}
+	r.warned = map[types.NamespacedName]string{}
+	r.done = map[types.NamespacedName]want{}
+}
+
+func (r *Reconciler) setDone(key types.NamespacedName, w want) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done[key] = w
+}
+
+// alreadyDone reports whether w is exactly the work last finished for key.
+func (r *Reconciler) alreadyDone(key types.NamespacedName, w want) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := r.done[key]
+	return ok && d == w
 }
 
 func (r *Reconciler) concurrency() int {
@@ -204,6 +226,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	why := decide(gs, rev.String())
+	w := want{Revision: rev.String(), Generation: gs.Generation, Resync: resyncValue(gs)}
+	if why != whyNone && r.alreadyDone(key, w) {
+		// This exact work finished a moment ago and the cache has not
+		// caught up with its status: re-applying now would overwrite a
+		// change made since (drift) instead of reporting it.
+		why = whyNone
+	}
 	if why == whyNone && r.Drift != nil && !r.Drift.Tracking(driftOwner(gs)) {
 		// The agent (re)started: apply once to learn what is applied.
 		why = whyUntracked
@@ -238,6 +267,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			}
 			log.Info("sync held back", "revision", rev.String(), "reason", b.reason, "message", b.msg)
 		}
+		// Fix (found by TestDenyWindowHoldsCommits): drift was only looked
+		// at when nothing was to be synced, so while a window or the
+		// schedule held back a pending revision or spec change, drift went
+		// unreported. checkDrift reports it and leaves correction to the
+		// windows.
+		if r.hasSuspects(gs) && !r.runner.busy(key) {
+			r.checkDrift(ctx, gs)
+		}
 		after := nextPoll(gs)
 		if !b.until.IsZero() {
 			after = min(after, time.Until(b.until)+time.Second)
@@ -245,10 +282,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: max(after, time.Second)}, nil
 	}
 
-	w := want{Revision: rev.String(), Generation: gs.Generation, Resync: resyncValue(gs)}
 	snapshot := gs.DeepCopy()
 	if r.runner.start(r.ctx, key, w, func(ctx context.Context) {
-		r.sync(logr.NewContext(ctx, log.WithValues("revision", w.Revision)), snapshot, rev, auth, why, scheduled)
+		r.sync(logr.NewContext(ctx, log.WithValues("revision", w.Revision)), snapshot, rev, auth, why, scheduled, w)
 	}) {
 		log.Info("sync started", "revision", w.Revision, "reason", why)
 	}
@@ -288,6 +324,18 @@ func (r *Reconciler) fail(ctx context.Context, key types.NamespacedName, reason 
 	if prev != nil && sameFailure(prev, reason, err.Error()) {
 		changed = false
 	}
+	// Fix (found when the package's tests ran beside kube-controller-manager,
+	// i.e. under more load): both gs and prev come from the cache, which may
+	// not show the previous failure yet when a retry fails within a second,
+	// so the same warning was sent again. What was last warned about is
+	// also kept in memory (cleared by a success, see setFailures).
+	r.mu.Lock()
+	if r.warned[key] == reason+"\n"+err.Error() {
+		changed = false
+	} else if werr == nil && gs != nil && changed {
+		r.warned[key] = reason + "\n" + err.Error()
+	}
+	r.mu.Unlock()
 	if werr == nil && gs != nil && changed {
 		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, reason, "Sync", "%s", err.Error())
 	}
@@ -336,6 +384,7 @@ func (r *Reconciler) setFailures(key types.NamespacedName, n int) {
 	defer r.mu.Unlock()
 	if n == 0 {
 		delete(r.failures, key)
+		delete(r.warned, key)
 		return
 	}
 	r.failures[key] = n
@@ -353,6 +402,8 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	delete(r.failures, key)
 	delete(r.auths, key)
+	delete(r.done, key)
+	delete(r.warned, key)
 	r.mu.Unlock()
 }
 

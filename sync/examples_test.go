@@ -44,8 +44,8 @@ func exampleGitSyncs(t *testing.T, file, ns, repoURL string) map[string]*v1alpha
 
 // keepOnCleanup deletes the GitSyncs keys, in order, when the test ends,
 // after turning their prune off: the examples deploy into fixed
-// namespaces, which a prune would leave Terminating for good (no namespace
-// controller runs here), so a second run (-count=2) could not use them.
+// namespaces, and a prune would delete them while a second run (-count=2)
+// already needs them again (a namespace takes seconds to finish deleting).
 func keepOnCleanup(t *testing.T, keys ...types.NamespacedName) {
 	t.Cleanup(func() {
 		ctx := testContext(t)

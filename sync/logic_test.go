@@ -330,3 +330,59 @@ func TestFollows(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateCrossNamespaceRefs(t *testing.T) {
+	t.Parallel()
+	gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"}}
+	gs.Spec.Source.URL = "https://git.example.com/a.git"
+	gs.Spec.DependsOn = []v1alpha1.DependencyReference{{Name: "base"}, {Name: "platform", Namespace: "tether-system"}}
+	if err := (&Reconciler{}).validate(gs); err != nil {
+		t.Errorf("cross-namespace dependency refused without --no-cross-namespace-refs: %v", err)
+	}
+	err := (&Reconciler{NoCrossNamespaceRefs: true}).validate(gs)
+	if err == nil || !strings.Contains(err.Error(), "tether-system/platform") {
+		t.Errorf("validate with NoCrossNamespaceRefs = %v, want a refusal naming tether-system/platform", err)
+	}
+	gs.Spec.DependsOn = gs.Spec.DependsOn[:1]
+	if err := (&Reconciler{NoCrossNamespaceRefs: true}).validate(gs); err != nil {
+		t.Errorf("a same-namespace dependency refused: %v", err)
+	}
+}
+
+func TestApplierForDefaultServiceAccount(t *testing.T) {
+	t.Parallel()
+	var asked []string
+	own := &stubApplier{name: "agent"}
+	r := &Reconciler{Applier: own, ApplierFor: func(ns, sa string) (Applier, error) {
+		asked = append(asked, ns+"/"+sa)
+		return &stubApplier{name: ns + "/" + sa}, nil
+	}}
+	gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"}}
+	for _, tc := range []struct {
+		defaultSA, specSA, want string
+	}{
+		{"", "", "agent"},
+		{"", "deployer", "team-a/deployer"},
+		{"tenant", "", "team-a/tenant"},
+		{"tenant", "deployer", "team-a/deployer"},
+	} {
+		r.DefaultServiceAccount = tc.defaultSA
+		gs.Spec.ServiceAccountName = tc.specSA
+		a, err := r.applierFor(gs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.(*stubApplier).name; got != tc.want {
+			t.Errorf("default %q, spec %q: applier %q, want %q", tc.defaultSA, tc.specSA, got, tc.want)
+		}
+	}
+	if len(asked) != 3 {
+		t.Errorf("ApplierFor asked %v", asked)
+	}
+}
+
+// stubApplier only names itself: applierFor's choice is what is tested.
+type stubApplier struct {
+	Applier
+	name string
+}

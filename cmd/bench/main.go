@@ -56,24 +56,13 @@ func main() {
 
 func run(tetherBin string, sizes []int, runs, polls, driftN, driftRuns int) error {
 	ctx := context.Background()
-	work, err := os.MkdirTemp("", "tether-bench-")
+	e, err := startEnv("tether-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-
-	step("starting kube-apiserver + etcd")
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
-	if err != nil {
-		return err
-	}
-	defer cp.Stop()
-	git, err := testenv.StartGitServer(filepath.Join(work, "git"), testenv.GitServerOptions{})
-	if err != nil {
-		return err
-	}
-	defer git.Close()
-	repo, err := git.CreateRepo("bench")
+	defer e.close()
+	work, cp := e.work, e.cp
+	repo, err := e.git.CreateRepo("bench")
 	if err != nil {
 		return err
 	}
@@ -230,4 +219,40 @@ func median(ds []time.Duration) time.Duration {
 
 func step(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// env is what every benchmark runs against: a control plane and a Git
+// server, with a work folder, all removed by close.
+type env struct {
+	work string
+	cp   *testenv.ControlPlane
+	git  *testenv.GitServer
+}
+
+func startEnv(prefix string) (*env, error) {
+	work, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{work: work}
+	step("starting kube-apiserver + etcd")
+	if e.cp, err = testenv.StartControlPlane(testenv.ControlPlaneOptions{}); err != nil {
+		e.close()
+		return nil, err
+	}
+	if e.git, err = testenv.StartGitServer(filepath.Join(work, "git"), testenv.GitServerOptions{}); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	if e.git != nil {
+		_ = e.git.Close()
+	}
+	if e.cp != nil {
+		_ = e.cp.Stop()
+	}
+	_ = os.RemoveAll(e.work)
 }

@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/internal/testenv"
 )
 
 // runWebhook measures the webhook path end to end (`bench -mode webhook`):
@@ -34,23 +33,12 @@ import (
 // processes, on loopback.
 func runWebhook(tetherBin string, n int) error {
 	ctx := context.Background()
-	work, err := os.MkdirTemp("", "tether-bench-webhook-")
+	e, err := startEnv("tether-bench-webhook-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-
-	step("starting kube-apiserver + etcd")
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
-	if err != nil {
-		return err
-	}
-	defer cp.Stop()
-	git, err := testenv.StartGitServer(filepath.Join(work, "git"), testenv.GitServerOptions{})
-	if err != nil {
-		return err
-	}
-	defer git.Close()
+	defer e.close()
+	work, cp, git := e.work, e.cp, e.git
 	repo, err := git.CreateRepo("acme/app")
 	if err != nil {
 		return err

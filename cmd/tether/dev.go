@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -9,7 +13,10 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/hub/store"
 	"tether.dev/tether/internal/devenv"
+	"tether.dev/tether/source"
 )
 
 func newDevCmd() *cobra.Command {
@@ -58,6 +65,10 @@ change reach the cluster. Ctrl-C stops it all.`,
 			}
 			defer env.Close()
 
+			hubURL, hubErr, err := startDevHub(ctx, env, work, o)
+			if err != nil {
+				return err
+			}
 			env.Step("starting the agent (its log: " + logFile + ")")
 			agentErr := make(chan error, 1)
 			go func() { agentErr <- runAgent(ctx, env.Config, o, log) }()
@@ -67,16 +78,19 @@ change reach the cluster. Ctrl-C stops it all.`,
 			if err != nil {
 				return err
 			}
-			if _, err := devenv.WaitReady(ctx, c, out, 2*time.Minute); err != nil {
+			synced, err := devenv.WaitReady(ctx, c, out, 2*time.Minute)
+			if err != nil {
 				fmt.Fprintf(out, "warning: %v (see %s)\n", err, logFile)
 			}
-			printNextSteps(out, env, interval)
+			printNextSteps(out, env, interval, hubURL, synced)
 			select {
 			case err := <-agentErr:
 				return err
+			case err := <-hubErr:
+				return err
 			case <-ctx.Done():
 				fmt.Fprintln(out, "stopping")
-				return <-agentErr
+				return errors.Join(<-agentErr, <-hubErr)
 			}
 		},
 	}
@@ -90,13 +104,59 @@ change reach the cluster. Ctrl-C stops it all.`,
 	return cmd
 }
 
-func printNextSteps(out interface{ Write([]byte) (int, error) }, env *devenv.Env, interval time.Duration) {
+// startDevHub starts the hub in this process on 127.0.0.1 (port 8080 when
+// free), gives the demo agent a token for it and points o at it.
+func startDevHub(ctx context.Context, env *devenv.Env, work string, o *agentOptions) (string, <-chan error, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:8080")
+	if err != nil {
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return "", nil, err
+		}
+	}
+	hubURL := "http://" + l.Addr().String()
+	env.Step("starting the hub on " + hubURL)
+	db := filepath.Join(work, "hub.db")
+	st, err := store.Open(ctx, db)
+	if err != nil {
+		return "", nil, err
+	}
+	token, err := st.CreateToken(ctx, store.KindAgent, devAgent)
+	st.Close()
+	if err != nil {
+		return "", nil, err
+	}
+	o.hubURL, o.agentName, o.tokenFile = hubURL, devAgent, filepath.Join(work, "agent.token")
+	if err := os.WriteFile(o.tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return "", nil, err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- serveHub(ctx, &hubOptions{db: db, externalURL: hubURL, shutdownTimeout: 5 * time.Second}, l)
+	}()
+	return hubURL, errc, nil
+}
+
+// devAgent is the demo agent's name at the hub.
+const devAgent = "dev"
+
+func printNextSteps(out io.Writer, env *devenv.Env, interval time.Duration, hubURL string, synced []v1alpha1.GitSync) {
 	staging := devenv.Demos[0]
 	fmt.Fprintf(out, `
-Tether is running. What to do next (in another terminal):
+Tether is running. Where to look:
+
+  hub page:      %[7]s/
+  status badge:  %[7]s/badge/%[8]s/%[6]s/%[5]s.svg
+`, env.Kubeconfig, staging.Namespace, interval, env.RepoDir, staging.Name, devenv.DemoNamespace, hubURL, devAgent)
+	for _, gs := range synced {
+		if rev, err := source.ParseRevision(gs.Status.LastAppliedRevision); err == nil && gs.Name == staging.Name {
+			fmt.Fprintf(out, "  commit badge:  %s/badge/commit/%s.svg   (for a merge request)\n", hubURL, rev.SHA)
+		}
+	}
+	fmt.Fprintf(out, `
+What to do next (in another terminal):
 
   export KUBECONFIG=%[1]s
-  kubectl get gitsyncs -A                      # READY, REVISION, STATUS, AGE
+  kubectl get gitsyncs -A                      # READY, REVISION, DRIFT, STATUS, AGE
   kubectl get all,configmaps -n %[2]s
 
 Commit to deploy (the agent polls every %[3]s):
@@ -105,6 +165,11 @@ Commit to deploy (the agent polls every %[3]s):
   sed -i 's/Hello from staging/Hello again/' podinfo-like/overlays/staging/configmap.yaml
   git commit -am "Change the staging greeting"
   kubectl get configmap podinfo-config -n %[2]s -o jsonpath='{.data.PODINFO_UI_MESSAGE}'
+
+Change something behind Git's back and watch it come back (drift):
+
+  kubectl scale deployment/podinfo -n %[2]s --replicas=5
+  kubectl get gitsync/%[5]s -n %[6]s -o jsonpath='{.status.drift}'
 
 Force a resync:
 

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -48,11 +51,26 @@ func TestDevDemo(t *testing.T) {
 	ctx := context.Background()
 	out := runDev(t, work)
 	text := out.String()
-	for _, want := range []string{"embedded kube-apiserver", "podinfo-staging: Ready=True", "podinfo-production: Ready=True", "git commit -am", "tether.dev/resync-at"} {
+	for _, want := range []string{"embedded kube-apiserver", "podinfo-staging: Ready=True", "podinfo-production: Ready=True", "git commit -am", "tether.dev/resync-at", "hub page:", "commit badge:"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("dev output lacks %q:\n%s", want, text)
 		}
 	}
+	// The badge it points at shows the synced revision once the agent's
+	// report reached the hub.
+	badge := regexp.MustCompile(`status badge:\s+(\S+)`).FindStringSubmatch(text)
+	if badge == nil {
+		t.Fatalf("no badge URL in:\n%s", text)
+	}
+	waitFor(t, time.Minute, func() bool {
+		resp, err := http.Get(badge[1])
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(body), "synced")
+	}, out)
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(work, "kubeconfig"))
 

@@ -137,6 +137,18 @@ func hubConfig(o *hubOptions) (hub.Options, error) {
 }
 
 func runHub(ctx context.Context, o *hubOptions) error {
+	if _, err := hubConfig(o); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.listen, err)
+	}
+	return serveHub(ctx, o, l)
+}
+
+// serveHub runs the hub on l until ctx ends.
+func serveHub(ctx context.Context, o *hubOptions, l net.Listener) error {
 	opt, err := hubConfig(o)
 	if err != nil {
 		return err
@@ -165,10 +177,6 @@ func runHub(ctx context.Context, o *hubOptions) error {
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
 		httpSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-	l, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", o.listen, err)
 	}
 	scheme := "http"
 	if httpSrv.TLSConfig != nil {

@@ -55,15 +55,7 @@ func (p *agentProc) stop() {
 // --namespace and syncs; when it stops, the other takes over and syncs the
 // next commit.
 func TestLeaderElection(t *testing.T) {
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
-	c, err := client.New(cp.Config, client.Options{Scheme: newScheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp, c := startControlPlane(t)
 	ctx := context.Background()
 	git, err := testenv.StartGitServer(t.TempDir(), testenv.GitServerOptions{})
 	if err != nil {
@@ -142,4 +134,20 @@ func waitValue(t *testing.T, c client.Client, want string) {
 		cm := &corev1.ConfigMap{}
 		return c.Get(context.Background(), types.NamespacedName{Namespace: "app", Name: "settings"}, cm) == nil && cm.Data["v"] == want
 	}, &lockedBuffer{})
+}
+
+// startControlPlane starts a control plane of the test's own, stopped when
+// the test ends, and an admin client of it.
+func startControlPlane(t *testing.T) (*testenv.ControlPlane, client.Client) {
+	t.Helper()
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	c, err := client.New(cp.Config, client.Options{Scheme: newScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp, c
 }

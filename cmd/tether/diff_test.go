@@ -36,15 +36,7 @@ func runCmd(t *testing.T, args ...string) (string, string, int) {
 }
 
 func TestDiff(t *testing.T) {
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
-	c, err := client.New(cp.Config, client.Options{Scheme: newScheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp, c := startControlPlane(t)
 	ctx := context.Background()
 	ns, err := testenv.CreateNamespace(ctx, c, "diff")
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -37,10 +36,14 @@ func ignoreRules(gs *v1alpha1.GitSync) []drift.IgnoreRule {
 	return rules
 }
 
-// hasSuspects is the drift test of a reconcile that found Git unchanged:
-// it reads only the watch cache, so it costs no API request.
-func (r *Reconciler) hasSuspects(gs *v1alpha1.GitSync) bool {
-	return r.Drift != nil && len(r.Drift.Suspects(driftOwner(gs))) > 0
+// checkDriftIfSuspect checks drift when the watch cache saw a managed
+// object change and no sync of gs is running (a sync applies everything
+// anyway). Deciding that reads only the cache: no API request.
+func (r *Reconciler) checkDriftIfSuspect(ctx context.Context, gs *v1alpha1.GitSync) {
+	if r.Drift == nil || r.runner.busy(client.ObjectKeyFromObject(gs)) || len(r.Drift.Suspects(driftOwner(gs))) == 0 {
+		return
+	}
+	r.checkDrift(ctx, gs)
 }
 
 // checkDrift decides whether the suspects of gs really drifted, reports
@@ -223,10 +226,4 @@ func sameDrift(st *v1alpha1.DriftStatus, objects []v1alpha1.DriftedObject) bool 
 		}
 	}
 	return true
-}
-
-// driftClean reports whether the Drifted condition is absent or False.
-func driftClean(gs *v1alpha1.GitSync) bool {
-	c := meta.FindStatusCondition(gs.Status.Conditions, v1alpha1.DriftedCondition)
-	return c == nil || c.Status != metav1.ConditionTrue
 }

@@ -219,9 +219,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if err != nil {
 		// Git is unreachable or refuses us; the cluster can still drift.
-		if r.hasSuspects(gs) && !r.runner.busy(key) {
-			r.checkDrift(ctx, gs)
-		}
+		r.checkDriftIfSuspect(ctx, gs)
 		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, !source.IsTransient(err))
 	}
 
@@ -240,9 +238,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if why == whyNone {
 		r.setFailures(key, 0)
 		// Only the watch cache is read: no API request when nothing moved.
-		if r.hasSuspects(gs) && !r.runner.busy(key) {
-			r.checkDrift(ctx, gs)
-		}
+		r.checkDriftIfSuspect(ctx, gs)
 		return ctrl.Result{RequeueAfter: nextPoll(gs)}, nil
 	}
 	if err := r.checkDependencies(ctx, gs); err != nil {
@@ -261,25 +257,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	pol, _ := policy(gs) // validated above
 	b, scheduled := timeGate(gs, pol, r.now(), why)
 	if b != nil {
-		if !sameBlock(gs, b, rev.String()) {
-			if _, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) { markBlocked(live, b, rev.String()) }); err != nil {
-				return ctrl.Result{}, err
-			}
-			log.Info("sync held back", "revision", rev.String(), "reason", b.reason, "message", b.msg)
-		}
-		// Fix (found by TestDenyWindowHoldsCommits): drift was only looked
-		// at when nothing was to be synced, so while a window or the
-		// schedule held back a pending revision or spec change, drift went
-		// unreported. checkDrift reports it and leaves correction to the
-		// windows.
-		if r.hasSuspects(gs) && !r.runner.busy(key) {
-			r.checkDrift(ctx, gs)
-		}
-		after := nextPoll(gs)
-		if !b.until.IsZero() {
-			after = min(after, time.Until(b.until)+time.Second)
-		}
-		return ctrl.Result{RequeueAfter: max(after, time.Second)}, nil
+		return r.holdBack(ctx, gs, b, rev.String())
 	}
 
 	snapshot := gs.DeepCopy()
@@ -289,6 +267,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.Info("sync started", "revision", w.Revision, "reason", why)
 	}
 	return ctrl.Result{RequeueAfter: nextPoll(gs)}, nil
+}
+
+// holdBack records that a schedule or a sync window keeps rev from being
+// applied, reports drift meanwhile (correction waits for the windows too)
+// and looks again when the block may end.
+func (r *Reconciler) holdBack(ctx context.Context, gs *v1alpha1.GitSync, b *blocked, rev string) (ctrl.Result, error) {
+	if !sameBlock(gs, b, rev) {
+		if _, err := r.status.patch(ctx, client.ObjectKeyFromObject(gs), func(live *v1alpha1.GitSync) { markBlocked(live, b, rev) }); err != nil {
+			return ctrl.Result{}, err
+		}
+		logr.FromContextOrDiscard(ctx).Info("sync held back", "revision", rev, "reason", b.reason, "message", b.msg)
+	}
+	r.checkDriftIfSuspect(ctx, gs)
+	after := nextPoll(gs)
+	if !b.until.IsZero() {
+		after = min(after, time.Until(b.until)+time.Second)
+	}
+	return ctrl.Result{RequeueAfter: max(after, time.Second)}, nil
 }
 
 // retry records a failure that happened before any sync started and

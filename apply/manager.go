@@ -82,6 +82,7 @@ func NewManager(c client.Client, opts ManagerOptions) *Manager {
 	return &Manager{client: c, mapper: c.RESTMapper(), rm: rm, concurrency: opts.Concurrency}
 }
 
-// ResourceManager returns the ssa manager underneath, for health waits and
-// diffs that share its field manager and poller.
+// ResourceManager returns the ssa manager underneath, so that benchmarks
+// can run Flux's ApplyAllStaged path with the same field manager side by
+// side.
 func (m *Manager) ResourceManager() *ssa.ResourceManager { return m.rm }

@@ -227,13 +227,9 @@ func readFile(t testing.TB, name string) string {
 	return string(b)
 }
 
+// findCondition is the GitSync's condition of type typ, or nil.
 func findCondition(gs *v1alpha1.GitSync, typ string) *metav1.Condition {
-	for i := range gs.Status.Conditions {
-		if gs.Status.Conditions[i].Type == typ {
-			return &gs.Status.Conditions[i]
-		}
-	}
-	return nil
+	return meta.FindStatusCondition(gs.Status.Conditions, typ)
 }
 
 // A GitSync whose render would read outside the repository fails with a

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -72,10 +71,6 @@ func podReady(pod *corev1.Pod) bool {
 	return false
 }
 
-func conditionOf(gs *v1alpha1.GitSync, typ string) *metav1.Condition {
-	return meta.FindStatusCondition(gs.Status.Conditions, typ)
-}
-
 // A Deployment whose pods never become ready fails the health check when
 // spec.timeout runs out; the message names it and says why, as kstatus
 // does.
@@ -121,7 +116,7 @@ func TestHealthReady(t *testing.T) {
 	// While the pod is Pending the sync waits: Ready is not True.
 	eventually(t, waitTimeout, func() error {
 		got := getGitSync(t, key)
-		c := conditionOf(got, v1alpha1.ReconcilingCondition)
+		c := findCondition(got, v1alpha1.ReconcilingCondition)
 		if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, mainRev(sha)) {
 			return fmt.Errorf("not reconciling %s: %s", sha, describe(got))
 		}
@@ -178,7 +173,7 @@ func TestNewRevisionCancelsHealthWait(t *testing.T) {
 	}, nil, "add a deployment")
 	eventually(t, waitTimeout, func() error {
 		got := getGitSync(t, key)
-		c := conditionOf(got, v1alpha1.ReconcilingCondition)
+		c := findCondition(got, v1alpha1.ReconcilingCondition)
 		if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, mainRev(sha2)) {
 			return fmt.Errorf("not reconciling %s: %s", sha2, describe(got))
 		}
@@ -193,7 +188,7 @@ func TestNewRevisionCancelsHealthWait(t *testing.T) {
 	}, nil, "drop the deployment")
 	got := waitApplied(t, key, mainRev(sha3)) // 60s, against a 10m timeout
 	t.Logf("the new revision applied %s after its commit", time.Since(start).Round(time.Millisecond))
-	if c := conditionOf(got, v1alpha1.ReconcilingCondition); c != nil {
+	if c := findCondition(got, v1alpha1.ReconcilingCondition); c != nil {
 		t.Errorf("still Reconciling: %+v", c)
 	}
 	mustBeAbsent(t, deployment(ns, "web"))

@@ -352,12 +352,7 @@ func describe(gs *v1alpha1.GitSync) string {
 // current generation and returns it.
 func waitApplied(t testing.TB, key types.NamespacedName, rev string) *v1alpha1.GitSync {
 	t.Helper()
-	var gs *v1alpha1.GitSync
-	eventually(t, waitTimeout, func() error {
-		gs = &v1alpha1.GitSync{}
-		if err := k8s.Get(testContext(t), key, gs); err != nil {
-			return err
-		}
+	return waitGitSync(t, key, func(gs *v1alpha1.GitSync) error {
 		c := readyOf(gs)
 		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != gs.Generation ||
 			gs.Status.ObservedGeneration != gs.Generation || gs.Status.LastAppliedRevision != rev {
@@ -365,7 +360,6 @@ func waitApplied(t testing.TB, key types.NamespacedName, rev string) *v1alpha1.G
 		}
 		return nil
 	})
-	return gs
 }
 
 // waitFailed waits until the GitSync's Ready condition is False with
@@ -373,24 +367,37 @@ func waitApplied(t testing.TB, key types.NamespacedName, rev string) *v1alpha1.G
 // of want.
 func waitFailed(t testing.TB, key types.NamespacedName, reason string, want ...string) *v1alpha1.GitSync {
 	t.Helper()
+	return waitGitSync(t, key, func(gs *v1alpha1.GitSync) error {
+		c := readyOf(gs)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason || c.ObservedGeneration != gs.Generation {
+			return fmt.Errorf("GitSync %s has not failed with %s: %s", key, reason, describe(gs))
+		}
+		return mentions(key, c, want)
+	})
+}
+
+// waitGitSync reads the GitSync until check accepts it, and returns it.
+func waitGitSync(t testing.TB, key types.NamespacedName, check func(*v1alpha1.GitSync) error) *v1alpha1.GitSync {
+	t.Helper()
 	var gs *v1alpha1.GitSync
 	eventually(t, waitTimeout, func() error {
 		gs = &v1alpha1.GitSync{}
 		if err := k8s.Get(testContext(t), key, gs); err != nil {
 			return err
 		}
-		c := readyOf(gs)
-		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason || c.ObservedGeneration != gs.Generation {
-			return fmt.Errorf("GitSync %s has not failed with %s: %s", key, reason, describe(gs))
-		}
-		for _, w := range want {
-			if !strings.Contains(c.Message, w) {
-				return fmt.Errorf("GitSync %s: message %q does not mention %q", key, c.Message, w)
-			}
-		}
-		return nil
+		return check(gs)
 	})
 	return gs
+}
+
+// mentions says which of want the condition's message lacks, if any.
+func mentions(key types.NamespacedName, c *metav1.Condition, want []string) error {
+	for _, w := range want {
+		if !strings.Contains(c.Message, w) {
+			return fmt.Errorf("GitSync %s: %s message %q does not mention %q", key, c.Type, c.Message, w)
+		}
+	}
+	return nil
 }
 
 // get reads obj (its namespace and name set) from the cluster.

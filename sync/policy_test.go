@@ -45,24 +45,13 @@ func describeBlocked(gs *v1alpha1.GitSync) string {
 // pendingRevision pending and a message holding every string of want.
 func waitBlocked(t testing.TB, key types.NamespacedName, reason, pending string, want ...string) *v1alpha1.GitSync {
 	t.Helper()
-	var gs *v1alpha1.GitSync
-	eventually(t, waitTimeout, func() error {
-		gs = &v1alpha1.GitSync{}
-		if err := k8s.Get(testContext(t), key, gs); err != nil {
-			return err
-		}
+	return waitGitSync(t, key, func(gs *v1alpha1.GitSync) error {
 		c := blockedOf(gs)
 		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reason || gs.Status.PendingRevision != pending {
 			return fmt.Errorf("GitSync %s not blocked (%s) with %q pending: %s", key, reason, pending, describeBlocked(gs))
 		}
-		for _, w := range want {
-			if !strings.Contains(c.Message, w) {
-				return fmt.Errorf("GitSync %s: Blocked message %q does not mention %q", key, c.Message, w)
-			}
-		}
-		return nil
+		return mentions(key, c, want)
 	})
-	return gs
 }
 
 // checkUnblocked fails unless the status shows nothing held back.

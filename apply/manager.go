@@ -6,6 +6,7 @@ import (
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
 	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -55,6 +56,10 @@ type ManagerOptions struct {
 	// and, within a group, how many server-side dry-runs run at once; 0
 	// means DefaultConcurrency.
 	Concurrency int
+	// Discovery lists the cluster's kinds, so that Prune can tell whether
+	// a Namespace still holds objects it did not apply. Without it Prune
+	// never deletes a Namespace.
+	Discovery discovery.DiscoveryInterface
 }
 
 // Manager plans, applies and prunes objects for any number of GitSyncs. It
@@ -64,6 +69,7 @@ type Manager struct {
 	mapper      meta.RESTMapper
 	rm          *ssa.ResourceManager
 	concurrency int
+	discovery   discovery.DiscoveryInterface
 }
 
 // NewManager builds a Manager on c: an ssa.ResourceManager (field manager
@@ -79,7 +85,7 @@ func NewManager(c client.Client, opts ManagerOptions) *Manager {
 	poller := polling.NewStatusPoller(c, c.RESTMapper(), polling.Options{})
 	rm := ssa.NewResourceManager(liveClient{c}, poller, ssa.Owner{Field: opts.FieldManager, Group: OwnerGroup})
 	rm.SetConcurrency(opts.Concurrency)
-	return &Manager{client: c, mapper: c.RESTMapper(), rm: rm, concurrency: opts.Concurrency}
+	return &Manager{client: c, mapper: c.RESTMapper(), rm: rm, concurrency: opts.Concurrency, discovery: opts.Discovery}
 }
 
 // ResourceManager returns the ssa manager underneath, so that benchmarks

@@ -18,14 +18,27 @@ import (
 	"tether.dev/tether/api/v1alpha1"
 )
 
+// PruneResult is what a Prune did.
+type PruneResult struct {
+	// ChangeSet has a "deleted" or "skipped" entry per object that left Git
+	// and still existed.
+	ChangeSet *ssa.ChangeSet
+	// Kept are the Namespaces among the skipped ones that still hold
+	// objects this GitSync never applied; deleting them would have deleted
+	// those too.
+	Kept []KeptNamespace
+}
+
 // Prune deletes the objects in old that are not in new, namespaced objects
 // first, then cluster-scoped ones, then Namespaces, CRDs last. It skips (a
 // "skipped" entry) an object annotated or labelled tether.dev/prune:
-// disabled and an object whose live owner labels do not name owner, because
-// another GitSync took it over or someone else made it; an object already
-// gone gets no entry. It never deletes what old does not list. A failure
-// on one object does not stop the others; the error names each.
-func (m *Manager) Prune(ctx context.Context, old, new *v1alpha1.ResourceInventory, owner Owner) (*ssa.ChangeSet, error) {
+// disabled, an object whose live owner labels do not name owner, because
+// another GitSync took it over or someone else made it, and a Namespace
+// that still holds objects owner did not apply (see foreignObjects); an
+// object already gone gets no entry. It never deletes what old does not
+// list. A failure on one object does not stop the others; the error names
+// each.
+func (m *Manager) Prune(ctx context.Context, old, new *v1alpha1.ResourceInventory, owner Owner) (*PruneResult, error) {
 	if owner.Name == "" || owner.Namespace == "" {
 		return nil, errors.New("prune: the owner's name and namespace are required")
 	}
@@ -33,20 +46,20 @@ func (m *Manager) Prune(ctx context.Context, old, new *v1alpha1.ResourceInventor
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
-	cs := ssa.NewChangeSet()
+	res := &PruneResult{ChangeSet: ssa.NewChangeSet()}
 	var errs []error
 	for _, o := range gone {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
 		}
-		action, err := m.pruneOne(ctx, o, owner)
+		action, err := m.pruneOne(ctx, o, owner, old, res)
 		if err != nil {
 			errs = append(errs, &ObjectError{Object: utils.FmtUnstructured(o), Err: fmt.Errorf("prune failed: %w", err)})
 			continue
 		}
 		if action != "" {
-			cs.Add(ssa.ChangeSetEntry{
+			res.ChangeSet.Add(ssa.ChangeSetEntry{
 				ObjMetadata:  object.UnstructuredToObjMetadata(o),
 				GroupVersion: o.GroupVersionKind().Version,
 				Subject:      utils.FmtUnstructured(o),
@@ -54,12 +67,12 @@ func (m *Manager) Prune(ctx context.Context, old, new *v1alpha1.ResourceInventor
 			})
 		}
 	}
-	return cs, join(errs)
+	return res, join(errs)
 }
 
 // pruneOne deletes o if the live object is this owner's and not protected.
 // It returns "" when the object is already gone.
-func (m *Manager) pruneOne(ctx context.Context, o *unstructured.Unstructured, owner Owner) (ssa.Action, error) {
+func (m *Manager) pruneOne(ctx context.Context, o *unstructured.Unstructured, owner Owner, old *v1alpha1.ResourceInventory, res *PruneResult) (ssa.Action, error) {
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(o.GroupVersionKind())
 	err := m.client.Get(ctx, client.ObjectKeyFromObject(o), live)
@@ -78,6 +91,22 @@ func (m *Manager) pruneOne(ctx context.Context, o *unstructured.Unstructured, ow
 	labels := live.GetLabels()
 	if labels[v1alpha1.NameLabel] != owner.Name || labels[v1alpha1.NamespaceLabel] != owner.Namespace {
 		return ssa.SkippedAction, nil
+	}
+	if utils.IsNamespace(live) {
+		// Deleting a Namespace deletes all it holds, ours or not.
+		owned := map[string]bool{}
+		for _, e := range old.Entries {
+			owned[e.ID] = true
+		}
+		foreign, err := m.foreignObjects(ctx, live.GetName(), owned, owner)
+		switch {
+		case err != nil:
+			res.Kept = append(res.Kept, KeptNamespace{Name: live.GetName(), Reason: fmt.Sprintf("Namespace %s left Git but was not deleted: cannot tell what else it holds: %v", live.GetName(), err)})
+			return ssa.SkippedAction, nil
+		case len(foreign) > 0:
+			res.Kept = append(res.Kept, KeptNamespace{Name: live.GetName(), Reason: keepReason(live.GetName(), foreign)})
+			return ssa.SkippedAction, nil
+		}
 	}
 	// The UID precondition keeps a delete from hitting an object that was
 	// replaced since the Get above.

@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/fluxcd/pkg/ssa"
@@ -8,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -56,7 +59,7 @@ func TestPrune(t *testing.T) {
 		"ConfigMap/" + ns + "/gone deleted",
 		"ClusterRole/" + ns + "-gone deleted",
 	}
-	if diff := cmp.Diff(want, entries(cs.Entries)); diff != "" {
+	if diff := cmp.Diff(want, entries(cs.ChangeSet.Entries)); diff != "" {
 		t.Fatalf("prune (-want +got):\n%s", diff)
 	}
 	for name, exists := range map[string]bool{"keep": true, "gone": false, "protected": true, "taken-over": true, "vanished": false} {
@@ -74,7 +77,7 @@ func TestPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want[:2], entries(cs.Entries)); diff != "" {
+	if diff := cmp.Diff(want[:2], entries(cs.ChangeSet.Entries)); diff != "" {
 		t.Errorf("second prune (-want +got):\n%s", diff)
 	}
 }
@@ -88,7 +91,7 @@ func TestPruneOtherOwnerDeletesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"ConfigMap/" + ns + "/a skipped"}, entries(cs.Entries)); diff != "" {
+	if diff := cmp.Diff([]string{"ConfigMap/" + ns + "/a skipped"}, entries(cs.ChangeSet.Entries)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "a"}, &corev1.ConfigMap{}); err != nil {
@@ -100,8 +103,8 @@ func TestPruneCustomResourceAfterCRDGone(t *testing.T) {
 	// An inventory entry whose kind no longer exists counts as gone.
 	ref := v1alpha1.ResourceRef{ID: "x_y_gone.tether.dev_Nothing", Version: "gone.tether.dev/v1"}
 	cs, err := testManager.Prune(testContext(t), &v1alpha1.ResourceInventory{Entries: []v1alpha1.ResourceRef{ref}}, nil, Owner{Name: "a", Namespace: "x"})
-	if err != nil || len(cs.Entries) != 0 {
-		t.Fatalf("entries = %v, err = %v; want none, nil", cs.Entries, err)
+	if err != nil || len(cs.ChangeSet.Entries) != 0 {
+		t.Fatalf("entries = %v, err = %v; want none, nil", cs.ChangeSet.Entries, err)
 	}
 }
 
@@ -111,4 +114,85 @@ func entries(es []ssa.ChangeSetEntry) []string {
 		out[i] = e.String()
 	}
 	return out
+}
+
+func namespaceObject(name string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace"}}
+	u.SetName(name)
+	return u
+}
+
+// TestPruneKeepsNamespaceWithForeignObjects: deleting a Namespace deletes
+// everything in it, so a Namespace that left Git is kept while it holds an
+// object the GitSync never applied, and deleted once it holds none.
+func TestPruneKeepsNamespaceWithForeignObjects(t *testing.T) {
+	ctx := testContext(t)
+	home := newNamespace(t)
+	team := home + "-team"
+	owner := Owner{Name: "app", Namespace: home}
+	opts := Options{Owner: owner, TargetNamespace: team}
+	old := planAndApply(t, []*unstructured.Unstructured{namespaceObject(team), configMap(team, "ours", nil)}, opts).Inventory
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}}) })
+
+	// Someone else's object, and the ones Kubernetes puts everywhere.
+	for _, obj := range []client.Object{
+		&corev1.ConfigMap{ObjectMeta: objectMeta(team, "theirs")},
+		&corev1.ConfigMap{ObjectMeta: objectMeta(team, "kube-root-ca.crt")},
+		&corev1.ServiceAccount{ObjectMeta: objectMeta(team, "default")},
+	} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := testManager.Prune(ctx, old, nil, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ConfigMap/" + team + "/ours deleted", "Namespace/" + team + " skipped"}
+	if diff := cmp.Diff(want, entries(res.ChangeSet.Entries)); diff != "" {
+		t.Fatalf("prune (-want +got):\n%s", diff)
+	}
+	if len(res.Kept) != 1 || res.Kept[0].Name != team ||
+		!strings.Contains(res.Kept[0].Reason, "holds 1 object(s)") || !strings.Contains(res.Kept[0].Reason, "ConfigMap/theirs") {
+		t.Fatalf("kept = %+v, want the namespace kept for ConfigMap/theirs alone", res.Kept)
+	}
+	live := &corev1.Namespace{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: team}, live); err != nil || live.DeletionTimestamp != nil {
+		t.Fatalf("namespace %s: err %v, deleting %v; want it kept", team, err, live.DeletionTimestamp)
+	}
+
+	// Once their object is gone, the namespace goes too.
+	if err := k8s.Delete(ctx, &corev1.ConfigMap{ObjectMeta: objectMeta(team, "theirs")}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = testManager.Prune(ctx, old, nil, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"Namespace/" + team + " deleted"}, entries(res.ChangeSet.Entries)); diff != "" || len(res.Kept) != 0 {
+		t.Fatalf("second prune (-want +got):\n%s\nkept: %+v", diff, res.Kept)
+	}
+}
+
+// TestPruneKeepsNamespaceWhenBlind: an applier that cannot list what a
+// namespace holds never deletes the namespace.
+func TestPruneKeepsNamespaceWhenBlind(t *testing.T) {
+	ctx := testContext(t)
+	home := newNamespace(t)
+	team := home + "-blind"
+	owner := Owner{Name: "app", Namespace: home}
+	old := planAndApply(t, []*unstructured.Unstructured{namespaceObject(team)}, Options{Owner: owner}).Inventory
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}}) })
+
+	blind := NewManager(k8s, ManagerOptions{})
+	res, err := blind.Prune(ctx, old, nil, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Kept) != 1 || !strings.Contains(res.Kept[0].Reason, "cannot tell what else it holds") {
+		t.Fatalf("kept = %+v, want the namespace kept", res.Kept)
+	}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: team}, &corev1.Namespace{}); err != nil {
+		t.Fatalf("namespace %s: %v, want it kept", team, err)
+	}
 }

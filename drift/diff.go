@@ -133,13 +133,14 @@ func deepCopyMap(m map[string]any) map[string]any {
 	return (&unstructured.Unstructured{Object: m}).DeepCopy().Object
 }
 
-// maskSecret replaces every value under data and stringData with a mask
-// that still shows which keys changed: "***" when equal on both sides,
-// "*** (before)" / "*** (after)" when not.
+// maskSecret replaces every value under data and stringData, and every
+// annotation value (kubectl's last-applied-configuration holds the whole
+// Secret), with a mask that still shows which keys changed: "***" when
+// equal on both sides, "*** (before)" / "*** (after)" when not.
 func maskSecret(before, after map[string]any) {
-	for _, field := range []string{"data", "stringData"} {
-		b, _, _ := unstructured.NestedMap(before, field)
-		a, _, _ := unstructured.NestedMap(after, field)
+	for _, field := range [][]string{{"data"}, {"stringData"}, {"metadata", "annotations"}} {
+		b, _, _ := unstructured.NestedMap(before, field...)
+		a, _, _ := unstructured.NestedMap(after, field...)
 		keys := map[string]bool{}
 		for k := range b {
 			keys[k] = true
@@ -164,10 +165,10 @@ func maskSecret(before, after map[string]any) {
 			}
 		}
 		if before != nil && b != nil {
-			_ = unstructured.SetNestedMap(before, b, field)
+			_ = unstructured.SetNestedMap(before, b, field...)
 		}
 		if after != nil && a != nil {
-			_ = unstructured.SetNestedMap(after, a, field)
+			_ = unstructured.SetNestedMap(after, a, field...)
 		}
 	}
 }

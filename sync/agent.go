@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,8 +32,12 @@ type Options struct {
 	Reporter Reporter
 	// Logger is for the parts that log through slog.
 	Logger *slog.Logger
-	// DefaultServiceAccount is impersonated by GitSyncs that name no
-	// spec.serviceAccountName (empty: the agent's own rights).
+	// AgentNamespace is the platform team's namespace, the only one whose
+	// GitSyncs may apply with the agent's own rights.
+	AgentNamespace string
+	// DefaultServiceAccount is impersonated by GitSyncs outside
+	// AgentNamespace that name no spec.serviceAccountName; without it they
+	// are refused.
 	DefaultServiceAccount string
 	// NoCrossNamespaceRefs refuses dependsOn entries in other namespaces.
 	NoCrossNamespaceRefs bool
@@ -49,20 +55,29 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("API client: %w", err)
 	}
+	// Discovery lets prune tell whether a Namespace holds objects it did
+	// not apply; kinds are public, so the agent's own client serves every
+	// applier.
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("discovery client: %w", err)
+	}
+	cached := memory.NewMemCacheClient(disco)
 	r := &Reconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
 		Source:      source.NewFetcher(o.CacheDir, source.Options{ResolveTTL: o.ResolveTTL, Logger: o.Logger}),
 		Renderer:    RenderFunc(render.Render),
-		Applier:     apply.NewManager(direct, apply.ManagerOptions{Concurrency: o.Concurrency}),
+		Applier:     apply.NewManager(direct, apply.ManagerOptions{Concurrency: o.Concurrency, Discovery: cached}),
 		Recorder:    mgr.GetEventRecorder("tether"),
 		Reporter:    o.Reporter,
 		Concurrency: o.Concurrency,
 
+		AgentNamespace:        o.AgentNamespace,
 		DefaultServiceAccount: o.DefaultServiceAccount,
 		NoCrossNamespaceRefs:  o.NoCrossNamespaceRefs,
 	}
-	r.ApplierFor = impersonating(mgr, cfg, o.Concurrency)
+	r.ApplierFor = impersonating(mgr, cfg, apply.ManagerOptions{Concurrency: o.Concurrency, Discovery: cached})
 	tracker, err := drift.NewTracker(cfg, mgr.GetRESTMapper(), drift.Options{
 		FieldManager: apply.DefaultFieldManager,
 		Logger:       o.Logger,
@@ -87,7 +102,7 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 // an applier whose every request impersonates that account, so that a
 // tenant's GitSync can apply and prune only what its RBAC allows. Kinds
 // are still resolved with the agent's own discovery.
-func impersonating(mgr ctrl.Manager, cfg *rest.Config, concurrency int) func(namespace, sa string) (Applier, error) {
+func impersonating(mgr ctrl.Manager, cfg *rest.Config, opts apply.ManagerOptions) func(namespace, sa string) (Applier, error) {
 	var (
 		mu       gosync.Mutex
 		appliers = map[string]Applier{}
@@ -105,7 +120,7 @@ func impersonating(mgr ctrl.Manager, cfg *rest.Config, concurrency int) func(nam
 		if err != nil {
 			return nil, fmt.Errorf("client impersonating %s: %w", user, err)
 		}
-		a := apply.NewManager(c, apply.ManagerOptions{Concurrency: concurrency})
+		a := apply.NewManager(c, opts)
 		appliers[user] = a
 		return a, nil
 	}

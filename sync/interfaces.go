@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"tether.dev/tether/api/v1alpha1"
@@ -37,7 +36,7 @@ func (f RenderFunc) Render(ctx context.Context, opts render.Options) (*render.Re
 type Applier interface {
 	Plan(ctx context.Context, objs []*unstructured.Unstructured, opts apply.Options) (*apply.Plan, error)
 	Apply(ctx context.Context, plan *apply.Plan) (*apply.Result, error)
-	Prune(ctx context.Context, old, new *v1alpha1.ResourceInventory, owner apply.Owner) (*ssa.ChangeSet, error)
+	Prune(ctx context.Context, old, new *v1alpha1.ResourceInventory, owner apply.Owner) (*apply.PruneResult, error)
 	Wait(ctx context.Context, inv *v1alpha1.ResourceInventory, interval time.Duration) error
 }
 

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -336,48 +337,94 @@ func TestValidateCrossNamespaceRefs(t *testing.T) {
 	gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"}}
 	gs.Spec.Source.URL = "https://git.example.com/a.git"
 	gs.Spec.DependsOn = []v1alpha1.DependencyReference{{Name: "base"}, {Name: "platform", Namespace: "tether-system"}}
-	if err := (&Reconciler{}).validate(gs); err != nil {
+	if err := (&Reconciler{DefaultServiceAccount: "deployer"}).validate(gs); err != nil {
 		t.Errorf("cross-namespace dependency refused without --no-cross-namespace-refs: %v", err)
 	}
-	err := (&Reconciler{NoCrossNamespaceRefs: true}).validate(gs)
+	err := (&Reconciler{NoCrossNamespaceRefs: true, DefaultServiceAccount: "deployer"}).validate(gs)
 	if err == nil || !strings.Contains(err.Error(), "tether-system/platform") {
 		t.Errorf("validate with NoCrossNamespaceRefs = %v, want a refusal naming tether-system/platform", err)
 	}
 	gs.Spec.DependsOn = gs.Spec.DependsOn[:1]
-	if err := (&Reconciler{NoCrossNamespaceRefs: true}).validate(gs); err != nil {
+	if err := (&Reconciler{NoCrossNamespaceRefs: true, DefaultServiceAccount: "deployer"}).validate(gs); err != nil {
 		t.Errorf("a same-namespace dependency refused: %v", err)
 	}
 }
 
-func TestApplierForDefaultServiceAccount(t *testing.T) {
+func TestApplierForServiceAccount(t *testing.T) {
 	t.Parallel()
-	var asked []string
 	own := &stubApplier{name: "agent"}
-	r := &Reconciler{Applier: own, ApplierFor: func(ns, sa string) (Applier, error) {
-		asked = append(asked, ns+"/"+sa)
-		return &stubApplier{name: ns + "/" + sa}, nil
-	}}
-	gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"}}
+	impersonating := func(ns, sa string) (Applier, error) { return &stubApplier{name: ns + "/" + sa}, nil }
 	for _, tc := range []struct {
-		defaultSA, specSA, want string
+		name                       string
+		agentNS, ns, defaultSA, sa string
+		noImpersonation            bool
+		want, wantErr              string
 	}{
-		{"", "", "agent"},
-		{"", "deployer", "team-a/deployer"},
-		{"tenant", "", "team-a/tenant"},
-		{"tenant", "deployer", "team-a/deployer"},
+		{name: "platform GitSync, agent's rights", agentNS: "tether-system", ns: "tether-system", want: "agent"},
+		{name: "platform GitSync names an account", agentNS: "tether-system", ns: "tether-system", sa: "deployer", want: "tether-system/deployer"},
+		{name: "tenant without account or default", agentNS: "tether-system", ns: "team-a", wantErr: "names no spec.serviceAccountName"},
+		{name: "no agent namespace: nobody is the platform", ns: "tether-system", wantErr: "names no spec.serviceAccountName"},
+		{name: "tenant gets the default", agentNS: "tether-system", ns: "team-a", defaultSA: "tenant", want: "team-a/tenant"},
+		{name: "tenant's own account wins", agentNS: "tether-system", ns: "team-a", defaultSA: "tenant", sa: "deployer", want: "team-a/deployer"},
+		{name: "platform GitSync ignores the default", agentNS: "tether-system", ns: "tether-system", defaultSA: "tenant", want: "agent"},
+		{name: "another namespace's account", agentNS: "tether-system", ns: "team-a", sa: "system:serviceaccount:tether-system:tether-agent", wantErr: "named by its name alone"},
+		{name: "namespace/name", agentNS: "tether-system", ns: "team-a", sa: "tether-system/tether-agent", wantErr: "named by its name alone"},
+		{name: "account but no impersonation", agentNS: "tether-system", ns: "team-a", sa: "deployer", noImpersonation: true, wantErr: "no impersonating applier"},
 	} {
-		r.DefaultServiceAccount = tc.defaultSA
-		gs.Spec.ServiceAccountName = tc.specSA
-		a, err := r.applierFor(gs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := a.(*stubApplier).name; got != tc.want {
-			t.Errorf("default %q, spec %q: applier %q, want %q", tc.defaultSA, tc.specSA, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Reconciler{Applier: own, ApplierFor: impersonating, AgentNamespace: tc.agentNS, DefaultServiceAccount: tc.defaultSA}
+			if tc.noImpersonation {
+				r.ApplierFor = nil
+			}
+			gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: tc.ns, Name: "app"}}
+			gs.Spec.ServiceAccountName = tc.sa
+			a, err := r.applierFor(gs)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one saying %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := a.(*stubApplier).name; got != tc.want {
+				t.Errorf("applier %q, want %q", got, tc.want)
+			}
+		})
 	}
-	if len(asked) != 3 {
-		t.Errorf("ApplierFor asked %v", asked)
+}
+
+func TestValidateRefusesOtherNamespaces(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		defaultSA string
+		mutate    func(*v1alpha1.GitSync)
+		want      string
+	}{
+		{"secretRef namespace/name", "deployer", func(gs *v1alpha1.GitSync) {
+			gs.Spec.Source.SecretRef = &v1alpha1.LocalObjectReference{Name: "tether-system/git"}
+		}, "spec.source.secretRef.name"},
+		{"serviceAccountName with a namespace", "deployer", func(gs *v1alpha1.GitSync) { gs.Spec.ServiceAccountName = "kube-system:admin" }, "spec.serviceAccountName"},
+		{"no account anywhere", "", func(gs *v1alpha1.GitSync) {}, "names no spec.serviceAccountName"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Reconciler{AgentNamespace: "tether-system", DefaultServiceAccount: tc.defaultSA}
+			gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"},
+				Spec: v1alpha1.GitSyncSpec{Source: v1alpha1.GitSource{URL: "https://git.example/a.git"}}}
+			tc.mutate(gs)
+			if err := r.validate(gs); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("validate = %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+	var se *stageError
+	r := &Reconciler{AgentNamespace: "tether-system"}
+	gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"},
+		Spec: v1alpha1.GitSyncSpec{Source: v1alpha1.GitSource{URL: "https://git.example/a.git"}}}
+	if err := r.validate(gs); !errors.As(err, &se) || se.reason != v1alpha1.ReasonServiceAccountRequired || !se.user {
+		t.Fatalf("validate = %v, want a user error with reason %s", err, v1alpha1.ReasonServiceAccountRequired)
 	}
 }
 

@@ -53,6 +53,9 @@ const (
 	// the machine is shared and slow, and a test must never fail on timing
 	// when the behaviour is right.
 	waitTimeout = 60 * time.Second
+	// testAgentNamespace is the test agent's own namespace (--namespace):
+	// the only one whose GitSyncs apply with the agent's rights.
+	testAgentNamespace = "tether-system"
 )
 
 var (
@@ -61,6 +64,9 @@ var (
 	// agentCache is the agent manager's cached client: what the Reconciler
 	// sees.
 	agentCache client.Client
+	// adminConfig is the control plane's admin config, for tests that act
+	// as another user (impersonation).
+	adminConfig *rest.Config
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -79,6 +85,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
+	adminConfig = rest.CopyConfig(cp.Config)
 	stop, err := startAgent(cp)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -136,7 +143,10 @@ func startAgent(cp *testenv.ControlPlane) (func() error, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := New(mgr, cfg, Options{CacheDir: cacheDir, ResolveTTL: testResolveTTL, Concurrency: 4, Logger: slogger}); err != nil {
+	if _, err := New(mgr, cfg, Options{
+		CacheDir: cacheDir, ResolveTTL: testResolveTTL, Concurrency: 4, Logger: slogger,
+		AgentNamespace: testAgentNamespace, DefaultServiceAccount: testenv.DeployerAccount,
+	}); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -198,7 +208,27 @@ func consistently(t testing.TB, d time.Duration, fn func() error) {
 	}
 }
 
+// newNamespace makes a namespace of the test's own whose GitSyncs apply as
+// its testenv.DeployerAccount, bound to cluster-admin: a namespace the
+// platform team trusts with the whole cluster.
 func newNamespace(t testing.TB, prefix string) string {
+	t.Helper()
+	ns := newTenantNamespace(t, prefix)
+	revoke, err := testenv.GrantDeployer(testContext(t), k8s, ns, "cluster-admin", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := revoke(context.Background()); err != nil {
+			t.Log(err)
+		}
+	})
+	return ns
+}
+
+// newTenantNamespace makes a namespace whose GitSyncs' default account does
+// not exist until the test grants it something.
+func newTenantNamespace(t testing.TB, prefix string) string {
 	t.Helper()
 	ns, err := testenv.CreateNamespace(testContext(t), k8s, prefix)
 	if err != nil {

@@ -135,6 +135,11 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		return nil, &stageError{reason: v1alpha1.ReasonRenderFailed, user: errors.As(err, &re),
 			err: fmt.Errorf("%s at %s: %w", displayPath(gs.Spec.Path), rev, err)}
 	}
+	if len(res.Objects) == 0 && !gs.Spec.AllowEmpty && gs.Status.Inventory != nil && len(gs.Status.Inventory.Entries) > 0 {
+		// resources: [] or a wrong spec.path would otherwise prune all.
+		return nil, &stageError{reason: v1alpha1.ReasonEmptyRender, user: true,
+			err: fmt.Errorf("%s at %s rendered no objects while %d applied objects are in the inventory; nothing applied or pruned (set spec.allowEmpty to let an empty render prune everything)", displayPath(gs.Spec.Path), rev, len(gs.Status.Inventory.Entries))}
+	}
 	out := &outcome{hash: res.Hash}
 	owner := ownerOf(gs)
 	if unchangedRender(gs, res.Hash) && (r.Drift == nil || r.Drift.Tracking(driftOwner(gs))) {
@@ -184,7 +189,8 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		if err != nil {
 			return nil, &stageError{reason: v1alpha1.ReasonPruneFailed, err: err}
 		}
-		deleted := countActions(pruned)[ssa.DeletedAction]
+		r.reportKept(gs, pruned.Kept)
+		deleted := countActions(pruned.ChangeSet)[ssa.DeletedAction]
 		counts[ssa.DeletedAction] += deleted
 		out.changed = out.changed || deleted > 0
 	}
@@ -216,6 +222,14 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		}
 	}
 	return out, nil
+}
+
+// reportKept warns, in an event each, of the Namespaces a prune left in
+// place because they hold objects the GitSync never applied.
+func (r *Reconciler) reportKept(gs *v1alpha1.GitSync, kept []apply.KeptNamespace) {
+	for _, k := range kept {
+		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, v1alpha1.ReasonNamespaceKept, "Prune", "%s", k.Reason)
+	}
 }
 
 // ApplyOptions are the apply settings of gs, as a sync uses them (also for

@@ -59,8 +59,12 @@ type Reconciler struct {
 	// ApplierFor, when set, gives the applier that acts as a service
 	// account of a namespace (impersonation), for spec.serviceAccountName.
 	ApplierFor func(namespace, serviceAccount string) (Applier, error)
-	// DefaultServiceAccount is used for GitSyncs that name none, so that
-	// tenants cannot fall back to the agent's own rights.
+	// AgentNamespace is the platform team's namespace: only GitSyncs in it
+	// may apply with the agent's own rights. Empty: no namespace may.
+	AgentNamespace string
+	// DefaultServiceAccount is used for GitSyncs outside AgentNamespace
+	// that name none, so that tenants never get the agent's own rights.
+	// Without it such GitSyncs are refused (ServiceAccountRequired).
 	DefaultServiceAccount string
 	// NoCrossNamespaceRefs refuses dependencies in other namespaces.
 	NoCrossNamespaceRefs bool
@@ -202,7 +206,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	if err := r.validate(gs); err != nil {
-		return ctrl.Result{}, r.fail(ctx, key, v1alpha1.ReasonInvalidSpec, err, true, nil)
+		reason := v1alpha1.ReasonInvalidSpec
+		var se *stageError
+		if errors.As(err, &se) {
+			reason = se.reason
+		}
+		return ctrl.Result{}, r.fail(ctx, key, reason, err, true, nil)
 	}
 
 	ref := SourceRef(gs)
@@ -412,15 +421,20 @@ func (r *Reconciler) now() time.Time {
 	return time.Now()
 }
 
-// applierFor is the applier a GitSync's sync uses: the agent's own, or one
-// impersonating spec.serviceAccountName (or the agent's default account).
+// applierFor is the applier a GitSync's sync uses: one impersonating the
+// service account serviceAccount picks, or the agent's own for a GitSync of
+// the agent's namespace that names none.
 func (r *Reconciler) applierFor(gs *v1alpha1.GitSync) (Applier, error) {
-	sa := gs.Spec.ServiceAccountName
-	if sa == "" {
-		sa = r.DefaultServiceAccount
+	sa, err := r.serviceAccount(gs)
+	if err != nil {
+		return nil, err
 	}
-	if sa == "" || r.ApplierFor == nil {
+	if sa == "" {
 		return r.Applier, nil
+	}
+	if r.ApplierFor == nil {
+		// Never fall back to the agent's rights for a service account.
+		return nil, fmt.Errorf("GitSync %s/%s: cannot act as service account %s: this agent has no impersonating applier", gs.Namespace, gs.Name, sa)
 	}
 	return r.ApplierFor(gs.Namespace, sa)
 }

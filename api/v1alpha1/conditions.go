@@ -37,4 +37,18 @@ const (
 	ReasonSyncWindowClosed   = "SyncWindowClosed"
 	ReasonNotScheduled       = "NotScheduled"
 	ReasonNotBlocked         = "NotBlocked"
+	// ReasonServiceAccountRequired: a GitSync outside the agent's namespace
+	// names no service account and the agent has no default one, so it
+	// would apply with the agent's own rights; nothing is applied.
+	ReasonServiceAccountRequired = "ServiceAccountRequired"
+	// ReasonEmptyRender: the render has no objects while the inventory
+	// holds some, and spec.allowEmpty is off; nothing is pruned.
+	ReasonEmptyRender = "EmptyRender"
+	// ReasonNamespaceKept (an event's reason): a Namespace that left Git
+	// was not pruned because it holds objects the GitSync never applied.
+	ReasonNamespaceKept = "NamespaceKept"
+	// ReasonFinalizerAbandoned (an event's reason): the GitSync's own
+	// namespace is being deleted and its prune on deletion failed, so the
+	// finalizer lets go instead of holding the namespace forever.
+	ReasonFinalizerAbandoned = "FinalizerAbandoned"
 )

@@ -84,6 +84,13 @@ type GitSyncSpec struct {
 	// +optional
 	AllowRemoteBases bool `json:"allowRemoteBases,omitempty"`
 
+	// AllowEmpty lets a render with no objects prune everything the GitSync
+	// applied. Off by default: an empty render (resources: [], a wrong path)
+	// while the inventory holds objects is refused with reason EmptyRender
+	// and nothing is pruned.
+	// +optional
+	AllowEmpty bool `json:"allowEmpty,omitempty"`
+
 	// Drift says what to do when the cluster is changed behind Git's back.
 	// +optional
 	Drift DriftSpec `json:"drift,omitempty"`
@@ -116,7 +123,12 @@ type GitSyncSpec struct {
 
 	// ServiceAccountName makes the sync apply and prune as this service
 	// account of the GitSync's namespace (impersonation), so it can do only
-	// what that account's RBAC allows.
+	// what that account's RBAC allows. It is a name, never a namespace: a
+	// GitSync cannot act as an account of another namespace. Outside the
+	// agent's own namespace a GitSync that names none uses the agent's
+	// --default-service-account, and is refused when there is none.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern="^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 }
@@ -222,7 +234,10 @@ type GitRef struct {
 
 // LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {
-	// Name of the object.
+	// Name of the object, in the GitSync's own namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern="^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 	Name string `json:"name"`
 }
 

@@ -55,7 +55,7 @@ type agentOptions struct {
 func (o *agentOptions) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
-	f.StringVar(&o.namespace, "namespace", "tether-system", "namespace of the agent's leader-election lease")
+	f.StringVar(&o.namespace, "namespace", "tether-system", "the agent's own namespace: its leader-election lease, and the only namespace whose GitSyncs may apply with the agent's rights (the platform team's)")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "where Git checkouts are cached")
 	f.IntVar(&o.concurrent, "concurrent", 4, "how many GitSyncs may sync at once")
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so that only one agent replica applies")
@@ -68,7 +68,7 @@ func (o *agentOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.agentName, "agent-name", "", "this agent's name at the hub (one per cluster)")
 	f.StringVar(&o.tokenFile, "token-file", "", "file with the agent's hub token (`tether hub token create`), re-read on every connection")
 	f.StringVar(&o.caFile, "ca-file", "", "CA certificate (PEM) of the hub, when not signed by a public CA")
-	f.StringVar(&o.defaultSA, "default-service-account", "", "service account (of each GitSync's namespace) to impersonate when a GitSync names none, so tenants never get the agent's own rights")
+	f.StringVar(&o.defaultSA, "default-service-account", "", "service account (of each GitSync's namespace) to impersonate when a GitSync outside --namespace names none; without it such GitSyncs are refused (ServiceAccountRequired), so tenants never get the agent's own rights")
 	f.BoolVar(&o.noCrossNS, "no-cross-namespace-refs", false, "refuse GitSync references (dependsOn) to other namespaces")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -198,6 +198,7 @@ func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.L
 		Reporter:    reporter,
 		Logger:      logrSlog(log),
 
+		AgentNamespace:        o.namespace,
 		DefaultServiceAccount: o.defaultSA,
 		NoCrossNamespaceRefs:  o.noCrossNS,
 	})

@@ -81,12 +81,14 @@ func TestLeaderElection(t *testing.T) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}); err != nil {
 		t.Fatal(err)
 	}
+	// A platform GitSync: in the agent's namespace, applying as the agent.
 	gs := &v1alpha1.GitSync{
-		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "app"},
+		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "agents"},
 		Spec: v1alpha1.GitSyncSpec{
-			Source:   v1alpha1.GitSource{URL: repo.URL},
-			Path:     "./app",
-			Interval: metav1.Duration{Duration: time.Second},
+			Source:          v1alpha1.GitSource{URL: repo.URL},
+			Path:            "./app",
+			TargetNamespace: "app",
+			Interval:        metav1.Duration{Duration: time.Second},
 		},
 	}
 	if err := c.Create(ctx, gs); err != nil {

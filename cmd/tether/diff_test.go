@@ -80,7 +80,7 @@ func TestDiff(t *testing.T) {
 	if err := c.Create(ctx, gs); err != nil {
 		t.Fatal(err)
 	}
-	agent := startAgent(t, cp.KubeconfigPath, filepath.Join(t.TempDir(), "cache"), "--leader-elect=false")
+	agent := startAgent(t, cp.KubeconfigPath, filepath.Join(t.TempDir(), "cache"), "--leader-elect=false", "--namespace", ns)
 	waitFor(t, 2*time.Minute, func() bool {
 		cm := &corev1.ConfigMap{}
 		return c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "settings"}, cm) == nil

@@ -22,7 +22,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 40m
 
-.PHONY: run test build test-bin test-gitea deps lint generate bench clean
+.PHONY: run test build test-bin test-gitea deps lint fuzz generate bench clean
 
 build: ## Build bin/tether
 	@echo "[build] bin/tether $(VERSION)"
@@ -55,7 +55,22 @@ lint: ## gofmt and go vet
 	if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
 	@$(GO) vet ./...
 
-test: deps test-bin test-gitea lint ## Everything CI runs
+# Fuzz targets (package:Target) that `make test` runs briefly, each on its
+# committed corpus (testdata/fuzz) plus FUZZ_TIME of new inputs. A finding is
+# written to the package's testdata/fuzz and fails the run: commit it with
+# the fix. `go test` alone replays every corpus as ordinary tests.
+FUZZ_TARGETS := \
+	./sync/window:FuzzCompile \
+	./sync/window:FuzzNextOpen
+FUZZ_TIME ?= 10s
+
+fuzz: ## Run each fuzz target for FUZZ_TIME
+	@log=$$(mktemp); trap 'rm -f $$log' EXIT; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t#*:}; echo "[fuzz] $$name in $$pkg for $(FUZZ_TIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZ_TIME) $$pkg >$$log 2>&1 || { cat $$log; exit 1; }; \
+	done
+
+test: deps test-bin test-gitea lint fuzz ## Everything CI runs
 	@echo "[test] go test ./... (control plane from $(TETHER_TEST_BIN), Gitea from $(TETHER_TEST_GITEA))"
 	@$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 

@@ -74,7 +74,9 @@ func TestAgentRefusesTenantWithoutAccount(t *testing.T) {
 
 	// The platform team names a default account and grants it the
 	// tenant's namespace: the tenant's GitSync now applies as that account.
-	if _, err := testenv.GrantDeployer(ctx, c, tenant, "admin", false); err != nil {
+	// (A RoleBinding of cluster-admin: all rights in that namespace only.
+	// The aggregated admin role stays empty without kube-controller-manager.)
+	if _, err := testenv.GrantDeployer(ctx, c, tenant, "cluster-admin", false); err != nil {
 		t.Fatal(err)
 	}
 	startAgent(t, cp.KubeconfigPath, filepath.Join(t.TempDir(), "b"), "--leader-elect=false", "--namespace", platform,

@@ -77,7 +77,9 @@ func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
 			return nil, err
 		}
 	}
-	env := &envtest.Environment{BinaryAssetsDirectory: dir}
+	// A loaded 2-core machine can take well over envtest's default 20 s to
+	// start kube-apiserver; waiting longer costs nothing when it is quick.
+	env := &envtest.Environment{BinaryAssetsDirectory: dir, ControlPlaneStartTimeout: 2 * time.Minute, ControlPlaneStopTimeout: time.Minute}
 	if !opts.WithoutCRDs {
 		crd, err := GitSyncCRD()
 		if err != nil {

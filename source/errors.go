@@ -173,9 +173,13 @@ func classify(err error) error {
 
 // RedactURL removes credentials from a URL: the password always, and the
 // user name too for HTTP(S), where a lone user name is often a token. SSH
-// user names ("git@") are kept. Strings that do not parse are run through
-// RedactString.
+// user names ("git@") are kept, also in the scp-like form
+// user@host:path. Strings that do not parse are run through RedactString.
 func RedactURL(raw string) string {
+	if !strings.Contains(raw, "://") && scpLike.MatchString(raw) {
+		// url.Parse reads "user:pass@host:path" as the scheme "user".
+		return RedactString(raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil || u.User == nil || u.Scheme == "" {
 		return RedactString(raw)
@@ -194,10 +198,23 @@ func RedactURL(raw string) string {
 var (
 	httpUserinfo = regexp.MustCompile(`(?i)\b(https?://)[^/@\s]+@`)
 	anyPassword  = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://[^/:@\s]+):[^/@\s]*@`)
+	// scpLike is Git's user:password@host:path form (no scheme), which
+	// transport.NewEndpoint accepts as SSH.
+	scpLike = regexp.MustCompile(`(^|[\s"'(<=])([^\s"'/:@]+):(?:[^\s"'/@][^\s"'@]*)?@([^\s"'/:@]+:)`)
 )
 
 // RedactString masks credentials of every URL inside a free-form message.
 func RedactString(s string) string {
 	s = httpUserinfo.ReplaceAllString(s, "${1}redacted@")
-	return anyPassword.ReplaceAllString(s, "${1}:redacted@")
+	s = anyPassword.ReplaceAllString(s, "${1}:redacted@")
+	return scpLike.ReplaceAllString(s, "${1}${2}:redacted@${3}")
+}
+
+// redactedError is err's message with credentials masked, for a log field
+// (go-git's errors may carry the URL with its user name); "" for nil.
+func redactedError(err error) string {
+	if err == nil {
+		return ""
+	}
+	return RedactString(err.Error())
 }

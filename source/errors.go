@@ -35,6 +35,13 @@ var (
 	// ErrUnreachable: connection refused, host unknown, network down.
 	// Transient.
 	ErrUnreachable = errors.New("host unreachable")
+	// ErrTooLarge: a file, the whole checkout or its number of entries is
+	// over a limit of Options (MaxFileSize, MaxCheckoutSize, MaxFiles). A
+	// user error: the same commit will always be too large.
+	ErrTooLarge = errors.New("tree too large")
+	// ErrUnsafeTree: the commit's tree has a path or a symbolic link that
+	// would leave the checkout, or entries that collide. A user error.
+	ErrUnsafeTree = errors.New("unsafe tree")
 )
 
 // Error is a failed Git operation on one repository.
@@ -86,15 +93,16 @@ func (e *Error) Unwrap() []error {
 }
 
 // IsTransient reports whether retrying the same operation later can help.
-// Bad credentials, a missing repository or ref and a malformed ref are user
-// errors and are not transient; timeouts, unreachable hosts and unknown
+// Bad credentials, a missing repository or ref, a malformed ref and a tree
+// that is too large or unsafe are user errors and are not transient; timeouts, unreachable hosts and unknown
 // failures (e.g. an HTTP 500) are. A cancelled context is not.
 func IsTransient(err error) bool {
 	switch {
 	case err == nil:
 		return false
 	case errors.Is(err, ErrAuth), errors.Is(err, ErrRepoNotFound),
-		errors.Is(err, ErrRefNotFound), errors.Is(err, ErrInvalidRef):
+		errors.Is(err, ErrRefNotFound), errors.Is(err, ErrInvalidRef),
+		errors.Is(err, ErrTooLarge), errors.Is(err, ErrUnsafeTree):
 		return false
 	case errors.Is(err, context.Canceled):
 		return false
@@ -120,7 +128,7 @@ func userError(rawURL, op string, kind error, msg string) error {
 }
 
 func classify(err error) error {
-	for _, k := range []error{ErrAuth, ErrRepoNotFound, ErrRefNotFound, ErrInvalidRef, ErrTimeout, ErrUnreachable} {
+	for _, k := range []error{ErrAuth, ErrRepoNotFound, ErrRefNotFound, ErrInvalidRef, ErrTooLarge, ErrUnsafeTree, ErrTimeout, ErrUnreachable} {
 		if errors.Is(err, k) {
 			return k
 		}

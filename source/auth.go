@@ -1,8 +1,6 @@
 package source
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -170,20 +168,6 @@ func (a *Auth) caBundle() []byte {
 		return nil
 	}
 	return a.CAData
-}
-
-// fingerprint identifies the credentials in cache keys without keeping them.
-func (a *Auth) fingerprint() string {
-	if a.isZero() {
-		return "none"
-	}
-	h := sha256.New()
-	for _, f := range [][]byte{[]byte(a.Username), []byte(a.Password), []byte(a.BearerToken),
-		a.SSHPrivateKey, a.SSHPassphrase, a.KnownHosts, a.CAData} {
-		_ = binary.Write(h, binary.BigEndian, uint64(len(f)))
-		h.Write(f)
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
 // String names the kinds of credentials present, never their values.

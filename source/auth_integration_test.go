@@ -143,3 +143,33 @@ func TestSSHKeyAndKnownHosts(t *testing.T) {
 		t.Fatalf("unauthorized key: %v, want ErrAuth", err)
 	}
 }
+
+// A known_hosts that vouches for the server's key on one line and revokes
+// it on a later one: the revocation wins, before any credentials are
+// offered.
+func TestSSHRevokedHostKey(t *testing.T) {
+	root := t.TempDir()
+	key, pub := newSSHKey(t)
+	srv, err := testenv.StartGitSSHServer(root, pub)
+	must(t, err)
+	defer srv.Close()
+	repo, err := testenv.InitRepo(filepath.Join(root, "app"))
+	must(t, err)
+	commit(t, repo, map[string]string{"a.yaml": "a: ssh\n"})
+	f := newFetcher(t, Options{})
+	ctx := context.Background()
+
+	good := &Auth{SSHPrivateKey: key, KnownHosts: srv.KnownHosts()}
+	if _, err := f.Resolve(ctx, srv.URL("app"), Ref{Branch: "main"}, good); err != nil {
+		t.Fatalf("with the plain line alone: %v", err)
+	}
+	revoked := append(append([]byte{}, srv.KnownHosts()...), "@revoked "+string(srv.KnownHosts())...)
+	sessions := srv.Sessions()
+	_, err = f.Resolve(ctx, srv.URL("app"), Ref{Branch: "main"}, &Auth{SSHPrivateKey: key, KnownHosts: revoked})
+	if !errors.Is(err, ErrAuth) || IsTransient(err) || !strings.Contains(err.Error(), "@revoked") {
+		t.Fatalf("revoked host key: %v, want a non-transient ErrAuth about @revoked", err)
+	}
+	if srv.Sessions() != sessions {
+		t.Fatal("a git command ran on a server whose host key is revoked")
+	}
+}

@@ -130,6 +130,9 @@ func TestHostKeyChecker(t *testing.T) {
 		{"mismatch", line("[127.0.0.1]:2222", other), key, "does not match"},
 		{"other port", line("127.0.0.1", key), key, "not in known_hosts"},
 		{"revoked", "@revoked " + line("[127.0.0.1]:2222", key), key, "@revoked"},
+		{"revoked after a plain line", line("[127.0.0.1]:2222", key) + "@revoked " + line("[127.0.0.1]:2222", key), key, "@revoked"},
+		{"revoked under another name", line("[127.0.0.1]:2222", key) + "@revoked " + line("old.example.com", key), key, "@revoked"},
+		{"another key revoked", line("[127.0.0.1]:2222", key) + "@revoked " + line("[127.0.0.1]:2222", other), key, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := newHostKeyChecker([]byte("# comment\n\n" + tc.knownHosts))

@@ -15,7 +15,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 )
 
-// Layout of a repository's cache folder, cacheDir/<key>/:
+// Layout of a repository's cache folder, cacheDir/<repoKey.dir()>/ (one
+// per repository and set of credentials):
 //
 //	shallow.git/        bare; depth-1 fetches of branch and tag tips
 //	full.git/           bare; full history, only for exact commits that the
@@ -29,24 +30,33 @@ const (
 	tmpPrefix    = ".tmp-"
 )
 
-// Checkout returns a directory holding the tree of rev. A revision already
-// checked out costs no network. Otherwise only that revision is fetched
-// (depth 1 for a branch or tag; an exact commit is asked for by SHA and,
-// if the server refuses, found in a full fetch), written into a temporary
-// directory and renamed into cacheDir/<key>/checkouts/<sha>. The directory
-// is never modified afterwards; callers must not modify it either.
-// Concurrent calls for the same revision share one fetch. Checkouts beyond
-// Options.KeepRevisions are removed, except any handed out in the last
-// minutes.
+// Checkout returns a directory holding the tree of rev. First it proves
+// that the caller may read the repository: a listing with the caller's
+// credentials, or one made with the same credentials within
+// max(ResolveTTL, a minute), as the Resolve before it did. Then a revision
+// already checked out with the same credentials costs no network.
+// Otherwise only that revision is fetched (depth 1 for a branch or tag; an
+// exact commit is asked for by SHA and, if the server refuses, found in a
+// full fetch), checked against the limits of Options and for links that
+// leave it, written into a temporary directory and renamed into
+// cacheDir/<key>/checkouts/<sha>. Submodules are not fetched; their folders
+// stay empty, as in a clone without --recurse-submodules. The directory is
+// never modified afterwards; callers must not modify it either.
+// Concurrent calls for the same revision and credentials share one fetch.
+// Checkouts beyond Options.KeepRevisions are removed, except any handed
+// out in the last minutes.
 func (f *Fetcher) Checkout(ctx context.Context, rawURL string, rev Revision, auth *Auth) (string, error) {
 	if !isFullSHA(rev.SHA) {
 		return "", userError(rawURL, "checkout", ErrInvalidRef, fmt.Sprintf("revision %q has no full SHA-1", rev.String()))
 	}
-	ep, err := endpoint(rawURL)
+	ep, key, err := f.repoKey(rawURL, auth)
 	if err != nil {
 		return "", wrap(rawURL, "checkout", err)
 	}
-	base := filepath.Join(f.cacheDir, cacheKey(ep))
+	if err := f.proveAccess(ctx, rawURL, auth); err != nil {
+		return "", err
+	}
+	base := filepath.Join(f.cacheDir, key.dir())
 	dir := filepath.Join(base, checkoutsDir, rev.SHA)
 	if f.handOut(dir) {
 		return dir, nil
@@ -59,16 +69,21 @@ func (f *Fetcher) Checkout(ctx context.Context, rawURL string, rev Revision, aut
 		if f.handOut(dir) {
 			return dir, nil
 		}
-		commit, err := f.fetchCommit(ctx, rawURL, ep, base, rev, auth)
+		repo, commit, err := f.fetchCommit(ctx, rawURL, ep, key, base, rev, auth)
 		if err != nil {
 			return "", wrap(rawURL, "fetch "+rev.String(), err)
 		}
-		if err := f.writeTree(commit, base, dir); err != nil {
+		submodules, err := f.writeTree(repo.Storer, commit, dir)
+		if err != nil {
 			return "", wrap(rawURL, "checkout "+rev.String(), err)
 		}
 		f.checkouts.Add(1)
 		f.handOut(dir)
 		f.log.Info("git checkout", "url", redactedEndpoint(rawURL), "revision", rev.String(), "dir", dir)
+		if len(submodules) > 0 {
+			f.log.Info("git checkout: submodules skipped, their folders are empty",
+				"url", redactedEndpoint(rawURL), "revision", rev.String(), "submodules", strings.Join(submodules, ","))
+		}
 		f.prune(filepath.Join(base, checkoutsDir), rev.SHA)
 		return dir, nil
 	})
@@ -86,26 +101,27 @@ func (f *Fetcher) handOut(dir string) bool {
 }
 
 // fetchCommit makes sure rev's commit is in one of the cache's bare
-// repositories, fetching as little as the server allows.
-func (f *Fetcher) fetchCommit(ctx context.Context, rawURL string, ep *transport.Endpoint, base string, rev Revision, auth *Auth) (*gitCommit, error) {
+// repositories, fetching as little as the server allows, and returns it
+// with the repository that holds it.
+func (f *Fetcher) fetchCommit(ctx context.Context, rawURL string, ep *transport.Endpoint, key repoKey, base string, rev Revision, auth *Auth) (*git.Repository, *gitCommit, error) {
 	hash := plumbing.NewHash(rev.SHA)
 	shallow, err := openBare(filepath.Join(base, shallowRepo))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if c, ok := findCommit(hash, shallow); ok {
-		return c, nil
+		return shallow, c, nil
 	}
 	full, err := openBare(filepath.Join(base, fullRepo))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if c, ok := findCommit(hash, full); ok {
-		return c, nil
+		return full, c, nil
 	}
 	method, err := auth.method(ep)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrAuth, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrAuth, err)
 	}
 	fetch := func(repo *git.Repository, depth int, specs ...config.RefSpec) error {
 		start := time.Now()
@@ -122,23 +138,23 @@ func (f *Fetcher) fetchCommit(ctx context.Context, rawURL string, ep *transport.
 		}
 		f.fetches.Add(1)
 		f.log.Info("git fetch", "url", redactedEndpoint(rawURL), "revision", rev.String(),
-			"refspecs", fmt.Sprint(specs), "depth", depth, "duration", time.Since(start), "error", err)
+			"refspecs", fmt.Sprint(specs), "depth", depth, "duration", time.Since(start), "error", redactedError(err))
 		return err
 	}
 
 	// A branch or tag: its tip, depth 1.
 	if rev.Ref != "" {
-		for _, name := range f.refCandidates(rawURL, auth, rev) {
+		for _, name := range f.refCandidates(key, rev) {
 			spec := config.RefSpec("+" + name.String() + ":refs/tether/" + strings.TrimPrefix(name.String(), "refs/"))
 			err := fetch(shallow, 1, spec)
 			if errors.Is(err, git.NoMatchingRefSpecError{}) {
 				continue
 			}
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if c, ok := findCommit(hash, shallow); ok {
-				return c, nil
+				return shallow, c, nil
 			}
 			break // the ref moved on since Resolve; look for the commit itself
 		}
@@ -150,32 +166,32 @@ func (f *Fetcher) fetchCommit(ctx context.Context, rawURL string, ep *transport.
 	switch {
 	case err == nil:
 		if c, ok := findCommit(hash, shallow); ok {
-			return c, nil
+			return shallow, c, nil
 		}
 	case !errors.Is(err, git.ErrExactSHA1NotSupported):
-		return nil, err
+		return nil, nil, err
 	}
 	err = fetch(full, 0, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 	if err != nil && !errors.Is(err, git.NoMatchingRefSpecError{}) {
-		return nil, err
+		return nil, nil, err
 	}
 	if c, ok := findCommit(hash, full); ok {
-		return c, nil
+		return full, c, nil
 	}
 	what := "commit " + rev.SHA
 	if rev.Ref != "" {
 		what = fmt.Sprintf("commit %s (was %s)", rev.SHA, rev.Ref)
 	}
-	return nil, fmt.Errorf("%w: %s is not in any branch or tag of the repository", ErrRefNotFound, what)
+	return nil, nil, fmt.Errorf("%w: %s is not in any branch or tag of the repository", ErrRefNotFound, what)
 }
 
 // refCandidates lists the full ref names rev.Ref may be: the one a recent
 // listing showed at rev.SHA, else branch then tag (tag first for names that
 // look like versions).
-func (f *Fetcher) refCandidates(rawURL string, auth *Auth, rev Revision) []plumbing.ReferenceName {
+func (f *Fetcher) refCandidates(key repoKey, rev Revision) []plumbing.ReferenceName {
 	branch, tag := plumbing.NewBranchReferenceName(rev.Ref), plumbing.NewTagReferenceName(rev.Ref)
 	f.mu.Lock()
-	l, ok := f.listed[rawURL+"\x00"+auth.fingerprint()]
+	l, ok := f.listed[key.listing()]
 	f.mu.Unlock()
 	if ok {
 		for _, r := range l.refs {

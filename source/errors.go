@@ -35,6 +35,13 @@ var (
 	// ErrUnreachable: connection refused, host unknown, network down.
 	// Transient.
 	ErrUnreachable = errors.New("host unreachable")
+	// ErrTooLarge: a file, the whole checkout or its number of entries is
+	// over a limit of Options (MaxFileSize, MaxCheckoutSize, MaxFiles). A
+	// user error: the same commit will always be too large.
+	ErrTooLarge = errors.New("tree too large")
+	// ErrUnsafeTree: the commit's tree has a path or a symbolic link that
+	// would leave the checkout, or entries that collide. A user error.
+	ErrUnsafeTree = errors.New("unsafe tree")
 )
 
 // Error is a failed Git operation on one repository.
@@ -86,15 +93,16 @@ func (e *Error) Unwrap() []error {
 }
 
 // IsTransient reports whether retrying the same operation later can help.
-// Bad credentials, a missing repository or ref and a malformed ref are user
-// errors and are not transient; timeouts, unreachable hosts and unknown
+// Bad credentials, a missing repository or ref, a malformed ref and a tree
+// that is too large or unsafe are user errors and are not transient; timeouts, unreachable hosts and unknown
 // failures (e.g. an HTTP 500) are. A cancelled context is not.
 func IsTransient(err error) bool {
 	switch {
 	case err == nil:
 		return false
 	case errors.Is(err, ErrAuth), errors.Is(err, ErrRepoNotFound),
-		errors.Is(err, ErrRefNotFound), errors.Is(err, ErrInvalidRef):
+		errors.Is(err, ErrRefNotFound), errors.Is(err, ErrInvalidRef),
+		errors.Is(err, ErrTooLarge), errors.Is(err, ErrUnsafeTree):
 		return false
 	case errors.Is(err, context.Canceled):
 		return false
@@ -120,7 +128,7 @@ func userError(rawURL, op string, kind error, msg string) error {
 }
 
 func classify(err error) error {
-	for _, k := range []error{ErrAuth, ErrRepoNotFound, ErrRefNotFound, ErrInvalidRef, ErrTimeout, ErrUnreachable} {
+	for _, k := range []error{ErrAuth, ErrRepoNotFound, ErrRefNotFound, ErrInvalidRef, ErrTooLarge, ErrUnsafeTree, ErrTimeout, ErrUnreachable} {
 		if errors.Is(err, k) {
 			return k
 		}
@@ -173,9 +181,13 @@ func classify(err error) error {
 
 // RedactURL removes credentials from a URL: the password always, and the
 // user name too for HTTP(S), where a lone user name is often a token. SSH
-// user names ("git@") are kept. Strings that do not parse are run through
-// RedactString.
+// user names ("git@") are kept, also in the scp-like form
+// user@host:path. Strings that do not parse are run through RedactString.
 func RedactURL(raw string) string {
+	if !strings.Contains(raw, "://") && scpLike.MatchString(raw) {
+		// url.Parse reads "user:pass@host:path" as the scheme "user".
+		return RedactString(raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil || u.User == nil || u.Scheme == "" {
 		return RedactString(raw)
@@ -194,10 +206,23 @@ func RedactURL(raw string) string {
 var (
 	httpUserinfo = regexp.MustCompile(`(?i)\b(https?://)[^/@\s]+@`)
 	anyPassword  = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://[^/:@\s]+):[^/@\s]*@`)
+	// scpLike is Git's user:password@host:path form (no scheme), which
+	// transport.NewEndpoint accepts as SSH.
+	scpLike = regexp.MustCompile(`(^|[\s"'(<=])([^\s"'/:@]+):(?:[^\s"'/@][^\s"'@]*)?@([^\s"'/:@]+:)`)
 )
 
 // RedactString masks credentials of every URL inside a free-form message.
 func RedactString(s string) string {
 	s = httpUserinfo.ReplaceAllString(s, "${1}redacted@")
-	return anyPassword.ReplaceAllString(s, "${1}:redacted@")
+	s = anyPassword.ReplaceAllString(s, "${1}:redacted@")
+	return scpLike.ReplaceAllString(s, "${1}${2}:redacted@${3}")
+}
+
+// redactedError is err's message with credentials masked, for a log field
+// (go-git's errors may carry the URL with its user name); "" for nil.
+func redactedError(err error) string {
+	if err == nil {
+		return ""
+	}
+	return RedactString(err.Error())
 }

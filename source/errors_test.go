@@ -17,14 +17,17 @@ func TestRedact(t *testing.T) {
 		{"ssh://git:pw@example.com/r.git", "ssh://git:redacted@example.com/r.git"},
 		{"https://example.com/r.git", "https://example.com/r.git"},
 		{"git@example.com:org/r.git", "git@example.com:org/r.git"},
+		// Git's scp-like form, which url.Parse reads as the scheme "alice".
+		{"alice:s3cret@example.com:org/r.git", "alice:redacted@example.com:org/r.git"},
+		{"alice:s3/cret@example.com:org/r.git", "alice:redacted@example.com:org/r.git"},
 	} {
 		if got := RedactURL(tc.in); got != tc.want {
 			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
-	msg := `Get "https://alice:hunter2@example.com/r/info/refs": dial tcp: refused; also ssh://git:pw@h/x`
+	msg := `Get "https://alice:hunter2@example.com/r/info/refs": dial tcp: refused; also ssh://git:pw@h/x and "bob:pw2@h:org/r.git"`
 	got := RedactString(msg)
-	for _, s := range []string{"alice", "hunter2", ":pw@"} {
+	for _, s := range []string{"alice", "hunter2", ":pw@", "pw2"} {
 		if strings.Contains(got, s) {
 			t.Errorf("RedactString left %q in %q", s, got)
 		}

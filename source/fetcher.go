@@ -2,7 +2,6 @@ package source
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -30,7 +29,32 @@ type Options struct {
 	// Logger receives one line per listing, fetch and checkout. Default
 	// slog.Default().
 	Logger *slog.Logger
+
+	// MaxFileSize caps one file of a checkout, in bytes; it is checked
+	// from the object's header, before the file is read. Default
+	// DefaultMaxFileSize.
+	MaxFileSize int64
+	// MaxCheckoutSize caps the sum of the file sizes of one checkout, in
+	// bytes. Default DefaultMaxCheckoutSize.
+	MaxCheckoutSize int64
+	// MaxFiles caps the entries (files, links, directories) of one
+	// checkout. Default DefaultMaxFiles.
+	MaxFiles int
 }
+
+// Defaults of the checkout limits in Options. A commit over a limit is
+// refused with ErrTooLarge and nothing of it is written.
+const (
+	DefaultMaxFileSize     int64 = 64 << 20
+	DefaultMaxCheckoutSize int64 = 512 << 20
+	DefaultMaxFiles              = 100_000
+)
+
+// accessProofAge is how old a listing made with the caller's credentials
+// may be and still prove, before Checkout serves a cached tree, that the
+// caller may read the repository (when ResolveTTL is shorter). It lets the
+// Checkout that follows a Resolve use that Resolve's listing.
+const accessProofAge = time.Minute
 
 // Stats counts the network operations a Fetcher actually made.
 type Stats struct {
@@ -48,7 +72,10 @@ const inUseGrace = 10 * time.Minute
 
 // Fetcher resolves refs and checks out revisions into cacheDir. It is safe
 // for concurrent use; one Fetcher should serve the whole process so that
-// identical requests share work.
+// identical requests share work. Work is shared only between callers that
+// present the same credentials for the same repository, and every call
+// proves with a listing that its caller may read the repository before
+// anything cached is handed out.
 type Fetcher struct {
 	cacheDir string
 	opts     Options
@@ -56,14 +83,17 @@ type Fetcher struct {
 	now      func() time.Time
 	grace    time.Duration
 
+	keyOnce sync.Once
+	key     []byte // HMAC key of credential identities, see hashKey
+
 	listings, fetches, checkouts atomic.Int64
 
 	resolveFlight  flight[[]*plumbing.Reference]
 	checkoutFlight flight[string]
 
 	mu       sync.Mutex
-	listed   map[string]listing     // key: url + auth fingerprint
-	repoLock map[string]*sync.Mutex // key: cache key of the URL
+	listed   map[string]listing     // key: repoKey.listing()
+	repoLock map[string]*sync.Mutex // key: cache folder of a repoKey
 }
 
 type listing struct {
@@ -79,6 +109,15 @@ func NewFetcher(cacheDir string, opts Options) *Fetcher {
 	}
 	if opts.KeepRevisions <= 0 {
 		opts.KeepRevisions = 3
+	}
+	if opts.MaxFileSize <= 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	if opts.MaxCheckoutSize <= 0 {
+		opts.MaxCheckoutSize = DefaultMaxCheckoutSize
+	}
+	if opts.MaxFiles <= 0 {
+		opts.MaxFiles = DefaultMaxFiles
 	}
 	log := opts.Logger
 	if log == nil {
@@ -105,12 +144,17 @@ func (f *Fetcher) Stats() Stats {
 	return Stats{Listings: f.listings.Load(), Fetches: f.fetches.Load(), Checkouts: f.checkouts.Load()}
 }
 
-// Forget drops cached listings of url, so the next Resolve asks the server
-// (for a push webhook or a manual resync).
+// Forget drops cached listings of url, under any spelling and for every
+// caller's credentials, so the next Resolve asks the server (for a push
+// webhook or a manual resync).
 func (f *Fetcher) Forget(rawURL string) {
+	ep, err := endpoint(rawURL)
+	if err != nil {
+		return // nothing can have been cached for it
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	prefix := rawURL + "\x00"
+	prefix := normalizeURL(ep) + "\x00"
 	for k := range f.listed {
 		if strings.HasPrefix(k, prefix) {
 			delete(f.listed, k)
@@ -142,32 +186,6 @@ func endpoint(rawURL string) (*transport.Endpoint, error) {
 		return ep, nil
 	}
 	return nil, fmt.Errorf("%w: unsupported URL scheme %q (use https://, http:// or ssh://)", ErrInvalidRef, ep.Protocol)
-}
-
-// cacheKey names a repository's cache folder: the sha256 of its normalised
-// URL, so credentials, case of the host, a trailing slash or ".git" do not
-// split one repository into several caches.
-func cacheKey(ep *transport.Endpoint) string {
-	port := ""
-	if ep.Port != 0 && ep.Port != defaultPort(ep.Protocol) {
-		port = fmt.Sprintf(":%d", ep.Port)
-	}
-	p := strings.TrimRight(ep.Path, "/")
-	p = strings.TrimSuffix(strings.TrimSuffix(p, "/.git"), ".git")
-	norm := strings.ToLower(ep.Protocol+"://"+ep.Host) + port + "/" + strings.TrimLeft(p, "/")
-	return fmt.Sprintf("%x", sha256.Sum256([]byte(norm)))
-}
-
-func defaultPort(proto string) int {
-	switch proto {
-	case "http":
-		return 80
-	case "https":
-		return 443
-	case "ssh":
-		return 22
-	}
-	return 0
 }
 
 // redactedEndpoint is the endpoint's URL without credentials, for logs.

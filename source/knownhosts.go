@@ -17,8 +17,8 @@ import (
 
 // hostKeyChecker verifies SSH host keys against known_hosts content held in
 // memory (x/crypto's knownhosts only reads files). It understands plain and
-// hashed (|1|salt|hash) host names, [host]:port, and @revoked; lines with
-// @cert-authority are ignored.
+// hashed (|1|salt|hash) host names, [host]:port, and @revoked (which wins
+// over any other line); lines with @cert-authority are ignored.
 type hostKeyChecker struct {
 	entries []hostEntry
 }
@@ -67,15 +67,21 @@ func (c *hostKeyChecker) callback(hostname string, remote net.Addr, key ssh.Publ
 			names = append(names, n)
 		}
 	}
+	offered := key.Marshal()
+	// A revoked key is refused whatever other lines say and for every host
+	// (as x/crypto/ssh/knownhosts does): a plain line for the same key,
+	// earlier in the file or for another name, must not win over it.
+	for _, e := range c.entries {
+		if e.revoked && bytes.Equal(e.key.Marshal(), offered) {
+			return &hostKeyError{host: hostname, reason: "the key is marked @revoked"}
+		}
+	}
 	known := false
 	for _, e := range c.entries {
-		if !e.matches(names) {
+		if e.revoked || !e.matches(names) {
 			continue
 		}
-		if bytes.Equal(e.key.Marshal(), key.Marshal()) {
-			if e.revoked {
-				return &hostKeyError{host: hostname, reason: "the key is marked @revoked"}
-			}
+		if bytes.Equal(e.key.Marshal(), offered) {
 			return nil
 		}
 		known = true

@@ -16,18 +16,19 @@ import (
 
 // Resolve answers which commit ref points at, with at most one ls-remote
 // and no fetch. A listing of the URL is reused for Options.ResolveTTL and
-// shared by concurrent callers. An exact commit needs no round trip; whether
-// it exists is found out by Checkout.
+// shared by concurrent callers with the same credentials. An exact commit
+// is listed too, to prove that the caller may read the repository; whether
+// the commit exists is found out by Checkout.
 func (f *Fetcher) Resolve(ctx context.Context, rawURL string, ref Ref, auth *Auth) (Revision, error) {
 	if err := ref.Validate(); err != nil {
 		return Revision{}, wrap(rawURL, "resolve", err)
 	}
-	if ref.Commit != "" {
-		return Revision{SHA: strings.ToLower(ref.Commit)}, nil
-	}
-	refs, err := f.list(ctx, rawURL, auth)
+	refs, err := f.list(ctx, rawURL, auth, f.opts.ResolveTTL)
 	if err != nil {
 		return Revision{}, err
+	}
+	if ref.Commit != "" {
+		return Revision{SHA: strings.ToLower(ref.Commit)}, nil
 	}
 	rev, err := pick(refs, ref)
 	if err != nil {
@@ -36,13 +37,20 @@ func (f *Fetcher) Resolve(ctx context.Context, rawURL string, ref Ref, auth *Aut
 	return rev, nil
 }
 
-// list returns the remote's refs, from the cache when fresh.
-func (f *Fetcher) list(ctx context.Context, rawURL string, auth *Auth) ([]*plumbing.Reference, error) {
-	key := rawURL + "\x00" + auth.fingerprint()
+// list returns the remote's refs as the caller's credentials see them:
+// from the cache if a listing with the same credentials is younger than
+// maxAge, else from the server. A listing that fails is not cached, so an
+// error here is also the proof that the caller may not read the repository.
+func (f *Fetcher) list(ctx context.Context, rawURL string, auth *Auth, maxAge time.Duration) ([]*plumbing.Reference, error) {
+	_, rk, err := f.repoKey(rawURL, auth)
+	if err != nil {
+		return nil, wrap(rawURL, "list refs", err)
+	}
+	key := rk.listing()
 	f.mu.Lock()
 	l, ok := f.listed[key]
 	f.mu.Unlock()
-	if ok && f.now().Sub(l.at) < f.opts.ResolveTTL {
+	if ok && f.now().Sub(l.at) < maxAge {
 		return l.refs, nil
 	}
 	refs, err := f.resolveFlight.do(ctx, key, func() ([]*plumbing.Reference, error) {
@@ -55,6 +63,15 @@ func (f *Fetcher) list(ctx context.Context, rawURL string, auth *Auth) ([]*plumb
 	f.listed[key] = listing{refs: refs, at: f.now()}
 	f.mu.Unlock()
 	return refs, nil
+}
+
+// proveAccess lists the repository with the caller's credentials (or finds
+// a recent listing made with the same credentials) before Checkout serves
+// anything cached: credentials that were revoked on the host, or never
+// granted, get the host's answer, not a tree.
+func (f *Fetcher) proveAccess(ctx context.Context, rawURL string, auth *Auth) error {
+	_, err := f.list(ctx, rawURL, auth, max(f.opts.ResolveTTL, accessProofAge))
+	return err
 }
 
 func (f *Fetcher) listRemote(ctx context.Context, rawURL string, auth *Auth) ([]*plumbing.Reference, error) {

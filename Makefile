@@ -61,7 +61,9 @@ lint: ## gofmt and go vet
 # the fix. `go test` alone replays every corpus as ordinary tests.
 FUZZ_TARGETS := \
 	./sync/window:FuzzCompile \
-	./sync/window:FuzzNextOpen
+	./sync/window:FuzzNextOpen \
+	./source:FuzzParseRevision \
+	./source:FuzzRefValidate
 FUZZ_TIME ?= 10s
 
 fuzz: ## Run each fuzz target for FUZZ_TIME

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -84,18 +85,25 @@ func TestRenderEscapes(t *testing.T) {
 		want                 []string
 	}{
 		{"resource file is a symlink", "file-link", "file-link/kustomization.yaml",
-			[]string{`resources: "secret.yaml"`, "file-link/secret.yaml is a symlink to " + outside}},
+			[]string{`resources: "secret.yaml"`, "file-link/secret.yaml is a symlink that leads outside the repository root"}},
 		{"base folder is a symlink", "dir-link", "dir-link/kustomization.yaml",
-			[]string{`resources: "../linked-base"`, "linked-base is a symlink to " + outside}},
+			[]string{`resources: "../linked-base"`, "linked-base is a symlink that leads outside the repository root"}},
 		{"plain folder file is a symlink", "plain-link", "plain-link/secret.yaml",
-			[]string{"is a symlink to " + outside, "outside the repository root"}},
+			[]string{"plain-link/secret.yaml is a symlink that leads outside the repository root"}},
 		{"path is a symlink", "path-link", "",
-			[]string{"path path-link escapes the repository root"}},
+			[]string{"path path-link escapes the repository root (through a symlink)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Render(context.Background(), Options{Root: root, Path: tt.path})
+			res, err := Render(context.Background(), Options{Root: root, Path: tt.path})
 			userError(t, err, tt.wantPath, tt.want...)
+			// Where the link leads is a path on the agent's machine.
+			if strings.Contains(err.Error(), outside) {
+				t.Errorf("error names the symlink's target: %v", err)
+			}
+			if res != nil {
+				t.Errorf("objects returned with an error: %v", ids(res.Objects))
+			}
 		})
 	}
 	t.Run("symlink inside the root", func(t *testing.T) {
@@ -127,7 +135,7 @@ func TestRootFSConfinesAndRefusesWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, root, "a/in.yaml", "in")
-	fsys := newRootFS(root, false)
+	fsys := newRootFS(root, (&Options{}).limits(), false)
 	if err := fsys.addVirtual(filepath.Join(root, "a/kustomization.yaml"), []byte("resources: [in.yaml]\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -184,32 +192,63 @@ func TestRenderAbsoluteReference(t *testing.T) {
 	userError(t, err, "app/kustomization.yaml", "absolute paths are not allowed", inside)
 }
 
+// TestRootFSCloneDirs: a build that may clone reads only the clone
+// directories made after it began, so one render cannot read another's
+// clone (or one left behind), by a symlink or by a path that leads there.
 func TestRootFSCloneDirs(t *testing.T) {
 	root, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	clone, err := os.MkdirTemp("", "kustomize-")
-	if err != nil {
+	tempClone := func() string {
+		t.Helper()
+		dir, err := os.MkdirTemp("", "kustomize-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		dir, err = filepath.EvalSymlinks(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, dir, "base/cm.yaml", configMap("cm"))
+		return dir
+	}
+	other := tempClone() // another render's clone, there before this build began
+	fsys := newRootFS(root, (&Options{}).limits(), true)
+	if err := fsys.startClones(); err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(clone)
-	clone, _ = filepath.EvalSymlinks(clone)
-	write(t, clone, "base/cm.yaml", configMap("cm"))
-	symlink(t, filepath.Join(clone, "base/cm.yaml"), filepath.Join(root, "link.yaml"))
+	own := tempClone() // this build's clone
+	symlink(t, filepath.Join(own, "base/cm.yaml"), filepath.Join(root, "link.yaml"))
+	symlink(t, filepath.Join(other, "base/cm.yaml"), filepath.Join(own, "base/other.yaml"))
 
-	if _, err := newRootFS(root, false).ReadFile(filepath.Join(clone, "base/cm.yaml")); err == nil {
-		t.Error("clone readable without allowRemoteBases")
-	}
-	fsys := newRootFS(root, true)
-	if _, err := fsys.ReadFile(filepath.Join(clone, "base/cm.yaml")); err != nil {
-		t.Errorf("clone unreadable with allowRemoteBases: %v", err)
+	if _, err := fsys.ReadFile(filepath.Join(own, "base/cm.yaml")); err != nil {
+		t.Errorf("own clone unreadable: %v", err)
 	}
 	var esc *escapeError
-	if _, err := fsys.ReadFile(filepath.Join(root, "link.yaml")); !errors.As(err, &esc) {
-		t.Errorf("symlink from the checkout into a clone: err = %v, want escapeError", err)
+	for name, p := range map[string]string{
+		"another render's clone":             filepath.Join(other, "base/cm.yaml"),
+		"the other clone through ../":        filepath.Join(own, "..", filepath.Base(other), "base/cm.yaml"),
+		"a symlink from a clone to another":  filepath.Join(own, "base/other.yaml"),
+		"a symlink from the checkout to one": filepath.Join(root, "link.yaml"),
+	} {
+		if _, err := fsys.ReadFile(p); !errors.As(err, &esc) {
+			t.Errorf("%s: err = %v, want escapeError", name, err)
+		}
 	}
-	if err := fsys.RemoveAll(clone); err != nil {
-		t.Errorf("RemoveAll(clone) = %v", err)
+	if err := fsys.RemoveAll(other); !errors.Is(err, errReadOnly) {
+		t.Errorf("RemoveAll(another render's clone) = %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another render's clone was removed: %v", err)
+	}
+	if err := fsys.RemoveAll(own); err != nil {
+		t.Errorf("RemoveAll(own clone) = %v", err)
+	}
+
+	fresh := tempClone()
+	if _, err := newRootFS(root, (&Options{}).limits(), false).ReadFile(filepath.Join(fresh, "base/cm.yaml")); !errors.As(err, &esc) {
+		t.Errorf("clone readable by a build that may not clone: err = %v", err)
 	}
 }

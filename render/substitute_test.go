@@ -34,7 +34,10 @@ func TestSubstitute(t *testing.T) {
 		{"price: $5", "price: $5"},
 	}
 	for _, tt := range tests {
-		got, _ := substitute(tt.in, vars)
+		got, _, err := substitute(tt.in, vars, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got != tt.want {
 			t.Errorf("substitute(%q) = %q, want %q", tt.in, got, tt.want)
 		}

@@ -252,3 +252,74 @@ func TestRootFSCloneDirs(t *testing.T) {
 		t.Errorf("clone readable by a build that may not clone: err = %v", err)
 	}
 }
+
+// TestRenderEscapeFields tries every kustomization field that names a file
+// or folder with a reference that leaves the root: by ../, by an absolute
+// path, and by a symlink (to a file and to a folder). Each is refused with
+// the field named, without objects, and without the outside content.
+func TestRenderEscapeFields(t *testing.T) {
+	parent := t.TempDir()
+	outside := filepath.Join(parent, "outside")
+	secret := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: stolen\nstringData:\n  token: s3cr3t-value\n"
+	write(t, outside, "secret.yaml", secret)
+	write(t, outside, "env", "TOKEN=s3cr3t-value\n")
+	write(t, outside, "base/kustomization.yaml", "resources: [../secret.yaml]\n")
+	write(t, outside, "comp/kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources: [../secret.yaml]\n")
+	write(t, outside, "gen.yaml", "apiVersion: builtin\nkind: SecretGenerator\nmetadata:\n  name: g\nenvs: [env]\n")
+	root := filepath.Join(parent, "repo")
+	write(t, root, "app/cm.yaml", configMap("cm"))
+	symlink(t, filepath.Join(outside, "secret.yaml"), filepath.Join(root, "app/file-link.yaml"))
+	symlink(t, filepath.Join(outside, "comp"), filepath.Join(root, "app/dir-link"))
+	symlink(t, filepath.Join(outside, "env"), filepath.Join(root, "app/env-link"))
+
+	up := "../../outside/"
+	tests := []struct {
+		name, field, kust string
+	}{
+		{"components ../", "components", "components: [" + up + "comp]\n"},
+		{"generators ../", "generators", "generators: [" + up + "gen.yaml]\n"},
+		{"transformers ../", "transformers", "transformers: [" + up + "gen.yaml]\n"},
+		{"validators ../", "validators", "validators: [" + up + "gen.yaml]\n"},
+		{"patchesStrategicMerge ../", "patchesStrategicMerge", "patchesStrategicMerge: [" + up + "secret.yaml]\n"},
+		{"patchesJson6902 ../", "patchesJson6902", "patchesJson6902:\n- target: {kind: ConfigMap, name: cm}\n  path: " + up + "secret.yaml\n"},
+		{"crds ../", "crds", "crds: [" + up + "secret.yaml]\n"},
+		{"configurations ../", "configurations", "configurations: [" + up + "secret.yaml]\n"},
+		{"openapi ../", "openapi", "openapi:\n  path: " + up + "secret.yaml\n"},
+		{"replacements ../", "replacements", "replacements:\n- path: " + up + "secret.yaml\n"},
+		{"secretGenerator files ../", "secretGenerator", "secretGenerator:\n- name: s\n  files: [k=" + up + "secret.yaml]\n"},
+		{"configMapGenerator envs ../", "configMapGenerator", "configMapGenerator:\n- name: c\n  envs: [" + up + "env]\n"},
+		{"patches absolute", "patches", "patches:\n- path: " + filepath.Join(outside, "secret.yaml") + "\n"},
+		{"components absolute", "components", "components: [" + filepath.Join(outside, "comp") + "]\n"},
+		{"generators absolute", "generators", "generators: [" + filepath.Join(outside, "gen.yaml") + "]\n"},
+		{"configMapGenerator files absolute", "configMapGenerator", "configMapGenerator:\n- name: c\n  files: [" + filepath.Join(outside, "secret.yaml") + "]\n"},
+		{"patches file symlink", "patches", "patches:\n- path: file-link.yaml\n"},
+		{"generators file symlink", "generators", "generators: [file-link.yaml]\n"},
+		{"configMapGenerator file symlink", "configMapGenerator", "configMapGenerator:\n- name: c\n  envs: [env-link]\n"},
+		{"openapi file symlink", "openapi", "openapi:\n  path: file-link.yaml\n"},
+		{"components folder symlink", "components", "components: [dir-link]\n"},
+		{"resources folder symlink", "resources", "resources: [dir-link]\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			write(t, root, "app/kustomization.yaml", "resources: [cm.yaml]\n"+strings.Replace(tt.kust, "resources: [dir-link]\n", "", 1))
+			if tt.field == "resources" {
+				write(t, root, "app/kustomization.yaml", "resources: [cm.yaml, dir-link]\n")
+			}
+			res, err := Render(context.Background(), Options{Root: root, Path: "app"})
+			if res != nil {
+				t.Errorf("objects returned: %v", ids(res.Objects))
+			}
+			userError(t, err, "app/kustomization.yaml", tt.field+":")
+			msg := err.Error()
+			if !strings.Contains(msg, "outside the repository root") && !strings.Contains(msg, "absolute paths are not allowed") {
+				t.Errorf("error does not say why: %v", err)
+			}
+			if strings.Contains(msg, "s3cr3t") {
+				t.Errorf("error shows outside content: %v", err)
+			}
+			if !strings.Contains(tt.name, "absolute") && strings.Contains(msg, parent) {
+				t.Errorf("error names a path outside the repository: %v", err)
+			}
+		})
+	}
+}

@@ -131,7 +131,7 @@ func scalar(n *yaml.Node) string {
 func lookup(m *yaml.Node, key string) *yaml.Node {
 	var merges []*yaml.Node
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
+		k, v := deref(m.Content[i]), m.Content[i+1]
 		switch {
 		case k.Value == key:
 			return v

@@ -130,8 +130,15 @@ func (f *rootFS) addVirtual(p string, data []byte) error {
 	return nil
 }
 
-// rel names p for messages: relative to the root when it can be.
+// rel names p for messages: relative to the root when it can be, and a
+// file in a clone of a remote base as "<remote base>/path/in/the/repo"
+// rather than by the agent's temporary directory.
 func (f *rootFS) rel(p string) string {
+	if jail := f.jail(p); jail != "" && jail != f.root {
+		if r, err := filepath.Rel(jail, p); err == nil {
+			return "<remote base>/" + filepath.ToSlash(r)
+		}
+	}
 	if r, err := filepath.Rel(f.root, p); err == nil {
 		return filepath.ToSlash(r)
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -131,10 +132,22 @@ func TestRenderRemoteBaseAllowed(t *testing.T) {
 		Stderr: io.Discard,
 	}
 	var plainGETs atomic.Int64
+	var mu sync.Mutex
+	clones := map[string]os.FileMode{} // kustomize's clone dirs, seen while git fetches
+	existing := tempClones(t)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.Contains(r.URL.Path, "/info/refs") && !strings.HasSuffix(r.URL.Path, "/git-upload-pack") {
 			plainGETs.Add(1) // not git's protocol: kustomize reading the URL as a file
 		}
+		mu.Lock()
+		for name, mode := range tempClones(t) {
+			// Ours, not some other process's: its origin is this server.
+			config, _ := os.ReadFile(filepath.Join(os.TempDir(), name, ".git/config"))
+			if _, ok := existing[name]; !ok && strings.Contains(string(config), r.Host) {
+				clones[name] = mode
+			}
+		}
+		mu.Unlock()
 		backend.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
@@ -163,6 +176,19 @@ func TestRenderRemoteBaseAllowed(t *testing.T) {
 	if n := plainGETs.Load(); n != 0 {
 		t.Errorf("%d plain requests (not git) reached the server", n)
 	}
+	mu.Lock()
+	if len(clones) == 0 {
+		t.Error("saw no clone directory while git fetched")
+	}
+	for name, mode := range clones {
+		if mode.Perm() != 0o700 {
+			t.Errorf("clone directory %s has mode %v, want 0700", name, mode.Perm())
+		}
+		if _, err := os.Stat(filepath.Join(os.TempDir(), name)); !os.IsNotExist(err) {
+			t.Errorf("clone directory %s left behind (%v)", name, err)
+		}
+	}
+	mu.Unlock()
 	_, err = Render(context.Background(), Options{Root: root, Path: "overlay"})
 	userError(t, err, "overlay/kustomization.yaml", "not allowed")
 
@@ -181,4 +207,21 @@ func TestRenderRemoteBaseAllowed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tempClones returns the kustomize clone directories in os.TempDir() and
+// their modes.
+func tempClones(t *testing.T) map[string]os.FileMode {
+	entries, err := os.ReadDir(os.TempDir())
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	out := map[string]os.FileMode{}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && e.IsDir() && strings.HasPrefix(e.Name(), "kustomize-") {
+			out[e.Name()] = info.Mode()
+		}
+	}
+	return out
 }

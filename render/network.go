@@ -20,8 +20,15 @@ import (
 // at init, http.DefaultTransport's Proxy function is wrapped so that a
 // request made on a goroutine that is running a kustomize build fails
 // before any connection is made (net/http asks Proxy first, on the calling
-// goroutine). Every other request in the process goes on as before, for the
-// price of one atomic load.
+// goroutine). Every other request in the process (go-git's and
+// client-go's go through http.DefaultTransport too) goes on as before, for
+// the price of one atomic load while no build runs, and of reading its
+// goroutine's id while one does. The in-place change keeps the type:
+// k8s.io/apimachinery asserts http.DefaultTransport to *http.Transport.
+// One way around Proxy exists: an alternative round tripper registered for
+// "https" on http.DefaultTransport (golang.org/x/net/http2's
+// ConfigureTransport does that) serves requests on connections it already
+// has; nothing in this module registers one.
 //
 // Plain URL reads are refused in every build, even with remote bases
 // allowed: those allow git clones, which kustomize makes in a `git`
@@ -122,9 +129,10 @@ func refuseRequest(r *http.Request) error {
 	return err
 }
 
-// goroutineID returns the id of the calling goroutine. Go has no API for
-// it; the first line of runtime.Stack ("goroutine 42 [running]:") is the
-// documented-by-practice way, and is only taken while a build runs.
+// goroutineID returns the id of the calling goroutine. Go offers no API for
+// it on purpose; the first line of runtime.Stack ("goroutine 42
+// [running]:") carries it, and is only parsed while some build runs. Ids
+// are never reused, so a stale entry cannot catch another goroutine.
 func goroutineID() uint64 {
 	var buf [64]byte
 	b := buf[:runtime.Stack(buf[:], false)]

@@ -28,7 +28,8 @@ import (
 // One way around Proxy exists: an alternative round tripper registered for
 // "https" on http.DefaultTransport (golang.org/x/net/http2's
 // ConfigureTransport does that) serves requests on connections it already
-// has; nothing in this module registers one.
+// has; nothing tether links does that to http.DefaultTransport (client-go
+// does it to transports of its own).
 //
 // Plain URL reads are refused in every build, even with remote bases
 // allowed: those allow git clones, which kustomize makes in a `git`

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -28,8 +30,8 @@ import (
 //     and the next reader rebuilds it while other builds read it: a data
 //     race that can end in "concurrent map read and map write". The custom
 //     schema would also leak into every later build. Such builds, and builds
-//     with remote bases we could not inspect, hold schemaMu exclusively and
-//     put the default schema back before releasing it.
+//     that clone remote bases (see cloneDirs), hold schemaMu exclusively
+//     and put the default schema back before releasing it.
 //
 // Everything else in a build (loaders, resource factories, plugin tables)
 // is per-Kustomizer or read-only, so ordinary builds share the lock and run
@@ -46,9 +48,26 @@ func warmSchema() {
 	openapi.SchemaForResourceType(kyaml.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"})
 }
 
-// build runs kustomize on dir. exclusive is set when the tree may change
-// kustomize's global OpenAPI schema.
-func build(fsys *rootFS, dir string, exclusive bool) (resmap.ResMap, error) {
+// build runs kustomize on dir, holding schemaMu shared. When a
+// kustomization turns out to need it exclusively (checkKustomization
+// returns errNeedExclusive as kustomize reads it, before kustomize acts on
+// it), the build starts again, exclusively: the lock stays shared for every
+// build that does not change the schema or clone.
+func build(fsys *rootFS, dir string) (resmap.ResMap, error) {
+	m, err := buildLocked(fsys, dir, false)
+	if errors.Is(err, errNeedExclusive) {
+		fsys.reset()
+		m, err = buildLocked(fsys, dir, true)
+	}
+	return m, err
+}
+
+// buildLocked runs one build attempt under schemaMu, with the network
+// guard on. A refusal rootFS or the guard recorded wins over whatever
+// kustomize made of it, and over success: kustomize swallows some read
+// errors (a kustomization it cannot read is "missing"), and a refused
+// read must never turn into a build without that file.
+func buildLocked(fsys *rootFS, dir string, exclusive bool) (m resmap.ResMap, err error) {
 	schemaOnce.Do(func() {
 		schemaMu.Lock()
 		defer schemaMu.Unlock()
@@ -65,7 +84,51 @@ func build(fsys *rootFS, dir string, exclusive bool) (resmap.ResMap, error) {
 		schemaMu.RLock()
 		defer schemaMu.RUnlock()
 	}
-	return krusty.MakeKustomizer(krustyOptions()).Run(fsys, dir)
+	fsys.exclusive = exclusive
+	if exclusive && fsys.allowRemote {
+		if err := fsys.startClones(); err != nil {
+			return nil, fmt.Errorf("render: temporary directory: %w", err)
+		}
+	}
+	release, err := guardNetwork(fsys)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	// A kustomize panic on some tree must not take the agent, and every
+	// other GitSync, down with it. The value is not shown: it may quote
+	// the tree, Secrets included.
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, &Error{Path: fsys.rel(dir), Err: errors.New("kustomize crashed on this tree (a kustomize bug)")}
+		}
+	}()
+	m, err = krusty.MakeKustomizer(krustyOptions()).Run(fsys, dir)
+	if fsys.refusal != nil {
+		return nil, refusalError(fsys, dir, err)
+	}
+	if err != nil {
+		return nil, buildError(fsys, dir, err)
+	}
+	return m, nil
+}
+
+// refusalError returns fsys's recorded refusal as an *Error; runErr is what
+// kustomize made of it, which tells where it was.
+func refusalError(fsys *rootFS, dir string, runErr error) error {
+	var rerr *Error
+	switch r := fsys.refusal; {
+	case errors.As(r, &rerr):
+		return rerr
+	case errors.Is(r, errNeedExclusive):
+		return r
+	default:
+		path := dir
+		if runErr != nil {
+			path = trailPath(fsys, dir, runErr)
+		}
+		return &Error{Path: fsys.rel(path), Err: r}
+	}
 }
 
 // accumulating matches kustomize's trail of what it was loading.
@@ -78,6 +141,15 @@ var accumulating = regexp.MustCompile(`accumulating resources from '([^']*)'`)
 // inside the checkout are shortened to repository-relative ones: the
 // agent's cache directory means nothing to the person reading the status.
 func buildError(fsys *rootFS, dir string, err error) error {
+	return &Error{Path: fsys.rel(trailPath(fsys, dir, err)), Err: &relError{
+		msg: strings.ReplaceAll(err.Error(), fsys.root+string(filepath.Separator), ""),
+		err: err,
+	}}
+}
+
+// trailPath returns the file kustomize was reading when it failed with err,
+// or dir.
+func trailPath(fsys *rootFS, dir string, err error) string {
 	path := dir
 	for _, m := range accumulating.FindAllStringSubmatch(err.Error(), -1) {
 		if remoteKind(m[1], true) != "" {
@@ -89,10 +161,7 @@ func buildError(fsys *rootFS, dir string, err error) error {
 		}
 		path = next
 	}
-	return &Error{Path: fsys.rel(path), Err: &relError{
-		msg: strings.ReplaceAll(err.Error(), fsys.root+string(filepath.Separator), ""),
-		err: err,
-	}}
+	return path
 }
 
 // relError is err with a message rewritten for the user.

@@ -5,8 +5,14 @@
 //
 // Render never reads outside the repository root (symlinks included), never
 // writes into the checkout (checkouts are shared between GitSyncs and are
-// read-only: generated kustomizations live in memory), never fetches a remote
-// base unless the GitSync allows it, and never touches a cluster.
+// read-only: generated kustomizations live in memory), and never touches a
+// cluster. It makes no network request unless the GitSync allows remote
+// bases, and then only git clones of https URLs: kustomize's own reads of
+// http(s) URLs are refused in every build (network.go), and every
+// kustomization is checked as kustomize reads it (guard.go). Every file it
+// reads is held to size limits before it is read, and every manifest to a
+// strict decoder (decode.go), so that a hostile tree gets an error, not the
+// agent's memory.
 //
 // Errors that a retry will not fix (the tree or the spec is wrong) are
 // returned as *Error.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -84,18 +85,25 @@ func TestRenderEscapes(t *testing.T) {
 		want                 []string
 	}{
 		{"resource file is a symlink", "file-link", "file-link/kustomization.yaml",
-			[]string{`resources: "secret.yaml"`, "file-link/secret.yaml is a symlink to " + outside}},
+			[]string{`resources: "secret.yaml"`, "file-link/secret.yaml is a symlink that leads outside the repository root"}},
 		{"base folder is a symlink", "dir-link", "dir-link/kustomization.yaml",
-			[]string{`resources: "../linked-base"`, "linked-base is a symlink to " + outside}},
+			[]string{`resources: "../linked-base"`, "linked-base is a symlink that leads outside the repository root"}},
 		{"plain folder file is a symlink", "plain-link", "plain-link/secret.yaml",
-			[]string{"is a symlink to " + outside, "outside the repository root"}},
+			[]string{"plain-link/secret.yaml is a symlink that leads outside the repository root"}},
 		{"path is a symlink", "path-link", "",
-			[]string{"path path-link escapes the repository root"}},
+			[]string{"path path-link escapes the repository root (through a symlink)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Render(context.Background(), Options{Root: root, Path: tt.path})
+			res, err := Render(context.Background(), Options{Root: root, Path: tt.path})
 			userError(t, err, tt.wantPath, tt.want...)
+			// Where the link leads is a path on the agent's machine.
+			if strings.Contains(err.Error(), outside) {
+				t.Errorf("error names the symlink's target: %v", err)
+			}
+			if res != nil {
+				t.Errorf("objects returned with an error: %v", ids(res.Objects))
+			}
 		})
 	}
 	t.Run("symlink inside the root", func(t *testing.T) {
@@ -127,7 +135,7 @@ func TestRootFSConfinesAndRefusesWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, root, "a/in.yaml", "in")
-	fsys := newRootFS(root, false)
+	fsys := newRootFS(root, (&Options{}).limits(), false)
 	if err := fsys.addVirtual(filepath.Join(root, "a/kustomization.yaml"), []byte("resources: [in.yaml]\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -184,32 +192,134 @@ func TestRenderAbsoluteReference(t *testing.T) {
 	userError(t, err, "app/kustomization.yaml", "absolute paths are not allowed", inside)
 }
 
+// TestRootFSCloneDirs: a build that may clone reads only the clone
+// directories made after it began, so one render cannot read another's
+// clone (or one left behind), by a symlink or by a path that leads there.
 func TestRootFSCloneDirs(t *testing.T) {
 	root, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	clone, err := os.MkdirTemp("", "kustomize-")
-	if err != nil {
+	tempClone := func() string {
+		t.Helper()
+		dir, err := os.MkdirTemp("", "kustomize-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		dir, err = filepath.EvalSymlinks(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, dir, "base/cm.yaml", configMap("cm"))
+		return dir
+	}
+	other := tempClone() // another render's clone, there before this build began
+	fsys := newRootFS(root, (&Options{}).limits(), true)
+	if err := fsys.startClones(); err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(clone)
-	clone, _ = filepath.EvalSymlinks(clone)
-	write(t, clone, "base/cm.yaml", configMap("cm"))
-	symlink(t, filepath.Join(clone, "base/cm.yaml"), filepath.Join(root, "link.yaml"))
+	own := tempClone() // this build's clone
+	symlink(t, filepath.Join(own, "base/cm.yaml"), filepath.Join(root, "link.yaml"))
+	symlink(t, filepath.Join(other, "base/cm.yaml"), filepath.Join(own, "base/other.yaml"))
 
-	if _, err := newRootFS(root, false).ReadFile(filepath.Join(clone, "base/cm.yaml")); err == nil {
-		t.Error("clone readable without allowRemoteBases")
-	}
-	fsys := newRootFS(root, true)
-	if _, err := fsys.ReadFile(filepath.Join(clone, "base/cm.yaml")); err != nil {
-		t.Errorf("clone unreadable with allowRemoteBases: %v", err)
+	if _, err := fsys.ReadFile(filepath.Join(own, "base/cm.yaml")); err != nil {
+		t.Errorf("own clone unreadable: %v", err)
 	}
 	var esc *escapeError
-	if _, err := fsys.ReadFile(filepath.Join(root, "link.yaml")); !errors.As(err, &esc) {
-		t.Errorf("symlink from the checkout into a clone: err = %v, want escapeError", err)
+	for name, p := range map[string]string{
+		"another render's clone":             filepath.Join(other, "base/cm.yaml"),
+		"the other clone through ../":        filepath.Join(own, "..", filepath.Base(other), "base/cm.yaml"),
+		"a symlink from a clone to another":  filepath.Join(own, "base/other.yaml"),
+		"a symlink from the checkout to one": filepath.Join(root, "link.yaml"),
+	} {
+		if _, err := fsys.ReadFile(p); !errors.As(err, &esc) {
+			t.Errorf("%s: err = %v, want escapeError", name, err)
+		}
 	}
-	if err := fsys.RemoveAll(clone); err != nil {
-		t.Errorf("RemoveAll(clone) = %v", err)
+	if err := fsys.RemoveAll(other); !errors.Is(err, errReadOnly) {
+		t.Errorf("RemoveAll(another render's clone) = %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another render's clone was removed: %v", err)
+	}
+	if err := fsys.RemoveAll(own); err != nil {
+		t.Errorf("RemoveAll(own clone) = %v", err)
+	}
+
+	fresh := tempClone()
+	if _, err := newRootFS(root, (&Options{}).limits(), false).ReadFile(filepath.Join(fresh, "base/cm.yaml")); !errors.As(err, &esc) {
+		t.Errorf("clone readable by a build that may not clone: err = %v", err)
+	}
+}
+
+// TestRenderEscapeFields tries every kustomization field that names a file
+// or folder with a reference that leaves the root: by ../, by an absolute
+// path, and by a symlink (to a file and to a folder). Each is refused with
+// the field named, without objects, and without the outside content.
+func TestRenderEscapeFields(t *testing.T) {
+	parent := t.TempDir()
+	outside := filepath.Join(parent, "outside")
+	secret := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: stolen\nstringData:\n  token: s3cr3t-value\n"
+	write(t, outside, "secret.yaml", secret)
+	write(t, outside, "env", "TOKEN=s3cr3t-value\n")
+	write(t, outside, "base/kustomization.yaml", "resources: [../secret.yaml]\n")
+	write(t, outside, "comp/kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources: [../secret.yaml]\n")
+	write(t, outside, "gen.yaml", "apiVersion: builtin\nkind: SecretGenerator\nmetadata:\n  name: g\nenvs: [env]\n")
+	root := filepath.Join(parent, "repo")
+	write(t, root, "app/cm.yaml", configMap("cm"))
+	symlink(t, filepath.Join(outside, "secret.yaml"), filepath.Join(root, "app/file-link.yaml"))
+	symlink(t, filepath.Join(outside, "comp"), filepath.Join(root, "app/dir-link"))
+	symlink(t, filepath.Join(outside, "env"), filepath.Join(root, "app/env-link"))
+
+	up := "../../outside/"
+	tests := []struct {
+		name, field, kust string
+	}{
+		{"components ../", "components", "components: [" + up + "comp]\n"},
+		{"generators ../", "generators", "generators: [" + up + "gen.yaml]\n"},
+		{"transformers ../", "transformers", "transformers: [" + up + "gen.yaml]\n"},
+		{"validators ../", "validators", "validators: [" + up + "gen.yaml]\n"},
+		{"patchesStrategicMerge ../", "patchesStrategicMerge", "patchesStrategicMerge: [" + up + "secret.yaml]\n"},
+		{"patchesJson6902 ../", "patchesJson6902", "patchesJson6902:\n- target: {kind: ConfigMap, name: cm}\n  path: " + up + "secret.yaml\n"},
+		{"crds ../", "crds", "crds: [" + up + "secret.yaml]\n"},
+		{"configurations ../", "configurations", "configurations: [" + up + "secret.yaml]\n"},
+		{"openapi ../", "openapi", "openapi:\n  path: " + up + "secret.yaml\n"},
+		{"replacements ../", "replacements", "replacements:\n- path: " + up + "secret.yaml\n"},
+		{"secretGenerator files ../", "secretGenerator", "secretGenerator:\n- name: s\n  files: [k=" + up + "secret.yaml]\n"},
+		{"configMapGenerator envs ../", "configMapGenerator", "configMapGenerator:\n- name: c\n  envs: [" + up + "env]\n"},
+		{"patches absolute", "patches", "patches:\n- path: " + filepath.Join(outside, "secret.yaml") + "\n"},
+		{"components absolute", "components", "components: [" + filepath.Join(outside, "comp") + "]\n"},
+		{"generators absolute", "generators", "generators: [" + filepath.Join(outside, "gen.yaml") + "]\n"},
+		{"configMapGenerator files absolute", "configMapGenerator", "configMapGenerator:\n- name: c\n  files: [" + filepath.Join(outside, "secret.yaml") + "]\n"},
+		{"patches file symlink", "patches", "patches:\n- path: file-link.yaml\n"},
+		{"generators file symlink", "generators", "generators: [file-link.yaml]\n"},
+		{"configMapGenerator file symlink", "configMapGenerator", "configMapGenerator:\n- name: c\n  envs: [env-link]\n"},
+		{"openapi file symlink", "openapi", "openapi:\n  path: file-link.yaml\n"},
+		{"components folder symlink", "components", "components: [dir-link]\n"},
+		{"resources folder symlink", "resources", "resources: [dir-link]\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			write(t, root, "app/kustomization.yaml", "resources: [cm.yaml]\n"+strings.Replace(tt.kust, "resources: [dir-link]\n", "", 1))
+			if tt.field == "resources" {
+				write(t, root, "app/kustomization.yaml", "resources: [cm.yaml, dir-link]\n")
+			}
+			res, err := Render(context.Background(), Options{Root: root, Path: "app"})
+			if res != nil {
+				t.Errorf("objects returned: %v", ids(res.Objects))
+			}
+			userError(t, err, "app/kustomization.yaml", tt.field+":")
+			msg := err.Error()
+			if !strings.Contains(msg, "outside the repository root") && !strings.Contains(msg, "absolute paths are not allowed") {
+				t.Errorf("error does not say why: %v", err)
+			}
+			if strings.Contains(msg, "s3cr3t") {
+				t.Errorf("error shows outside content: %v", err)
+			}
+			if !strings.Contains(tt.name, "absolute") && strings.Contains(msg, parent) {
+				t.Errorf("error names a path outside the repository: %v", err)
+			}
+		})
 	}
 }

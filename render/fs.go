@@ -3,12 +3,14 @@ package render
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
+	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
@@ -16,51 +18,106 @@ import (
 // between GitSyncs and must never change under them.
 var errReadOnly = errors.New("the repository checkout is read-only")
 
-// escapeError reports a read that would leave the repository root.
+// escapeError reports a read that would leave the repository root. It never
+// names where a symlink leads: that is a path on the agent's machine, and
+// the person reading the status has no business learning it.
 type escapeError struct {
-	path   string // as kustomize asked for it, relative to the root when possible
-	target string // where a symlink led, if that is how it escaped
+	path    string // as kustomize asked for it, relative to the root when possible
+	symlink bool   // the path is inside the root, but its symlinks lead out
 }
 
 func (e *escapeError) Error() string {
-	if e.target != "" {
-		return fmt.Sprintf("%s is a symlink to %s, outside the repository root", e.path, e.target)
+	if e.symlink {
+		return e.path + " is a symlink that leads outside the repository root"
 	}
-	return fmt.Sprintf("%s is outside the repository root", e.path)
+	return e.path + " is outside the repository root"
 }
+
+// role is what kustomize does with a file, as far as the kustomization that
+// names it tells; it decides which checks the file's content gets.
+type role uint8
+
+const (
+	roleData          role = iota // bytes for a generator, or not known: size limits only
+	roleYAML                      // parsed as YAML (patches, plugin configs, CRDs, ...): parseYAML
+	roleResource                  // Kubernetes objects: decodeManifests, and they count
+	roleKustomization             // a kustomization file: parseYAML and checkKustomization
+)
 
 // rootFS is the file system kustomize sees. It confines every read to root
 // after resolving symlinks, refuses every write, and lays a few in-memory
 // files (generated kustomizations) over the checkout so that nothing is ever
 // written into it.
+//
+// It is also where render's rules for content are enforced, because every
+// byte kustomize reads passes through it: each kustomization is checked as
+// kustomize reads it (checkKustomization: no remote reference unless
+// allowed, nothing outside the root), each file is held to the size limits
+// before it is read, and manifests are decoded with decodeManifests first.
+// The first refusal is recorded, so that kustomize cannot swallow it.
+//
+// A rootFS serves one Render, on one goroutine at a time.
 type rootFS struct {
 	root    string             // absolute, symlinks resolved
 	disk    filesys.FileSystem // kustomize's on-disk file system
 	mem     filesys.FileSystem // holds the virtual files
 	virtual map[string]bool    // absolute paths of the files held by mem
-	// cloneDir, when set, is the temporary directory kustomize clones remote
-	// bases into (os.TempDir()/kustomize-*): readable and removable only when
-	// the GitSync allows remote bases.
-	cloneDir string
+	lim     limits
+
+	allowRemote bool // Options.AllowRemoteBases
+	exclusive   bool // this build holds schemaMu exclusively (see build)
+	// clones, when set, are the temporary directories kustomize clones
+	// remote bases into: only those created during this build are
+	// readable (see startClones).
+	clones *cloneDirs
+
+	files  map[string][]byte // content read so far, by absolute path
+	parsed map[string]bool   // files that passed parseYAML
+	counts map[string]int    // files that passed decodeManifests: their objects
+	total  int64             // bytes of files, each counted once
+
+	// Per build attempt (see reset).
+	roles      map[string]role // what the kustomizations read so far say of each file
+	objects    int             // objects kustomize read, each time it read them
+	allowedGET map[string]bool // URLs of allowed remote bases, which kustomize first tries to GET
+	refusal    error           // the first rule kustomize ran into
 }
 
 var _ filesys.FileSystem = (*rootFS)(nil)
 
 // newRootFS returns a file system confined to root, which must be absolute
 // and free of symlinks (filepath.EvalSymlinks).
-func newRootFS(root string, allowClones bool) *rootFS {
+func newRootFS(root string, lim limits, allowRemote bool) *rootFS {
 	f := &rootFS{
-		root:    root,
-		disk:    filesys.MakeFsOnDisk(),
-		mem:     filesys.MakeFsInMemory(),
-		virtual: map[string]bool{},
+		root:        root,
+		disk:        filesys.MakeFsOnDisk(),
+		mem:         filesys.MakeFsInMemory(),
+		virtual:     map[string]bool{},
+		lim:         lim,
+		allowRemote: allowRemote,
+		files:       map[string][]byte{},
+		parsed:      map[string]bool{},
+		counts:      map[string]int{},
 	}
-	if allowClones {
-		if tmp, err := filepath.EvalSymlinks(os.TempDir()); err == nil {
-			f.cloneDir = tmp
-		}
-	}
+	f.reset()
 	return f
+}
+
+// reset forgets what one build attempt learnt, keeping the files read.
+func (f *rootFS) reset() {
+	f.roles = map[string]role{}
+	f.objects = 0
+	f.allowedGET = map[string]bool{}
+	f.refusal = nil
+	f.clones = nil
+}
+
+// refuse records err as the first rule kustomize ran into, and returns it.
+func (f *rootFS) refuse(err error) error {
+	if f.refusal == nil {
+		f.refusal = err
+	}
+	return err
 }
 
 // addVirtual lays an in-memory file at the absolute path p.
@@ -73,31 +130,69 @@ func (f *rootFS) addVirtual(p string, data []byte) error {
 	return nil
 }
 
-// rel names p for messages: relative to the root when it can be.
+// rel names p for messages: relative to the root when it can be, and a
+// file in a clone of a remote base as "<remote base>/path/in/the/repo"
+// rather than by the agent's temporary directory.
 func (f *rootFS) rel(p string) string {
+	if jail := f.jail(p); jail != "" && jail != f.root {
+		if r, err := filepath.Rel(jail, p); err == nil {
+			return "<remote base>/" + filepath.ToSlash(r)
+		}
+	}
 	if r, err := filepath.Rel(f.root, p); err == nil {
 		return filepath.ToSlash(r)
 	}
 	return p
 }
 
+// cloneDirs tells kustomize's clones of remote bases (os.TempDir()/
+// kustomize-*, made with mode 0700 by os.MkdirTemp) of this build from
+// those of any other. Builds that may clone hold schemaMu exclusively, so
+// no other render's kustomize runs meanwhile: a clone directory this build
+// may read is one that did not exist when it began. One left behind by an
+// earlier render, or named by a kustomization that guessed it, is refused.
+type cloneDirs struct {
+	tmp    string          // os.TempDir(), symlinks resolved
+	before map[string]bool // kustomize-* names that existed when the build began
+}
+
+// startClones lets this build read the clones it makes from now on.
+func (f *rootFS) startClones() error {
+	tmp, err := filepath.EvalSymlinks(os.TempDir())
+	if err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	c := &cloneDirs{tmp: tmp, before: map[string]bool{}}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "kustomize-") {
+			c.before[e.Name()] = true
+		}
+	}
+	f.clones = c
+	return nil
+}
+
 // jail returns the directory that p (absolute, clean) and whatever its
 // symlinks lead to must stay in: the root, or, for remote bases, the one
-// kustomize clone directory p is in. "" means p may not be read at all.
-// Symlinks from the checkout into a clone directory are refused too, since
-// that clone may belong to another GitSync's render.
+// clone directory of this build that p is in. "" means p may not be read at
+// all. Symlinks from the checkout into a clone directory are refused too.
 func (f *rootFS) jail(p string) string {
 	if within(f.root, p) {
 		return f.root
 	}
-	if f.cloneDir == "" || !within(f.cloneDir, p) || p == f.cloneDir {
+	c := f.clones
+	if c == nil || !within(c.tmp, p) || p == c.tmp {
 		return ""
 	}
-	first, _, _ := strings.Cut(strings.TrimPrefix(p, f.cloneDir+string(filepath.Separator)), string(filepath.Separator))
-	if !strings.HasPrefix(first, "kustomize-") {
+	first, _, _ := strings.Cut(strings.TrimPrefix(p, c.tmp+string(filepath.Separator)), string(filepath.Separator))
+	if !strings.HasPrefix(first, "kustomize-") || c.before[first] {
 		return ""
 	}
-	return filepath.Join(f.cloneDir, first)
+	return filepath.Join(c.tmp, first)
 }
 
 // within reports whether p is dir or below it; both absolute and clean.
@@ -132,9 +227,19 @@ func (f *rootFS) check(p string) (string, error) {
 		return "", err
 	}
 	if !within(jail, real) {
-		return "", &escapeError{path: f.rel(abs), target: real}
+		return "", &escapeError{path: f.rel(abs), symlink: true}
 	}
 	return abs, nil
+}
+
+// checkRead is check for a read: an escape is a refusal.
+func (f *rootFS) checkRead(p string) (string, error) {
+	abs, err := f.check(p)
+	var esc *escapeError
+	if errors.As(err, &esc) {
+		return "", f.refuse(err)
+	}
+	return abs, err
 }
 
 // resolve evaluates the symlinks of the longest existing prefix of abs.
@@ -170,7 +275,7 @@ func (f *rootFS) MkdirAll(path string) error { return f.writeErr(path) }
 // WriteFile refuses: the checkout is read-only.
 func (f *rootFS) WriteFile(path string, _ []byte) error { return f.writeErr(path) }
 
-// RemoveAll only removes kustomize's own clones of remote bases.
+// RemoveAll only removes this build's own clones of remote bases.
 func (f *rootFS) RemoveAll(path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -186,14 +291,17 @@ func (f *rootFS) writeErr(path string) error {
 	return fmt.Errorf("refusing to write %s: %w", f.rel(path), errReadOnly)
 }
 
-// Open opens a file for reading.
+// Open opens a file for reading, held to the same limits as ReadFile.
 func (f *rootFS) Open(path string) (filesys.File, error) {
-	abs, err := f.check(path)
+	abs, err := f.checkRead(path)
 	if err != nil {
 		return nil, err
 	}
 	if f.virtual[abs] {
 		return f.mem.Open(abs)
+	}
+	if _, err := f.statRegular(abs); err != nil {
+		return nil, err
 	}
 	return f.disk.Open(abs)
 }
@@ -209,7 +317,7 @@ func (f *rootFS) IsDir(path string) bool {
 
 // ReadDir lists a directory, virtual files included.
 func (f *rootFS) ReadDir(path string) ([]string, error) {
-	abs, err := f.check(path)
+	abs, err := f.checkRead(path)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +336,7 @@ func (f *rootFS) ReadDir(path string) ([]string, error) {
 // CleanedAbs is the on-disk CleanedAbs, after the confinement check. For a
 // virtual file it answers without touching the disk.
 func (f *rootFS) CleanedAbs(path string) (filesys.ConfirmedDir, string, error) {
-	abs, err := f.check(path)
+	abs, err := f.checkRead(path)
 	if err != nil {
 		return "", "", err
 	}
@@ -250,7 +358,7 @@ func (f *rootFS) Exists(path string) bool {
 
 // Glob matches on disk and drops whatever matched outside the root.
 func (f *rootFS) Glob(pattern string) ([]string, error) {
-	if _, err := f.check(filepath.Dir(pattern)); err != nil {
+	if _, err := f.checkRead(filepath.Dir(pattern)); err != nil {
 		return nil, err
 	}
 	matches, err := f.disk.Glob(pattern)
@@ -266,24 +374,167 @@ func (f *rootFS) Glob(pattern string) ([]string, error) {
 	return kept, nil
 }
 
-// ReadFile reads a file inside the root, or a virtual one.
+// ReadFile reads a file inside the root, or a virtual one, within the size
+// limits, and checks its content for the role the kustomizations read so
+// far give it.
 func (f *rootFS) ReadFile(path string) ([]byte, error) {
-	abs, err := f.check(path)
+	abs, err := f.checkRead(path)
 	if err != nil {
 		return nil, err
 	}
-	if f.virtual[abs] {
-		return f.mem.ReadFile(abs)
+	data, err := f.load(abs)
+	if err != nil {
+		return nil, err
 	}
-	return f.disk.ReadFile(abs)
+	if err := f.inspect(abs, data); err != nil {
+		return nil, f.refuse(err)
+	}
+	return data, nil
 }
 
 // Walk walks a tree inside the root. Like filepath.Walk it does not follow
 // symlinked directories; files reached are still checked when read.
 func (f *rootFS) Walk(path string, walkFn filepath.WalkFunc) error {
-	abs, err := f.check(path)
+	abs, err := f.checkRead(path)
 	if err != nil {
 		return err
 	}
 	return f.disk.Walk(abs, walkFn)
+}
+
+// statRegular refuses, before anything is read, a file that is too large or
+// not a regular file (a FIFO would block the read forever, a device never
+// end it). Directories get the ordinary error: kustomize tries every
+// resource as a file first.
+func (f *rootFS) statRegular(abs string) (os.FileInfo, error) {
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, &fs.PathError{Op: "read", Path: abs, Err: syscall.EISDIR}
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, f.refuse(&Error{Path: f.rel(abs), Err: errors.New("not a regular file")})
+	}
+	if fi.Size() > f.lim.file {
+		return nil, f.refuse(&Error{Path: f.rel(abs), Err: fmt.Errorf("the file is %s, more than the %s limit for one file", size(fi.Size()), size(f.lim.file))})
+	}
+	return fi, nil
+}
+
+// load returns the content of the file at abs, reading it from disk the
+// first time only: each file counts once towards the total limit, however
+// often kustomize reads it.
+func (f *rootFS) load(abs string) ([]byte, error) {
+	if f.virtual[abs] {
+		return f.mem.ReadFile(abs)
+	}
+	if data, ok := f.files[abs]; ok {
+		return data, nil
+	}
+	fi, err := f.statRegular(abs)
+	if err != nil {
+		return nil, err
+	}
+	if f.total+fi.Size() > f.lim.total {
+		return nil, f.refuse(&Error{Path: f.rel(abs), Err: fmt.Errorf("the files read for this render add up to more than the %s limit", size(f.lim.total))})
+	}
+	file, err := os.Open(abs)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	// The limit holds even if the file grew since Stat.
+	data, err := io.ReadAll(io.LimitReader(file, f.lim.file+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > f.lim.file {
+		return nil, f.refuse(&Error{Path: f.rel(abs), Err: fmt.Errorf("the file is more than the %s limit for one file", size(f.lim.file))})
+	}
+	f.total += int64(len(data))
+	f.files[abs] = data
+	return data, nil
+}
+
+// inspect checks data, the content of abs, for its role: a kustomization
+// file by its name, any other file by what the kustomizations read so far
+// made of it. The YAML checks run once per file; objects are counted each
+// time kustomize reads them, because each read adds them to its build.
+func (f *rootFS) inspect(abs string, data []byte) error {
+	r := f.roles[abs]
+	if isKustomizationName(filepath.Base(abs)) {
+		r = roleKustomization
+	}
+	if r == roleData {
+		return nil
+	}
+	rel := f.rel(abs)
+	switch {
+	case r == roleResource:
+		n, ok := f.counts[abs]
+		if !ok {
+			objs, err := decodeManifests(data, f.lim.objects-f.objects)
+			if errors.Is(err, errTooManyObjects) {
+				err = tooManyObjects(f.lim.objects)
+			}
+			if err != nil {
+				return &Error{Path: rel, Err: err}
+			}
+			n = len(objs)
+			f.counts[abs] = n
+			f.parsed[abs] = true
+		}
+		f.objects += n
+	case !f.parsed[abs]:
+		if err := parseYAML(data, nil); err != nil {
+			if r == roleKustomization {
+				err = fmt.Errorf("invalid Kustomization: %w", err)
+			}
+			return &Error{Path: rel, Err: err}
+		}
+		f.parsed[abs] = true
+	}
+	if f.objects > f.lim.objects {
+		return &Error{Path: rel, Err: tooManyObjects(f.lim.objects)}
+	}
+	if r == roleKustomization {
+		return checkKustomization(f, abs, data)
+	}
+	return nil
+}
+
+// setRole records what a kustomization makes of the file at abs, keeping
+// the strongest role when several name it.
+func (f *rootFS) setRole(abs string, r role) {
+	if r > f.roles[abs] {
+		f.roles[abs] = r
+	}
+}
+
+// isKustomizationName reports whether kustomize reads a file of that name as
+// a kustomization.
+func isKustomizationName(name string) bool {
+	for _, k := range konfig.RecognizedKustomizationFileNames() {
+		if name == k {
+			return true
+		}
+	}
+	return false
+}
+
+// size formats a byte count for messages: "16 MiB", "1.5 KiB", "12 bytes".
+func size(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

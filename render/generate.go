@@ -1,16 +1,13 @@
 package render
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
-	yaml "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/api/types"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -25,14 +22,17 @@ import (
 //     folder and not descended into;
 //   - symlinked directories are not followed (symlinked files are, and must
 //     stay inside the root);
-//   - a YAML file with a document that is not a Kubernetes object (no
-//     apiVersion or kind) is an error naming the file, rather than being
-//     skipped: a manifest that lost its kind by mistake must not silently
-//     disappear from the render, since the sync would then prune its object.
-//     Empty documents are ignored;
+//   - every file goes through decodeManifests, as a resource named in a
+//     kustomization does: a document that is not a Kubernetes object (no
+//     apiVersion, kind or metadata.name) is an error naming the file,
+//     rather than being skipped, because a manifest that lost its kind by
+//     mistake must not silently disappear from the render (the sync would
+//     prune its object). Empty documents are ignored; files, and the
+//     objects in them, are held to the Options limits;
 //   - a folder with no manifest at all is an error, for the same reason.
 func generateKustomization(fsys *rootFS, dir string) error {
 	var resources []string
+	objects := 0
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -64,14 +64,28 @@ func generateKustomization(fsys *rootFS, dir string) error {
 			return nil
 		}
 		data, err := fsys.ReadFile(p)
+		var rerr *Error
+		if errors.As(err, &rerr) {
+			return rerr
+		}
 		if err != nil {
 			return &Error{Path: fsys.rel(p), Err: err}
 		}
-		manifest, err := isManifest(data)
+		objs, err := decodeManifests(data, fsys.lim.objects-objects)
+		switch {
+		case errors.Is(err, errNotObject):
+			err = fmt.Errorf("%w; move the file out of the folder or add a kustomization.yaml", err)
+		case errors.Is(err, errTooManyObjects):
+			err = tooManyObjects(fsys.lim.objects)
+		}
 		if err != nil {
 			return &Error{Path: fsys.rel(p), Err: err}
 		}
-		if manifest {
+		objects += len(objs)
+		// kustomize reads the file again, from rootFS's cache: it need not
+		// be decoded twice.
+		fsys.counts[p], fsys.parsed[p] = len(objs), true
+		if len(objs) > 0 {
 			resources = append(resources, filepath.ToSlash(rel))
 		}
 		return nil
@@ -95,40 +109,4 @@ func generateKustomization(fsys *rootFS, dir string) error {
 		return err
 	}
 	return fsys.addVirtual(filepath.Join(dir, konfig.DefaultKustomizationFileName()), data)
-}
-
-// isManifest reports whether data holds at least one Kubernetes object, and
-// fails when one of its documents is not one (or is not YAML), naming the
-// document and, for YAML errors, the line.
-func isManifest(data []byte) (bool, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	found := false
-	for i := 1; ; i++ {
-		var doc yaml.Node
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			return found, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
-			continue // an empty document, e.g. after a trailing "---"
-		}
-		top := doc.Content[0]
-		if top.Kind != yaml.MappingNode {
-			return false, fmt.Errorf("line %d: document %d is not a Kubernetes object (not a mapping)", top.Line, i)
-		}
-		var meta struct {
-			APIVersion string `yaml:"apiVersion"`
-			Kind       string `yaml:"kind"`
-		}
-		if err := top.Decode(&meta); err != nil {
-			return false, err
-		}
-		if meta.APIVersion == "" || meta.Kind == "" {
-			return false, fmt.Errorf("line %d: document %d is not a Kubernetes object (no apiVersion or kind); move the file out of the folder or add a kustomization.yaml", top.Line, i)
-		}
-		found = true
-	}
 }

@@ -53,7 +53,12 @@ func TestRenderHash(t *testing.T) {
 // render. Run it under -race: it is what shows the kyaml/openapi races that
 // schemaMu is for.
 func TestRenderConcurrent(t *testing.T) {
+	nested := t.TempDir() // `openapi:` in a base, found only as kustomize reads it
+	write(t, nested, "base/kustomization.yaml", "openapi:\n  version: v1.21.2\nresources: [cm.yaml]\n")
+	write(t, nested, "base/cm.yaml", configMap("cm"))
+	write(t, nested, "overlay/kustomization.yaml", "resources: [../base]\npatches:\n- patch: |\n    apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: cm}\n    data: {k: w}\n")
 	cases := []Options{
+		{Root: nested, Path: "overlay"},
 		{Root: testdata(t, "crd")},
 		{Root: testdata(t, "app"), Path: "overlays/production"},
 		{Root: testdata(t, "openapi")},
@@ -93,4 +98,26 @@ func TestRenderConcurrent(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
+}
+
+// TestBuildLockMode: a build holds schemaMu exclusively only when a
+// kustomization it reads has an `openapi:` field (or an allowed remote
+// base), wherever in the tree; every other build shares it.
+func TestBuildLockMode(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "plain/kustomization.yaml", "resources: [cm.yaml]\n")
+	write(t, root, "plain/cm.yaml", configMap("cm"))
+	write(t, root, "base/kustomization.yaml", "openapi:\n  version: v1.21.2\nresources: [cm.yaml]\n")
+	write(t, root, "base/cm.yaml", configMap("cm"))
+	write(t, root, "overlay/kustomization.yaml", "resources: [../base]\n")
+	for path, want := range map[string]bool{"plain": false, "overlay": true} {
+		fsys := newRootFS(root, (&Options{}).limits(), true)
+		m, err := build(fsys, filepath.Join(root, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Size() != 1 || fsys.exclusive != want {
+			t.Errorf("%s: %d objects, exclusive %v; want 1, %v", path, m.Size(), fsys.exclusive, want)
+		}
+	}
 }

@@ -31,6 +31,52 @@ type Options struct {
 	// after the build. Nil means no substitution at all; a non-nil map (even
 	// empty) turns it on, and unset variables without a default become "".
 	Substitute map[string]string
+
+	// MaxFileBytes caps the size of one file render reads (checked before
+	// it is read), and of one object after variable substitution; 0 means
+	// DefaultMaxFileBytes.
+	MaxFileBytes int64
+	// MaxTotalBytes caps the bytes of all files one render reads, each file
+	// counted once, and of all objects after variable substitution; 0
+	// means DefaultMaxTotalBytes.
+	MaxTotalBytes int64
+	// MaxObjects caps the number of objects, counted as kustomize reads them
+	// and again in the result; 0 means DefaultMaxObjects.
+	MaxObjects int
+}
+
+// Defaults of the Options limits. They are far above what a repository of
+// Kubernetes manifests needs, and keep a hostile one from exhausting the
+// agent's memory.
+const (
+	DefaultMaxFileBytes  = 16 << 20
+	DefaultMaxTotalBytes = 128 << 20
+	DefaultMaxObjects    = 20000
+)
+
+// limits are the Options limits with defaults filled in.
+type limits struct {
+	file, total int64
+	objects     int
+}
+
+func (o *Options) limits() limits {
+	l := limits{file: o.MaxFileBytes, total: o.MaxTotalBytes, objects: o.MaxObjects}
+	if l.file <= 0 {
+		l.file = DefaultMaxFileBytes
+	}
+	if l.total <= 0 {
+		l.total = DefaultMaxTotalBytes
+	}
+	if l.objects <= 0 {
+		l.objects = DefaultMaxObjects
+	}
+	return l
+}
+
+// tooManyObjects is the error for a render over the object limit.
+func tooManyObjects(limit int) error {
+	return fmt.Errorf("more than %d objects, the limit for one render", limit)
 }
 
 // Result is what Render produced.
@@ -76,24 +122,20 @@ func Render(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	fsys := newRootFS(root, opts.AllowRemoteBases)
+	fsys := newRootFS(root, opts.limits(), opts.AllowRemoteBases)
 	if kustomizationFile(fsys, dir) == "" {
 		if err := generateKustomization(fsys, dir); err != nil {
 			return nil, err
 		}
 	}
-	sc := &scanner{fs: fsys, allowRemote: opts.AllowRemoteBases, seen: map[string]bool{}}
-	if err := sc.dir(dir); err != nil {
-		return nil, err
-	}
-	m, err := build(fsys, dir, sc.exclusive())
+	m, err := build(fsys, dir)
 	if err != nil {
-		return nil, buildError(fsys, dir, err)
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return collect(m, opts.Substitute)
+	return collect(m, opts.Substitute, fsys.lim)
 }
 
 // resolvePath returns the root and the directory to render, both absolute
@@ -107,29 +149,30 @@ func resolvePath(root, path string) (string, string, error) {
 	if err != nil {
 		return "", "", fmt.Errorf("render: repository root: %w", err)
 	}
-	shown := path
-	if shown == "" {
-		shown = "."
+	name := path
+	if name == "" {
+		name = "."
 	}
 	if filepath.IsAbs(path) || strings.HasPrefix(path, "/") {
-		return "", "", &Error{Err: fmt.Errorf("path %s is absolute; it must be relative to the repository root", shown)}
+		return "", "", &Error{Err: fmt.Errorf("path %s is absolute; it must be relative to the repository root", name)}
 	}
 	dir := filepath.Join(realRoot, path)
 	if !within(realRoot, dir) {
-		return "", "", &Error{Err: fmt.Errorf("path %s escapes the repository root", shown)}
+		return "", "", &Error{Err: fmt.Errorf("path %s escapes the repository root", name)}
 	}
 	realDir, err := filepath.EvalSymlinks(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", "", &Error{Err: fmt.Errorf("path %s does not exist in the repository", shown)}
+		return "", "", &Error{Err: fmt.Errorf("path %s does not exist in the repository", name)}
 	}
 	if err != nil {
-		return "", "", &Error{Err: fmt.Errorf("path %s: %w", shown, err)}
+		return "", "", &Error{Err: fmt.Errorf("path %s: %w", name, err)}
 	}
 	if !within(realRoot, realDir) {
-		return "", "", &Error{Err: fmt.Errorf("path %s escapes the repository root (symlink to %s)", shown, realDir)}
+		// Where the symlink leads is not name: it is a path on the agent.
+		return "", "", &Error{Err: fmt.Errorf("path %s escapes the repository root (through a symlink)", name)}
 	}
 	if fi, err := os.Stat(realDir); err != nil || !fi.IsDir() {
-		return "", "", &Error{Err: fmt.Errorf("path %s is not a directory", shown)}
+		return "", "", &Error{Err: fmt.Errorf("path %s is not a directory", name)}
 	}
 	return realRoot, realDir, nil
 }
@@ -162,7 +205,11 @@ func krustyOptions() *krusty.Options {
 
 // collect turns kustomize's output into objects, substituting variables
 // when asked, and hashes the result.
-func collect(m resmap.ResMap, vars map[string]string) (*Result, error) {
+func collect(m resmap.ResMap, vars map[string]string, lim limits) (*Result, error) {
+	if m.Size() > lim.objects {
+		return nil, &Error{Err: tooManyObjects(lim.objects)}
+	}
+	budget := &substBudget{object: lim.file, total: lim.total}
 	h := sha256.New()
 	res := &Result{Objects: make([]*unstructured.Unstructured, 0, m.Size())}
 	for _, r := range m.Resources() {
@@ -176,7 +223,7 @@ func collect(m resmap.ResMap, vars map[string]string) (*Result, error) {
 		}
 		if vars != nil && obj.GetAnnotations()[DisableSubstituteAnnotation] != "disabled" {
 			id := objectID(obj)
-			if obj, err = substituteObject(obj, vars); err != nil {
+			if obj, err = substituteObject(obj, vars, budget); err != nil {
 				return nil, &Error{Err: fmt.Errorf("%s: %w", id, err)}
 			}
 		}

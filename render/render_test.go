@@ -205,7 +205,7 @@ func TestRenderBrokenYAML(t *testing.T) {
 	}{
 		{"kust", "kust/bad.yaml", []string{"line 7", "bad.yaml"}},
 		{"plain", "plain/bad.yaml", []string{"line 7"}},
-		{"kustfile", "kustfile/kustomization.yaml", []string{"line 2", "invalid Kustomization"}},
+		{"kustfile", "kustfile/kustomization.yaml", []string{"invalid Kustomization", "line 2"}},
 		{"notk8s", "notk8s/values.yaml", []string{"line 1", "not a Kubernetes object"}},
 	}
 	for _, tt := range tests {

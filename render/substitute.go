@@ -33,18 +33,35 @@ func checkVarNames(vars map[string]string) error {
 	return fmt.Errorf("substitute: invalid variable name(s) %q: names must match %s", bad, varName)
 }
 
+// substBudget bounds what substitution may make of the objects: a value
+// of a kilobyte referred to a million times in a manifest must not become a
+// gigabyte in the agent's memory.
+type substBudget struct {
+	object int64 // bytes of one object's YAML after substitution
+	total  int64 // bytes of all substituted objects' YAML
+	used   int64
+}
+
 // substituteObject replaces variables in obj the way Flux's postBuild does:
 // on the object serialized as YAML, which is then parsed again, so that
 // `replicas: ${REPLICAS}` becomes a number. A value that breaks the YAML is
-// an error naming the object.
-func substituteObject(obj *unstructured.Unstructured, vars map[string]string) (*unstructured.Unstructured, error) {
+// an error naming the object. The substituted YAML gets the same checks as
+// a manifest in Git (parseYAML): a default can hold YAML anchors and
+// aliases, so substitution could otherwise build an alias bomb.
+func substituteObject(obj *unstructured.Unstructured, vars map[string]string, b *substBudget) (*unstructured.Unstructured, error) {
 	data, err := sigsyaml.Marshal(obj.Object)
 	if err != nil {
 		return nil, err
 	}
-	out, changed := substitute(string(data), vars)
-	if !changed {
-		return obj, nil
+	out, changed, err := substitute(string(data), vars, b.object)
+	if err != nil || !changed {
+		return obj, err
+	}
+	if b.used += int64(len(out)); b.used > b.total {
+		return nil, fmt.Errorf("after variable substitution the objects add up to more than the %s limit", size(b.total))
+	}
+	if err := parseYAML([]byte(out), nil); err != nil {
+		return nil, fmt.Errorf("after variable substitution: %w", err)
 	}
 	j, err := sigsyaml.YAMLToJSON([]byte(out))
 	if err != nil {
@@ -66,11 +83,13 @@ func substituteObject(obj *unstructured.Unstructured, vars map[string]string) (*
 //
 // Anything else, including a bare $var, a "${" that does not start a valid
 // reference and a lone "$$", is left as it is, so shell snippets survive.
-// A default runs to the first "}" and is not expanded itself. It reports
-// whether anything changed.
-func substitute(s string, vars map[string]string) (string, bool) {
+// A default runs to the first "}" and is not expanded itself, and neither
+// is a value: a value that holds "${other}" yields that text, so the result
+// is at most len(s) plus one value per reference. It reports whether
+// anything changed, and fails when the result would exceed max bytes.
+func substitute(s string, vars map[string]string, max int64) (string, bool, error) {
 	if !strings.Contains(s, "${") {
-		return s, false
+		return s, false, nil
 	}
 	var b strings.Builder
 	b.Grow(len(s))
@@ -90,6 +109,9 @@ func substitute(s string, vars map[string]string) (string, bool) {
 			continue
 		}
 		if val, n, ok := parseRef(s[i:], vars); ok {
+			if int64(b.Len()+len(val)) > max {
+				return "", false, errTooLarge(max)
+			}
 			b.WriteString(val)
 			i += n
 			changed = true
@@ -98,7 +120,14 @@ func substitute(s string, vars map[string]string) (string, bool) {
 		b.WriteByte('$')
 		i++
 	}
-	return b.String(), changed
+	if int64(b.Len()) > max {
+		return "", false, errTooLarge(max)
+	}
+	return b.String(), changed, nil
+}
+
+func errTooLarge(max int64) error {
+	return fmt.Errorf("after variable substitution the object would be more than the %s limit", size(max))
 }
 
 // parseRef parses a reference at the start of s ("${..."), returning its

@@ -63,7 +63,9 @@ FUZZ_TARGETS := \
 	./sync/window:FuzzCompile \
 	./sync/window:FuzzNextOpen \
 	./source:FuzzParseRevision \
-	./source:FuzzRefValidate
+	./source:FuzzRefValidate \
+	./render:FuzzDecode \
+	./render:FuzzSubstitute
 FUZZ_TIME ?= 10s
 
 fuzz: ## Run each fuzz target for FUZZ_TIME

@@ -71,14 +71,19 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
 	objects := driftedObjects(report, now)
 	msg := driftMessage(report)
 	log.Info("drift detected", "objects", report.Count, "mode", driftMode(gs))
+	var news bool
 	detected := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+		// Decided on the status being patched, not on gs: the cache may
+		// not show the last check's write yet.
+		prev := live.Status.Drift
+		news = !sameDrift(prev, objects)
 		setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionTrue, v1alpha1.ReasonDriftDetected, msg)
 		live.Status.Drift = &v1alpha1.DriftStatus{Count: report.Count, Objects: objects, LastDetectedTime: &now}
-		if prev := gs.Status.Drift; prev != nil {
+		if prev != nil {
 			live.Status.Drift.LastCorrectedTime = prev.LastCorrectedTime
 		}
 	})
-	if detected != nil && !sameDrift(gs.Status.Drift, objects) {
+	if detected != nil && news {
 		r.Recorder.Eventf(detected, nil, corev1.EventTypeWarning, v1alpha1.ReasonDriftDetected, "DetectDrift", "%s", msg)
 	}
 	if driftMode(gs) != v1alpha1.DriftCorrect {

@@ -127,7 +127,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 func (r *Reconciler) init() {
 	r.runner = newRunner(r.concurrency())
-	r.status = &statusWriter{client: r.Client, reporter: r.Reporter, locks: map[types.NamespacedName]*gosync.Mutex{}}
+	r.status = &statusWriter{client: r.Client, reader: r.APIReader, reporter: r.Reporter, locks: map[types.NamespacedName]*gosync.Mutex{}}
 	r.kick = make(chan event.GenericEvent, 1024)
 	r.ctx, r.stop = context.WithCancel(context.Background())
 	r.failures = map[types.NamespacedName]int{}

@@ -17,7 +17,9 @@ import (
 // statusWriter serialises status writes per GitSync so that the reconcile
 // and a sync finishing at the same moment never interleave.
 type statusWriter struct {
-	client   client.Client
+	client client.Client
+	// reader reads from the API server when the cache lags.
+	reader   client.Reader
 	reporter Reporter
 	mu       gosync.Mutex
 	locks    map[types.NamespacedName]*gosync.Mutex
@@ -36,29 +38,39 @@ func (w *statusWriter) lock(key types.NamespacedName) func() {
 }
 
 // patch reads the GitSync, lets mutate change its status and sends the
-// difference as a merge patch. It returns the patched object; a GitSync
-// that is gone is not an error (nil, nil).
+// difference as a merge patch guarded by the resourceVersion it read. The
+// first read is from the cache; when the cache lags behind a write (a
+// conflict), the GitSync is read again from the API server and mutate runs
+// on that, so mutate always decides on the newest status. It returns the
+// patched object; a GitSync that is gone is not an error (nil, nil).
 func (w *statusWriter) patch(ctx context.Context, key types.NamespacedName, mutate func(*v1alpha1.GitSync)) (*v1alpha1.GitSync, error) {
 	defer w.lock(key)()
-	gs := &v1alpha1.GitSync{}
-	if err := w.client.Get(ctx, key, gs); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
+	var reader client.Reader = w.client
+	for attempt := 0; ; attempt++ {
+		gs := &v1alpha1.GitSync{}
+		if err := reader.Get(ctx, key, gs); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("GitSync %s: read for status: %w", key, err)
 		}
-		return nil, fmt.Errorf("GitSync %s: read for status: %w", key, err)
-	}
-	orig := gs.DeepCopy()
-	mutate(gs)
-	if err := w.client.Status().Patch(ctx, gs, client.MergeFrom(orig)); err != nil {
-		if apierrors.IsNotFound(err) {
+		orig := gs.DeepCopy()
+		mutate(gs)
+		err := w.client.Status().Patch(ctx, gs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		switch {
+		case apierrors.IsConflict(err) && w.reader != nil && attempt < 4:
+			reader = w.reader
+			continue
+		case apierrors.IsNotFound(err):
 			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("GitSync %s: write status: %w", key, err)
 		}
-		return nil, fmt.Errorf("GitSync %s: write status: %w", key, err)
+		if w.reporter != nil {
+			w.reporter.Report(gs.DeepCopy())
+		}
+		return gs, nil
 	}
-	if w.reporter != nil {
-		w.reporter.Report(gs.DeepCopy())
-	}
-	return gs, nil
 }
 
 func setCondition(gs *v1alpha1.GitSync, typ string, status metav1.ConditionStatus, reason, msg string) {

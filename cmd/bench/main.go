@@ -89,7 +89,7 @@ func run(tetherBin string, sizes []int, runs, polls, driftN, driftRuns int) erro
 	rows = append(rows, row{what: "no-change poll (one ls-remote, loopback)", tether: median(pollTimes), note: fmt.Sprintf("%d polls; no fetch, render, apply or API request", polls)})
 
 	step("starting the agent: %s agent", tetherBin)
-	agent := exec.CommandContext(ctx, tetherBin, "agent", "--kubeconfig", cp.KubeconfigPath,
+	agent := exec.CommandContext(ctx, tetherBin, "agent", "--kubeconfig", cp.KubeconfigPath, "--default-service-account", testenv.DeployerAccount,
 		"--cache-dir", filepath.Join(work, "cache"), "--leader-elect=false", "--log-level=error")
 	agent.Stdout, agent.Stderr = os.Stderr, os.Stderr
 	if err := agent.Start(); err != nil {
@@ -187,11 +187,22 @@ data:
 	return files
 }
 
+// kubectlApply runs `kubectl apply --server-side` with the kubectl that
+// `make test-bin` built at the control plane's version: never the one on
+// PATH, whose speed says nothing about a current kubectl.
 func kubectlApply(ctx context.Context, kubeconfig, ns, dir string) (time.Duration, error) {
-	create := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "create", "namespace", ns)
+	bin, err := testenv.BinDir()
+	if err != nil {
+		return 0, err
+	}
+	kubectl := filepath.Join(bin, "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		return 0, fmt.Errorf("no pinned kubectl (run make test-bin): %w", err)
+	}
+	create := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "create", "namespace", ns)
 	_ = create.Run() // exists on the second apply
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "apply", "--server-side",
+	cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "apply", "--server-side",
 		"--field-manager", "bench", "-n", ns, "-f", dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("kubectl apply: %v: %s", err, lastLine(out))

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/testenv"
 )
 
 // runWebhook measures the webhook path end to end (`bench -mode webhook`):
@@ -82,7 +83,7 @@ func runWebhook(tetherBin string, n int) error {
 		return err
 	}
 	step("starting the agent")
-	agent := exec.CommandContext(ctx, tetherBin, "agent", "--kubeconfig", cp.KubeconfigPath,
+	agent := exec.CommandContext(ctx, tetherBin, "agent", "--kubeconfig", cp.KubeconfigPath, "--default-service-account", testenv.DeployerAccount,
 		"--cache-dir", filepath.Join(work, "cache"), "--leader-elect=false", "--log-level=error",
 		"--hub-url", hubURL, "--agent-name", "bench", "--token-file", filepath.Join(work, "token"))
 	agent.Stdout, agent.Stderr = os.Stderr, os.Stderr
@@ -93,7 +94,7 @@ func runWebhook(tetherBin string, n int) error {
 
 	k := newKube(cp)
 	ns := "webhook-bench"
-	if err := k.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := k.tenant(ctx, ns); err != nil {
 		return err
 	}
 	gs := &v1alpha1.GitSync{

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the control plane the tests and `make run` use (kube-apiserver,
-# kube-controller-manager, etcd) from the Go module proxy into $1, once: a
-# folder that already holds all three is reused. A cold build takes minutes
+# kube-controller-manager, etcd), and the kubectl `make bench` compares
+# against, from the Go module proxy into $1, once: a folder that already
+# holds all four is reused. A cold build takes minutes
 # on two cores, so it says what it is doing and how long it has been at it.
 set -euo pipefail
 out=${1:?usage: build.sh OUTPUT_DIR}
-bins=(etcd kube-apiserver kube-controller-manager)
+bins=(etcd kube-apiserver kube-controller-manager kubectl)
 have_all=1
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || have_all=0; done
 if [ "$have_all" = 1 ]; then
@@ -14,10 +15,10 @@ if [ "$have_all" = 1 ]; then
 fi
 cd "$(dirname "$0")"
 mkdir -p "$out.tmp"
-echo "[control plane] building kube-apiserver, kube-controller-manager and etcd from source into $out"
-echo "[control plane] a first build takes about 5-8 minutes on 2 cores; later runs reuse it"
+echo "[control plane] building kube-apiserver, kube-controller-manager, etcd and kubectl from source into $out"
+echo "[control plane] a first build takes 10-15 minutes on 2 cores (longer while other builds run); later runs reuse it"
 start=$(date +%s)
-go build -o "$out.tmp/" ./etcd ./kube-apiserver ./kube-controller-manager &
+go build -o "$out.tmp/" ./etcd ./kube-apiserver ./kube-controller-manager ./kubectl &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
   sleep 15

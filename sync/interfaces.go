@@ -13,10 +13,12 @@ import (
 	"tether.dev/tether/source"
 )
 
-// Source resolves refs to revisions and checks revisions out.
+// Source resolves refs to revisions and checks revisions out. Forget drops
+// what it remembers of url's refs, so that the next Resolve lists them.
 type Source interface {
 	Resolve(ctx context.Context, url string, ref source.Ref, auth *source.Auth) (source.Revision, error)
 	Checkout(ctx context.Context, url string, rev source.Revision, auth *source.Auth) (string, error)
+	Forget(url string)
 }
 
 // Renderer turns a checked-out folder into objects.

@@ -215,6 +215,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	ref := SourceRef(gs)
+	if v := resyncValue(gs); v != "" && v != gs.Status.LastHandledResyncAt {
+		// A resync fetches: list the ref now, not from a listing cached
+		// before the push that the person asking for it wants applied.
+		r.Source.Forget(gs.Spec.Source.URL)
+	}
 	auth, err := r.auth(ctx, gs, false)
 	if err != nil {
 		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, apierrors.IsNotFound(err))

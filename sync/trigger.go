@@ -14,18 +14,13 @@ import (
 	"tether.dev/tether/source"
 )
 
-// forgetter is implemented by sources that cache listings (source.Fetcher).
-type forgetter interface{ Forget(url string) }
-
 // SyncRepo makes every GitSync whose source is url poll now, as a push
 // webhook relayed by the hub asks: the listing cache of url is dropped so
 // that the new commit is seen at once. With branchOrTag set, only GitSyncs
 // whose ref can follow it are woken (a semver ref follows every tag). It
 // returns how many GitSyncs were woken.
 func (r *Reconciler) SyncRepo(ctx context.Context, url, branchOrTag string) (int, error) {
-	if f, ok := r.Source.(forgetter); ok {
-		f.Forget(url)
-	}
+	r.Source.Forget(url)
 	list := &v1alpha1.GitSyncList{}
 	if err := r.Client.List(ctx, list); err != nil {
 		return 0, fmt.Errorf("list GitSyncs: %w", err)

@@ -216,3 +216,39 @@ func TestSlowRequestCut(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncNowForARedactedURL: the hub only knows a source URL without its
+// credentials; a "sync now" for it reaches the agent's code with the URL
+// its GitSyncs use, so a push webhook still moves them.
+func TestSyncNowForARedactedURL(t *testing.T) {
+	tok, sk := newTokens("tok-a", "a"), newSink()
+	h := startHub(t, "127.0.0.1:0", server.ServerOptions{Authenticator: tok, Sink: sk}, nil)
+	var mu sync.Mutex
+	var got []string
+	c := startAgent(t, agent.Options{HubURL: h.url("http"), AgentName: "a", Token: "tok-a", OnSyncNow: func(m *channelpb.SyncNow) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, m.GetRepoUrl())
+	}})
+	gs := gitSync("apps", "web", "main@sha1:"+sha)
+	gs.Spec.Source.URL = "https://oauth2:glpat-TOKEN@git.example/app.git"
+	c.Report(gs)
+	eventually(t, "the report is stored", func() bool { return sk.get("a", "apps", "web") != nil })
+	stored := sk.get("a", "apps", "web").GetSourceUrl()
+	if contains(stored, "TOKEN") {
+		t.Fatalf("the hub got %q", stored)
+	}
+	for _, u := range []string{stored, "https://git.example/other.git"} {
+		if err := h.srv.SyncNow("a", &channelpb.SyncNow{RepoUrl: u, BranchOrTag: "main"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "both sync nows arrive", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 2
+	})
+	if got[0] != gs.Spec.Source.URL || got[1] != "https://git.example/other.git" {
+		t.Errorf("sync now for %q", got)
+	}
+}

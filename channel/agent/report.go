@@ -29,6 +29,7 @@ func (c *Client) Report(gs *v1alpha1.GitSync) {
 	if gs == nil || gs.Name == "" {
 		return
 	}
+	c.sources.remember(gs.Spec.Source.URL)
 	c.buf.put(toReport(gs))
 }
 

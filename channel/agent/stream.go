@@ -121,7 +121,9 @@ func (c *Client) receive(st stream) error {
 			c.log.Info("sync now from the hub", "namespace", m.SyncNow.GetNamespace(), "name", m.SyncNow.GetName(),
 				"repo", m.SyncNow.GetRepoUrl(), "ref", m.SyncNow.GetBranchOrTag(), "reason", m.SyncNow.GetReason())
 			if c.opts.OnSyncNow != nil {
-				c.opts.OnSyncNow(m.SyncNow)
+				for _, msg := range c.sources.resolve(m.SyncNow) {
+					c.opts.OnSyncNow(msg)
+				}
 			}
 		default:
 			// A repeated Welcome or a message from a newer hub: nothing to do.

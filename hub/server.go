@@ -6,6 +6,10 @@
 // calls the hub through the Authenticator and Sink methods of *Server, and
 // the hub sends "sync now" back through the Dispatcher it is given. The hub
 // never talks to a cluster.
+//
+// Badges and /healthz are for anyone; everything else a token opens (see
+// Handler). The hub stores and shows no credentials: URL userinfo is
+// masked in every report before it is stored, whatever the agent sent.
 package hub
 
 import (

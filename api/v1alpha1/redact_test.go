@@ -21,6 +21,9 @@ func TestRedactURL(t *testing.T) {
 		{"https://example.com/r.git", "https://example.com/r.git"},
 		{"https://example.com/r@v1.git", "https://example.com/r@v1.git"},
 		{"git@example.com:org/r.git", "git@example.com:org/r.git"},
+		// Git's scp-like form, which url.Parse reads as the scheme "alice".
+		{"alice:s3cret@example.com:org/r.git", "alice:redacted@example.com:org/r.git"},
+		{"alice:s3/cret@example.com:org/r.git", "alice:redacted@example.com:org/r.git"},
 		{"", ""},
 	} {
 		if got := RedactURL(tc.in); got != tc.want {
@@ -50,7 +53,13 @@ func TestRedactString(t *testing.T) {
 			want:   "two: https://redacted@h1/x and http://redacted@h2/y",
 			secret: []string{"TOKEN", "a:b"},
 		},
+		{
+			in:     `clone "bob:pw2@h:org/r.git" failed`,
+			want:   `clone "bob:redacted@h:org/r.git" failed`,
+			secret: []string{"pw2"},
+		},
 		{in: "no URL here: user@example.com", want: "no URL here: user@example.com"},
+		{in: "git@example.com:org/r.git", want: "git@example.com:org/r.git"},
 		{in: "https://example.com/r@v1", want: "https://example.com/r@v1"},
 	} {
 		got := RedactString(tc.in)

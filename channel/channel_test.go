@@ -283,6 +283,22 @@ func TestMalformed(t *testing.T) {
 		{"report without a state version", []*channelpb.AgentMessage{hello("a"), report("apps", "web", 0)}},
 		{"empty report", []*channelpb.AgentMessage{hello("a"), {Msg: &channelpb.AgentMessage_Report{}}}},
 		{"no hello at all", nil},
+		{"hello with a slash in the name", []*channelpb.AgentMessage{hello("a/b")}},
+		{"unknown phase", []*channelpb.AgentMessage{hello("a"), reportWith(func(r *channelpb.SyncReport) { r.Phase = "pwned" })}},
+		{"unknown condition status", []*channelpb.AgentMessage{hello("a"), reportWith(func(r *channelpb.SyncReport) {
+			r.Conditions = []*channelpb.Condition{{Type: "Ready", Status: "Sure"}}
+		})}},
+		{"ref without a kind", []*channelpb.AgentMessage{hello("a"), reportWith(func(r *channelpb.SyncReport) { r.Ref = "main" })}},
+		{"slash in a name", []*channelpb.AgentMessage{hello("a"), reportWith(func(r *channelpb.SyncReport) { r.Name = "x/../y" })}},
+		{"huge repeated field", []*channelpb.AgentMessage{hello("a"), reportWith(func(r *channelpb.SyncReport) {
+			r.Namespaces = make([]*channelpb.NamespaceCount, channelpb.MaxNamespaces+1)
+		})}},
+		{"many drifted paths", []*channelpb.AgentMessage{hello("a"), reportWith(func(r *channelpb.SyncReport) {
+			r.Drift = &channelpb.DriftSummary{Objects: []*channelpb.DriftedObject{{Kind: "ConfigMap", Name: "c", Paths: make([]string, channelpb.MaxPaths+1)}}}
+		})}},
+		{"negative count", []*channelpb.AgentMessage{hello("a"), reportWith(func(r *channelpb.SyncReport) {
+			r.Namespaces = []*channelpb.NamespaceCount{{Namespace: "apps", Objects: -5}}
+		})}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := rawStream(t, h.addr, "tok-a")
@@ -291,8 +307,11 @@ func TestMalformed(t *testing.T) {
 					break
 				}
 			}
-			if s := endCode(st); s.Code() != codes.InvalidArgument {
-				t.Errorf("%v, want InvalidArgument", s)
+			if len(tc.msgs) > 0 {
+				st.CloseSend() // a stream that accepted everything ends OK
+			}
+			if s := endCode(st); s.Code() != codes.InvalidArgument || s.Message() == "" {
+				t.Errorf("%v, want InvalidArgument with a reason", s)
 			}
 		})
 	}

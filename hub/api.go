@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/hub/store"
 )
@@ -110,9 +111,9 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) gitsyncJSON(g store.GitSync) GitSyncJSON {
 	out := GitSyncJSON{
-		Agent: g.Agent, Namespace: g.Namespace, Name: g.Name, SourceURL: g.SourceURL, Ref: g.Ref, Path: g.Path,
+		Agent: g.Agent, Namespace: g.Namespace, Name: g.Name, SourceURL: v1alpha1.RedactURL(g.SourceURL), Ref: g.Ref, Path: g.Path,
 		Revision: g.Revision, AttemptedRevision: g.AttemptedRevision, Commit: store.SHA(g.Revision),
-		Phase: g.Phase, Status: badgeState(g, s.isConnected(g.Agent)), Message: g.Message, DriftCount: g.DriftCount,
+		Phase: g.Phase, Status: badgeState(g, s.isConnected(g.Agent)), Message: v1alpha1.RedactString(g.Message), DriftCount: g.DriftCount,
 		StateVersion: strconv.FormatUint(g.StateVersion, 10), LastSync: g.LastSync, Updated: g.Updated,
 		Badge: badgePath(g.Agent, g.Namespace, g.Name),
 	}
@@ -121,7 +122,8 @@ func (s *Server) gitsyncJSON(g store.GitSync) GitSyncJSON {
 			Name: d.GetName(), Paths: d.GetPaths(), Deleted: d.GetDeleted()})
 	}
 	for _, c := range g.Report.GetConditions() {
-		out.Conditions = append(out.Conditions, ConditionJSON{Type: c.GetType(), Status: c.GetStatus(), Reason: c.GetReason(), Message: c.GetMessage()})
+		out.Conditions = append(out.Conditions, ConditionJSON{Type: c.GetType(), Status: c.GetStatus(), Reason: c.GetReason(),
+			Message: v1alpha1.RedactString(c.GetMessage())})
 	}
 	for _, n := range g.Report.GetNamespaces() {
 		out.Namespaces = append(out.Namespaces, NamespaceCountJSON{Namespace: n.GetNamespace(), Objects: n.GetObjects()})
@@ -153,6 +155,9 @@ func (s *Server) getCommit(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		apiError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	for i := range ds {
+		ds[i].RepoURL = v1alpha1.RedactURL(ds[i].RepoURL)
 	}
 	writeJSON(w, http.StatusOK, CommitJSON{SHA: sha, Environments: ds})
 }
@@ -194,25 +199,6 @@ func (s *Server) resync(w http.ResponseWriter, r *http.Request) {
 	s.metrics.syncNow.WithLabelValues("sent").Inc()
 	s.log.Info("resync sent", "gitsync", id, "client", client)
 	writeJSON(w, http.StatusAccepted, map[string]string{"gitsync": id, "status": "sync requested"})
-}
-
-// apiClient checks the bearer API token and returns its client's name, or
-// answers 401.
-func (s *Server) apiClient(w http.ResponseWriter, r *http.Request) (string, bool) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if ok {
-		name, err := s.store.Authenticate(r.Context(), store.KindAPI, strings.TrimSpace(token))
-		if err == nil {
-			return name, true
-		}
-		if !errors.Is(err, store.ErrInvalidToken) {
-			s.internal(w, "authenticate API client", err)
-			return "", false
-		}
-	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="tether-hub"`)
-	apiError(w, http.StatusUnauthorized, "a valid API token is required (tether hub token create --api --name NAME)")
-	return "", false
 }
 
 func (s *Server) internal(w http.ResponseWriter, what string, err error) {

@@ -9,19 +9,29 @@ import (
 // Handler serves everything the hub offers over HTTP: the page at /, the
 // badges, the JSON API, the webhooks, /healthz and /metrics. The channel
 // server mounts it as the fallback of its single-port handler.
+//
+// Who may call what (see auth.go):
+//
+//	anyone                 badges, /healthz, /login, /logout
+//	webhook secret         /hooks/*
+//	API token or session   the page, GET /api/v1/*, /metrics (anyone with PublicRead)
+//	bearer API token       POST .../resync
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.servePage)
+	mux.HandleFunc("GET /{$}", s.readers(true, s.servePage))
+	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) { s.serveLogin(w, r, http.StatusOK, "") })
+	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /badge/{agent}/{namespace}/{file}", s.serveGitSyncBadge)
 	mux.HandleFunc("GET /badge/commit/{file}", s.serveCommitBadge)
-	mux.HandleFunc("GET /api/v1/agents", s.listAgents)
-	mux.HandleFunc("GET /api/v1/gitsyncs", s.listGitSyncs)
-	mux.HandleFunc("GET /api/v1/commits/{sha}", s.getCommit)
+	mux.HandleFunc("GET /api/v1/agents", s.readers(false, s.listAgents))
+	mux.HandleFunc("GET /api/v1/gitsyncs", s.readers(false, s.listGitSyncs))
+	mux.HandleFunc("GET /api/v1/commits/{sha}", s.readers(false, s.getCommit))
 	mux.HandleFunc("POST /api/v1/agents/{agent}/gitsyncs/{ns}/{name}/resync", s.resync)
 	mux.Handle("POST /hooks/gitlab", s.hooks.GitLab())
 	mux.Handle("POST /hooks/github", s.hooks.GitHub())
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /metrics", s.readers(false, promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}).ServeHTTP))
 	return mux
 }
 

@@ -101,15 +101,39 @@ func mustReport(t *testing.T, s *Server, agent string, r *channelpb.SyncReport) 
 	}
 }
 
+// get is an anonymous GET: badges, /healthz.
 func get(t *testing.T, url string) (*http.Response, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return getAs(t, url, "")
+}
+
+// getAs is a GET with token as its bearer token ("" for none).
+func getAs(t *testing.T, url, token string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
+}
+
+// apiToken makes an API token for a reader of the page and the API.
+func apiToken(t testing.TB, s *Server) string {
+	t.Helper()
+	tok, err := s.Store().CreateToken(context.Background(), store.KindAPI, "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // svgTexts returns the visible texts of a badge, failing on malformed XML.
@@ -175,11 +199,12 @@ func TestAPI(t *testing.T) {
 	r.Namespaces = []*channelpb.NamespaceCount{{Namespace: "apps", Objects: 3}}
 	mustReport(t, s, "prod", r)
 	s.Store().CreateToken(context.Background(), store.KindAgent, "never")
+	tok := apiToken(t, s)
 
 	var agents struct {
 		Agents []map[string]any `json:"agents"`
 	}
-	decode(t, url+"/api/v1/agents", &agents)
+	decode(t, url+"/api/v1/agents", tok, &agents)
 	if len(agents.Agents) != 2 {
 		t.Fatalf("agents: %v", agents)
 	}
@@ -194,7 +219,7 @@ func TestAPI(t *testing.T) {
 	var gs struct {
 		GitSyncs []map[string]any `json:"gitsyncs"`
 	}
-	decode(t, url+"/api/v1/gitsyncs", &gs)
+	decode(t, url+"/api/v1/gitsyncs", tok, &gs)
 	if len(gs.GitSyncs) != 1 {
 		t.Fatalf("gitsyncs: %v", gs)
 	}
@@ -220,19 +245,19 @@ func TestAPI(t *testing.T) {
 		SHA          string           `json:"sha"`
 		Environments []map[string]any `json:"environments"`
 	}
-	decode(t, url+"/api/v1/commits/"+shaA, &c)
+	decode(t, url+"/api/v1/commits/"+shaA, tok, &c)
 	if c.SHA != shaA || len(c.Environments) != 1 || c.Environments[0]["state"] != "live" ||
 		c.Environments[0]["agent"] != "prod" || c.Environments[0]["repoURL"] != repo {
 		t.Errorf("commit JSON: %+v", c)
 	}
-	if resp, _ := get(t, url+"/api/v1/commits/zz"); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := getAs(t, url+"/api/v1/commits/zz", tok); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("bad sha: %d", resp.StatusCode)
 	}
 }
 
-func decode(t *testing.T, url string, v any) {
+func decode(t *testing.T, url, token string, v any) {
 	t.Helper()
-	resp, body := get(t, url)
+	resp, body := getAs(t, url, token)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("GET %s: %d %s\n%s", url, resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
@@ -293,7 +318,7 @@ func TestPage(t *testing.T) {
 	bad := rep("checkout", 1, "failed", shaA, shaB)
 	bad.Message = `render failed: <script>alert(1)</script>`
 	mustReport(t, s, "prod-eu", bad)
-	resp, body := get(t, url+"/")
+	resp, body := getAs(t, url+"/", apiToken(t, s))
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -322,7 +347,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	if resp, body := get(t, url+"/healthz"); resp.StatusCode != http.StatusOK || body != "ok\n" {
 		t.Errorf("healthz: %d %q", resp.StatusCode, body)
 	}
-	_, body := get(t, url+"/metrics")
+	_, body := getAs(t, url+"/metrics", apiToken(t, s))
 	for _, want := range []string{
 		"tether_hub_connected_agents 1",
 		`tether_hub_reports_received_total{result="stored"} 1`,
@@ -354,7 +379,7 @@ func TestWebhookThroughHub(t *testing.T) {
 	if got := d.calls(); fmt.Sprint(got) != "[prod / "+repo+" main]" {
 		t.Errorf("SyncNow: %q", got)
 	}
-	_, m := get(t, url+"/metrics")
+	_, m := getAs(t, url+"/metrics", apiToken(t, s))
 	if !strings.Contains(m, `tether_hub_webhooks_total{provider="gitlab",result="dispatched"} 1`) {
 		t.Error("webhook not counted")
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/hub/store"
 )
 
@@ -22,6 +23,8 @@ type pageData struct {
 	Now      string
 	Agents   []AgentJSON
 	GitSyncs []pageGitSync
+	// SignedIn shows the sign-out button (not under PublicRead).
+	SignedIn bool
 }
 
 type pageGitSync struct {
@@ -49,6 +52,9 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := pageData{Refresh: int(s.opt.PageRefresh / time.Second), Now: time.Now().UTC().Format(time.RFC3339)}
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" && !s.opt.PublicRead {
+		d.SignedIn = true
+	}
 	if d.Refresh < 1 {
 		d.Refresh = 1
 	}
@@ -59,7 +65,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	for _, g := range gs {
 		p := pageGitSync{
 			ID: gitsyncID(g.Agent, g.Namespace, g.Name), Agent: g.Agent, Namespace: g.Namespace, Name: g.Name,
-			SourceURL: g.SourceURL, Ref: g.Ref, Path: g.Path, Revision: g.Revision,
+			SourceURL: v1alpha1.RedactURL(g.SourceURL), Ref: g.Ref, Path: g.Path, Revision: g.Revision,
 			Status: badgeState(g, s.isConnected(g.Agent)), DriftCount: g.DriftCount,
 			// Relative, so the page works behind a path prefix too.
 			BadgeSrc: strings.TrimPrefix(badgePath(g.Agent, g.Namespace, g.Name), "/"),
@@ -68,16 +74,27 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 			p.Short = sha[:7]
 		}
 		if g.Phase == badgeFailed || g.Phase == badgeUnknown {
-			p.Error = g.Message
+			p.Error = v1alpha1.RedactString(g.Message)
 		}
 		d.GitSyncs = append(d.GitSyncs, p)
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'")
+	setPageHeaders(w, "text/html; charset=utf-8")
 	if err := pageTemplate.Execute(w, d); err != nil {
 		s.log.Error("page", "error", err)
 	}
+}
+
+// setPageHeaders are the headers of every HTML answer: no caching (it
+// shows what a token may see), no script, no framing (a login form in a
+// frame is clickjacking), forms only to the hub.
+func setPageHeaders(w http.ResponseWriter, contentType string) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 }
 
 func (s *Server) internalPage(w http.ResponseWriter, what string, err error) {

@@ -6,6 +6,10 @@
 // calls the hub through the Authenticator and Sink methods of *Server, and
 // the hub sends "sync now" back through the Dispatcher it is given. The hub
 // never talks to a cluster.
+//
+// Badges and /healthz are for anyone; everything else a token opens (see
+// Handler). The hub stores and shows no credentials: URL userinfo is
+// masked in every report before it is stored, whatever the agent sent.
 package hub
 
 import (
@@ -49,18 +53,27 @@ type Options struct {
 	StatusBackoff time.Duration
 	// PageRefresh is how often the web page reloads itself (default 10 s).
 	PageRefresh time.Duration
-	Log         *slog.Logger
+	// PublicRead lets anyone read the page, GET /api/v1/* and /metrics,
+	// which name repositories, paths, commits, errors, objects and
+	// clusters. Without it they need an API token (or a session of the
+	// page's login form). Badges and /healthz are public either way.
+	PublicRead bool
+	// WebhookMaxBody bounds a webhook payload (default
+	// webhook.DefaultMaxBody, 1 MiB).
+	WebhookMaxBody int64
+	Log            *slog.Logger
 }
 
 // Server is a running hub. Its methods Authenticate, Connected,
 // Disconnected and Report are what the channel server calls.
 type Server struct {
-	opt     Options
-	log     *slog.Logger
-	store   *store.Store
-	poster  *status.Poster
-	metrics *metrics
-	hooks   *webhook.Receiver
+	opt      Options
+	log      *slog.Logger
+	store    *store.Store
+	poster   *status.Poster
+	metrics  *metrics
+	hooks    *webhook.Receiver
+	sessions *sessions
 
 	mu         sync.Mutex
 	dispatcher Dispatcher
@@ -89,13 +102,13 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("hub database %s: %w", opt.DB, err)
 	}
-	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}}
+	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}, sessions: newSessions()}
 	s.poster = status.NewPoster(opt.GitHosts, st, status.Options{
 		Client: opt.StatusClient, Log: opt.Log, Backoff: opt.StatusBackoff,
 		Result: s.metrics.statusResult,
 	})
 	s.hooks = &webhook.Receiver{
-		Secret: opt.WebhookSecret, Finder: st, Dispatch: dispatchFunc(s.syncNow), Log: opt.Log,
+		Secret: opt.WebhookSecret, Finder: st, Dispatch: dispatchFunc(s.syncNow), Log: opt.Log, MaxBody: opt.WebhookMaxBody,
 		Result: func(provider, result string) { s.metrics.webhooks.WithLabelValues(provider, result).Inc() },
 	}
 	return s, nil

@@ -3,6 +3,9 @@ package hub
 import (
 	"context"
 	"fmt"
+	"regexp"
+
+	"google.golang.org/protobuf/proto"
 
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/hub/status"
@@ -52,7 +55,12 @@ func (s *Server) isConnected(agent string) bool {
 // than the stored one (stored is true), and then schedules the commit
 // status it implies. stored false with a nil error means the hub already
 // had this state or a later one: the agent may drop the report.
+//
+// Credentials in URLs are masked before anything is stored, whatever the
+// agent did: the agent's own redaction is the first line, not the only one.
 func (s *Server) Report(ctx context.Context, agent string, r *channelpb.SyncReport) (bool, error) {
+	r = proto.Clone(r).(*channelpb.SyncReport)
+	channelpb.RedactReport(r)
 	stored, err := s.store.Ingest(ctx, agent, r)
 	switch {
 	case err != nil:
@@ -100,14 +108,37 @@ func (s *Server) commitStatus(agent string, r *channelpb.SyncReport) (status.Sta
 	case "failed":
 		st.SHA, st.State = attempted, status.Failed
 		st.Description = "failed on " + agent
-		if m := r.GetMessage(); m != "" {
-			st.Description += ": " + m
+		if reason := failureReason(r); reason != "" {
+			st.Description += ": " + reason
 		}
 	default:
 		return status.Status{}, false
 	}
 	return st, st.SHA != ""
 }
+
+// failureReason is the short reason of a failure a commit status may
+// carry: the Reason (FetchFailed, ApplyFailed, ...) of the Stalled or Ready
+// condition, when it is one CamelCase word. A commit status is visible to
+// everyone who can read the repository, while the message names objects,
+// namespaces and errors of the cluster: they stay on the hub's page.
+func failureReason(r *channelpb.SyncReport) string {
+	var reason string
+	for _, c := range r.GetConditions() {
+		switch {
+		case c.GetType() == "Stalled" && c.GetStatus() == "True":
+			reason = c.GetReason()
+		case c.GetType() == "Ready" && reason == "":
+			reason = c.GetReason()
+		}
+	}
+	if !shortReason.MatchString(reason) {
+		return ""
+	}
+	return reason
+}
+
+var shortReason = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,39}$`)
 
 // ready is true unless the report carries a Ready condition that is not
 // True.

@@ -26,6 +26,7 @@ type Client struct {
 	running atomic.Bool
 	up      atomic.Bool
 	session atomic.Uint64
+	sources sources
 }
 
 // New checks the options and returns a Client; nothing is dialled until
@@ -47,12 +48,13 @@ func New(opts Options) (*Client, error) {
 		log = slog.Default()
 	}
 	c := &Client{
-		opts:   opts,
-		log:    log.With("hub", opts.HubURL, "agent", opts.AgentName),
-		target: t,
-		creds:  &tokenCreds{token: opts.Token, file: opts.TokenFile, requireTLS: t.kind == grpcTLS},
-		buf:    newBuffer(time.Now),
-		int63n: rand.Int64N,
+		opts:    opts,
+		log:     log.With("hub", opts.HubURL, "agent", opts.AgentName),
+		target:  t,
+		creds:   &tokenCreds{token: opts.Token, file: opts.TokenFile, requireTLS: t.kind == grpcTLS},
+		buf:     newBuffer(time.Now),
+		int63n:  rand.Int64N,
+		sources: sources{m: map[string]map[string]bool{}},
 	}
 	if t.kind == webSocket {
 		c.ws = webSocketClient(t)

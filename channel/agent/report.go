@@ -1,22 +1,25 @@
 package agent
 
 import (
+	"slices"
+	"strings"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"strings"
 
 	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/channel/channelpb"
 )
 
-// Phases a report carries, as the hub's badges show them.
+// Phases a report carries, as the hub's badges show them (the protocol
+// defines them).
 const (
-	PhaseSynced      = "synced"
-	PhaseProgressing = "progressing"
-	PhaseFailed      = "failed"
-	PhaseDrifted     = "drifted"
-	PhaseSuspended   = "suspended"
-	PhaseUnknown     = "unknown"
+	PhaseSynced      = channelpb.PhaseSynced
+	PhaseProgressing = channelpb.PhaseProgressing
+	PhaseFailed      = channelpb.PhaseFailed
+	PhaseDrifted     = channelpb.PhaseDrifted
+	PhaseSuspended   = channelpb.PhaseSuspended
+	PhaseUnknown     = channelpb.PhaseUnknown
 )
 
 // Report hands over the GitSync as it now is. It converts it at once (the
@@ -26,6 +29,7 @@ func (c *Client) Report(gs *v1alpha1.GitSync) {
 	if gs == nil || gs.Name == "" {
 		return
 	}
+	c.sources.remember(gs.Spec.Source.URL)
 	c.buf.put(toReport(gs))
 }
 
@@ -43,7 +47,9 @@ func (c *Client) Forget(namespace, name string) {
 	})
 }
 
-// toReport converts a GitSync into a report without a state_version.
+// toReport converts a GitSync into a report without a state_version. What
+// it returns carries no credentials (a token in the source URL or in a
+// condition message stays in the cluster) and fits the protocol's limits.
 func toReport(gs *v1alpha1.GitSync) *channelpb.SyncReport {
 	st := gs.Status
 	r := &channelpb.SyncReport{
@@ -59,7 +65,7 @@ func toReport(gs *v1alpha1.GitSync) *channelpb.SyncReport {
 	if st.LastSyncTime != nil {
 		r.LastSyncUnixMs = st.LastSyncTime.UnixMilli()
 	}
-	for _, c := range st.Conditions {
+	for _, c := range capped(st.Conditions, channelpb.MaxConditions) {
 		r.Conditions = append(r.Conditions, &channelpb.Condition{
 			Type:                 c.Type,
 			Status:               string(c.Status),
@@ -68,7 +74,7 @@ func toReport(gs *v1alpha1.GitSync) *channelpb.SyncReport {
 			LastTransitionUnixMs: c.LastTransitionTime.UnixMilli(),
 		})
 	}
-	for _, n := range st.Namespaces {
+	for _, n := range capped(st.Namespaces, channelpb.MaxNamespaces) {
 		r.Namespaces = append(r.Namespaces, &channelpb.NamespaceCount{
 			Namespace: n.Namespace,
 			Objects:   int32(n.Objects),
@@ -76,19 +82,27 @@ func toReport(gs *v1alpha1.GitSync) *channelpb.SyncReport {
 	}
 	if d := st.Drift; d != nil {
 		r.Drift = &channelpb.DriftSummary{Count: int32(d.Count)}
-		for _, o := range d.Objects {
+		for _, o := range capped(d.Objects, channelpb.MaxDriftedObjects) {
 			group, _, _ := strings.Cut(o.APIVersion, "/")
 			if !strings.Contains(o.APIVersion, "/") {
 				group = ""
 			}
 			r.Drift.Objects = append(r.Drift.Objects, &channelpb.DriftedObject{
 				Group: group, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
-				Paths: o.Paths, Managers: o.Managers, Deleted: o.Deleted,
+				Paths:    slices.Clone(capped(o.Paths, channelpb.MaxPaths)),
+				Managers: slices.Clone(capped(o.Managers, channelpb.MaxPaths)), Deleted: o.Deleted,
 				DetectedUnixMs: o.DetectedTime.UnixMilli(),
 			})
 		}
 	}
+	channelpb.RedactReport(r)
 	return r
+}
+
+// capped is the first n of s: a report lists at most what the protocol
+// allows, the counts say how many there were.
+func capped[T any](s []T, n int) []T {
+	return s[:min(len(s), n)]
 }
 
 // phase reads the badge's phase and message from the conditions, kstatus

@@ -1,8 +1,12 @@
 package agent
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -130,5 +134,66 @@ func TestReportNeverBlocks(t *testing.T) {
 	}
 	if c.Pending() != 26 {
 		t.Errorf("pending %d, want 26", c.Pending())
+	}
+}
+
+// TestReportCarriesNoCredentials: a token in the source URL or in a
+// condition message does not leave the cluster, and the GitSync itself is
+// left as it was.
+func TestReportCarriesNoCredentials(t *testing.T) {
+	gs := &v1alpha1.GitSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web"},
+		Spec: v1alpha1.GitSyncSpec{Source: v1alpha1.GitSource{
+			URL: "https://oauth2:glpat-TOKEN1@gitlab.example.com/team/app.git"}},
+	}
+	gs.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: "FetchFailed",
+		Message: "git https://oauth2:glpat-TOKEN2@gitlab.example.com/team/app.git: fetch: authentication failed"}}
+	gs.Status.Drift = &v1alpha1.DriftStatus{Count: 1, Objects: []v1alpha1.DriftedObject{{Kind: "ConfigMap", Name: "c",
+		Paths: []string{"/data/url=https://u:TOKEN3@h/x"}}}}
+	r := toReport(gs)
+	r.StateVersion = 1
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"TOKEN1", "TOKEN2", "TOKEN3", "oauth2"} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("the report carries %q", secret)
+		}
+	}
+	if r.GetSourceUrl() != "https://redacted@gitlab.example.com/team/app.git" || r.GetPhase() != PhaseFailed ||
+		!strings.HasPrefix(r.GetMessage(), "git https://redacted@gitlab.example.com/") {
+		t.Errorf("report = %v", r)
+	}
+	if !strings.Contains(gs.Status.Drift.Objects[0].Paths[0], "TOKEN3") || !strings.Contains(gs.Spec.Source.URL, "TOKEN1") {
+		t.Error("toReport changed the GitSync it was given")
+	}
+}
+
+// TestReportWithinLimits: a GitSync with more than the protocol carries
+// gives a report the hub accepts.
+func TestReportWithinLimits(t *testing.T) {
+	gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "big"}}
+	for i := range channelpb.MaxNamespaces + 10 {
+		gs.Status.Namespaces = append(gs.Status.Namespaces, v1alpha1.NamespaceCount{Namespace: fmt.Sprint("ns-", i), Objects: 1})
+	}
+	for i := range channelpb.MaxConditions + 3 {
+		gs.Status.Conditions = append(gs.Status.Conditions, metav1.Condition{Type: fmt.Sprint("C", i), Status: metav1.ConditionTrue})
+	}
+	paths := make([]string, channelpb.MaxPaths+5)
+	gs.Status.Drift = &v1alpha1.DriftStatus{Count: 200}
+	for range channelpb.MaxDriftedObjects + 1 {
+		gs.Status.Drift.Objects = append(gs.Status.Drift.Objects, v1alpha1.DriftedObject{Kind: "ConfigMap", Name: "c", Paths: paths, Managers: paths})
+	}
+	r := toReport(gs)
+	r.StateVersion = 1
+	if err := r.Validate(); err != nil {
+		t.Errorf("the hub would refuse the report: %v", err)
+	}
+	if r.GetDrift().GetCount() != 200 {
+		t.Errorf("drift count %d, want the whole count 200", r.GetDrift().GetCount())
 	}
 }

@@ -81,6 +81,13 @@ func (c *Client) send(ctx context.Context, st stream, session uint64, hb time.Du
 	defer tick.Stop()
 	for {
 		for _, r := range c.buf.due(session) {
+			if err := r.Validate(); err != nil {
+				// The hub would end the stream over it, again on every
+				// reconnect, and the reports behind it would never go.
+				c.log.Error("report dropped: the hub would refuse it", "error", err)
+				c.buf.ack(r.GetNamespace(), r.GetName(), r.GetStateVersion())
+				continue
+			}
 			if err := st.Send(&channelpb.AgentMessage{Msg: &channelpb.AgentMessage_Report{Report: r}}); err != nil {
 				return err
 			}
@@ -114,7 +121,9 @@ func (c *Client) receive(st stream) error {
 			c.log.Info("sync now from the hub", "namespace", m.SyncNow.GetNamespace(), "name", m.SyncNow.GetName(),
 				"repo", m.SyncNow.GetRepoUrl(), "ref", m.SyncNow.GetBranchOrTag(), "reason", m.SyncNow.GetReason())
 			if c.opts.OnSyncNow != nil {
-				c.opts.OnSyncNow(m.SyncNow)
+				for _, msg := range c.sources.resolve(m.SyncNow) {
+					c.opts.OnSyncNow(msg)
+				}
 			}
 		default:
 			// A repeated Welcome or a message from a newer hub: nothing to do.

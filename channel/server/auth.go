@@ -18,12 +18,19 @@ type caller struct {
 
 type callerKey struct{}
 
-// authStream authenticates every streaming call before its handler runs.
+// authStream authenticates every streaming call before its handler runs,
+// and counts it against its agent's MaxStreamsPerAgent.
 func (s *Server) authStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	c, err := s.authenticate(ss.Context())
 	if err != nil {
 		return err
 	}
+	release, err := s.admit(c.agent)
+	if err != nil {
+		s.log.Info("agent stream refused", "agent", c.agent, "error", status.Convert(err).Message())
+		return err
+	}
+	defer release()
 	return handler(srv, &authedStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callerKey{}, c)})
 }
 
@@ -56,8 +63,12 @@ func (s *Server) authenticate(ctx context.Context) (caller, error) {
 	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
 		return caller{}, status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
-	c, err := s.check(ctx, token)
-	return c, err
+	leave, ok := s.enter()
+	if !ok {
+		return caller{}, status.Error(codes.ResourceExhausted, "the hub is busy; retry later")
+	}
+	defer leave()
+	return s.check(ctx, token)
 }
 
 // check asks the Authenticator about token.

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -153,29 +152,24 @@ func (s *Server) awaitHello(ctx context.Context, in <-chan *channelpb.AgentMessa
 	case m = <-in:
 	}
 	hello := m.GetHello()
-	switch {
-	case hello == nil:
+	if hello == nil {
 		return nil, status.Error(codes.InvalidArgument, "the first message must be a Hello")
-	case hello.GetAgentName() == "":
-		return nil, status.Error(codes.InvalidArgument, "hello: agent_name is empty")
-	case hello.GetAgentName() != agent:
+	}
+	if err := hello.Validate(); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if hello.GetAgentName() != agent {
 		return nil, status.Errorf(codes.PermissionDenied,
 			"an agent can only report for itself: the token is for agent %q, the Hello names %q", agent, hello.GetAgentName())
 	}
 	return hello, nil
 }
 
-// validReport checks what the hub relies on.
+// validReport checks what the hub relies on (channelpb's rules); a report
+// that breaks them ends the stream with InvalidArgument and the reason.
 func validReport(r *channelpb.SyncReport) error {
-	switch {
-	case r == nil:
-		return status.Error(codes.InvalidArgument, "report: empty")
-	case r.GetNamespace() == "" || r.GetName() == "":
-		return status.Error(codes.InvalidArgument, "report: namespace and name are required")
-	case len(r.GetNamespace()) > maxNameLength || len(r.GetName()) > maxNameLength:
-		return status.Errorf(codes.InvalidArgument, "report: namespace or name longer than %d", maxNameLength)
-	case r.GetStateVersion() == 0:
-		return status.Error(codes.InvalidArgument, fmt.Sprintf("report %s/%s: state_version is 0", r.GetNamespace(), r.GetName()))
+	if err := r.Validate(); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return nil
 }

@@ -42,11 +42,36 @@ func (s *Server) Handler() http.Handler {
 		case r.URL.Path == WebSocketPath:
 			s.serveWebSocket(w, r)
 		case s.opts.Fallback != nil:
-			s.opts.Fallback.ServeHTTP(w, r)
+			s.serveFallback(w, r)
 		default:
 			http.NotFound(w, r)
 		}
 	})
+}
+
+// serveFallback runs one ordinary request within RequestTimeout and under
+// MaxConcurrentRequests. The deadlines are per request, so the
+// connection-wide ReadTimeout and WriteTimeout can stay 0 for the streams.
+func (s *Server) serveFallback(w http.ResponseWriter, r *http.Request) {
+	leave, ok := s.enter()
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close")
+		http.Error(w, "the hub is busy; retry later", http.StatusServiceUnavailable)
+		return
+	}
+	defer leave()
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(s.opts.RequestTimeout)
+	// Errors mean a transport without deadlines (a test's recorder); the
+	// request then runs as before.
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline)
+	// net/http does not reset a write deadline between requests on one
+	// HTTP/1 connection (only ReadTimeout's read deadline); IdleTimeout
+	// bounds the connection from here on.
+	defer rc.SetWriteDeadline(time.Time{})
+	s.opts.Fallback.ServeHTTP(w, r)
 }
 
 // HTTPServer returns an http.Server for the hub's one port, serving Handler
@@ -59,9 +84,11 @@ func (s *Server) HTTPServer(tlsConf *tls.Config) *http.Server {
 }
 
 // ConfigureHTTPServer prepares hs for the channel: HTTP/2 pings on idle
-// TLS connections under 60 s, and a header timeout. It leaves ReadTimeout
+// TLS connections under 60 s, a header timeout, an idle timeout for
+// keep-alive connections and a cap on header size. It leaves ReadTimeout
 // and WriteTimeout alone; they must stay 0, or they would cut the
-// long-lived streams.
+// long-lived streams: Handler gives every other request deadlines of its
+// own (ServerOptions.RequestTimeout).
 func ConfigureHTTPServer(hs *http.Server) {
 	if hs.HTTP2 == nil {
 		hs.HTTP2 = &http.HTTP2Config{}
@@ -70,6 +97,13 @@ func ConfigureHTTPServer(hs *http.Server) {
 	hs.HTTP2.PingTimeout = keepaliveTimeout
 	if hs.ReadHeaderTimeout == 0 {
 		hs.ReadHeaderTimeout = readHeaderTimeout
+	}
+	if hs.IdleTimeout == 0 {
+		// A connection with an open stream is never idle.
+		hs.IdleTimeout = idleTimeout
+	}
+	if hs.MaxHeaderBytes == 0 {
+		hs.MaxHeaderBytes = maxHeaderBytes
 	}
 }
 

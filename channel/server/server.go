@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"tether.dev/tether/channel/channelpb"
 )
@@ -64,6 +66,23 @@ type ServerOptions struct {
 	// SendQueue is how many messages may wait to go down one stream before
 	// SyncNow refuses more. Defaults to 64.
 	SendQueue int
+	// RequestTimeout bounds an ordinary HTTP request on Handler (the
+	// Fallback's: page, API, badges, webhooks): reading its body and
+	// writing its answer. The channel's streams are exempt. Defaults to
+	// 30s.
+	RequestTimeout time.Duration
+	// MaxConcurrentRequests caps the requests that may be in flight before
+	// they are known to be someone's: Fallback requests (each checks its
+	// own token or secret) and the channel's token checks. Over the cap a
+	// request gets 503 (ResourceExhausted on the channel) at once, so a
+	// flood costs the hub neither memory nor store lookups. Defaults to 256.
+	MaxConcurrentRequests int
+	// MaxStreamsPerAgent caps one agent's concurrent streams, counted from
+	// the token check: the live one and those about to replace it. A newer
+	// stream replaces the live one after its Hello (a reconnect must not
+	// wait for keepalive to notice that the old connection died); over the
+	// cap a stream is refused with ResourceExhausted. Defaults to 3.
+	MaxStreamsPerAgent int
 }
 
 // Keepalive: the hub pings an idle connection every 30 s (under 60 s load
@@ -77,7 +96,12 @@ const (
 	defaultHeartbeat  = 20 * time.Second
 	defaultHello      = 10 * time.Second
 	defaultSendQueue  = 64
-	maxNameLength     = 253
+	defaultRequest    = 30 * time.Second
+	defaultConcurrent = 256
+	defaultPerAgent   = 3
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	maxStreamsPerConn = 16
 	idleHeartbeats    = 3
 	readHeaderTimeout = 10 * time.Second
 	connReadBuffer    = 8 << 10
@@ -97,8 +121,13 @@ type Server struct {
 	// conns feeds WebSocket tunnels and h2c connections to grpc.
 	conns *connListener
 
+	// unknown holds a token per request not yet known to be someone's;
+	// see ServerOptions.MaxConcurrentRequests.
+	unknown chan struct{}
+
 	mu       sync.Mutex
 	slots    map[string]*slot
+	streams  map[string]int // streams per agent, from the token check on
 	nextID   uint64
 	stopped  bool
 	live     map[*context.CancelCauseFunc]struct{} // every running Connect
@@ -133,10 +162,21 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.SendQueue <= 0 {
 		opts.SendQueue = defaultSendQueue
 	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = defaultRequest
+	}
+	if opts.MaxConcurrentRequests <= 0 {
+		opts.MaxConcurrentRequests = defaultConcurrent
+	}
+	if opts.MaxStreamsPerAgent <= 0 {
+		opts.MaxStreamsPerAgent = defaultPerAgent
+	}
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger,
+		unknown:   make(chan struct{}, opts.MaxConcurrentRequests),
 		slots:     map[string]*slot{},
+		streams:   map[string]int{},
 		live:      map[*context.CancelCauseFunc]struct{}{},
 		conns:     newConnListener(),
 		serveDone: make(chan struct{}),
@@ -155,6 +195,11 @@ func NewServer(opts ServerOptions) *Server {
 		// transport; Handler's streams use net/http's buffers.
 		grpc.SharedWriteBuffer(true),
 		grpc.ReadBufferSize(connReadBuffer),
+		// A message over the protocol's cap ends the stream with
+		// ResourceExhausted before the hub decodes it.
+		grpc.MaxRecvMsgSize(channelpb.MaxMessageBytes),
+		// An agent needs one stream per connection.
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.ChainStreamInterceptor(s.authStream),
 		grpc.ChainUnaryInterceptor(s.authUnary),
 	)
@@ -220,6 +265,35 @@ func (s *Server) track(cancel *context.CancelCauseFunc) (untrack func(), err err
 		s.mu.Lock()
 		delete(s.live, cancel)
 		s.mu.Unlock()
+	}, nil
+}
+
+// enter takes a slot for a request not yet known to be someone's, or
+// reports false when MaxConcurrentRequests are in flight already.
+func (s *Server) enter() (leave func(), ok bool) {
+	select {
+	case s.unknown <- struct{}{}:
+		return func() { <-s.unknown }, true
+	default:
+		return nil, false
+	}
+}
+
+// admit counts a stream of agent, or refuses it over MaxStreamsPerAgent.
+func (s *Server) admit(agent string) (release func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams[agent] >= s.opts.MaxStreamsPerAgent {
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"agent %q already has %d streams open or opening; one is enough", agent, s.streams[agent])
+	}
+	s.streams[agent]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.streams[agent]--; s.streams[agent] <= 0 {
+			delete(s.streams, agent)
+		}
 	}, nil
 }
 

@@ -65,7 +65,7 @@ change reach the cluster. Ctrl-C stops it all.`,
 			}
 			defer env.Close()
 
-			hubURL, hubErr, err := startDevHub(ctx, env, work, o)
+			hubURL, apiToken, hubErr, err := startDevHub(ctx, env, work, o)
 			if err != nil {
 				return err
 			}
@@ -82,7 +82,7 @@ change reach the cluster. Ctrl-C stops it all.`,
 			if err != nil {
 				fmt.Fprintf(out, "warning: %v (see %s)\n", err, logFile)
 			}
-			printNextSteps(out, env, interval, hubURL, synced)
+			printNextSteps(out, env, interval, hubURL, apiToken, synced)
 			select {
 			case err := <-agentErr:
 				return err
@@ -105,12 +105,14 @@ change reach the cluster. Ctrl-C stops it all.`,
 }
 
 // startDevHub starts the hub in this process on 127.0.0.1 (port 8080 when
-// free), gives the demo agent a token for it and points o at it.
-func startDevHub(ctx context.Context, env *devenv.Env, work string, o *agentOptions) (string, <-chan error, error) {
+// free), gives the demo agent a token for it and points o at it. The hub
+// is not public-read, even on loopback (other users of the machine reach
+// it too): it returns the file of a fresh API token to sign in with.
+func startDevHub(ctx context.Context, env *devenv.Env, work string, o *agentOptions) (string, string, <-chan error, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:8080")
 	if err != nil {
 		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			return "", nil, err
+			return "", "", nil, err
 		}
 	}
 	hubURL := "http://" + l.Addr().String()
@@ -118,40 +120,64 @@ func startDevHub(ctx context.Context, env *devenv.Env, work string, o *agentOpti
 	db := filepath.Join(work, "hub.db")
 	st, err := store.Open(ctx, db)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	token, err := st.CreateToken(ctx, store.KindAgent, devAgent)
+	if err != nil {
+		st.Close()
+		return "", "", nil, err
+	}
+	// One demo API token at a time: the last run's stops working.
+	if _, err := st.RevokeTokens(ctx, store.KindAPI, devAgent); err != nil && !errors.Is(err, store.ErrNotFound) {
+		st.Close()
+		return "", "", nil, err
+	}
+	apiToken, err := st.CreateToken(ctx, store.KindAPI, devAgent)
 	st.Close()
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	o.hubURL, o.agentName, o.tokenFile = hubURL, devAgent, filepath.Join(work, "agent.token")
 	if err := os.WriteFile(o.tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		return "", nil, err
+		return "", "", nil, err
+	}
+	apiTokenFile := filepath.Join(work, "api.token")
+	if err := os.WriteFile(apiTokenFile, []byte(apiToken+"\n"), 0o600); err != nil {
+		return "", "", nil, err
 	}
 	errc := make(chan error, 1)
 	go func() {
 		errc <- serveHub(ctx, &hubOptions{db: db, externalURL: hubURL, shutdownTimeout: 5 * time.Second}, l)
 	}()
-	return hubURL, errc, nil
+	return hubURL, apiTokenFile, errc, nil
 }
 
 // devAgent is the demo agent's name at the hub.
 const devAgent = "dev"
 
-func printNextSteps(out io.Writer, env *devenv.Env, interval time.Duration, hubURL string, synced []v1alpha1.GitSync) {
+func printNextSteps(out io.Writer, env *devenv.Env, interval time.Duration, hubURL, apiTokenFile string, synced []v1alpha1.GitSync) {
 	staging := devenv.Demos[0]
 	fmt.Fprintf(out, `
 Tether is running. Where to look:
 
-  hub page:      %[7]s/
+  hub page:      %[7]s/login   (sign in with the API token in %[9]s)
   status badge:  %[7]s/badge/%[8]s/%[6]s/%[5]s.svg
-`, env.Kubeconfig, staging.Namespace, interval, env.RepoDir, staging.Name, devenv.DemoNamespace, hubURL, devAgent)
+`, env.Kubeconfig, staging.Namespace, interval, env.RepoDir, staging.Name, devenv.DemoNamespace, hubURL, devAgent, apiTokenFile)
 	for _, gs := range synced {
 		if rev, err := source.ParseRevision(gs.Status.LastAppliedRevision); err == nil && gs.Name == staging.Name {
 			fmt.Fprintf(out, "  commit badge:  %s/badge/commit/%s.svg   (for a merge request)\n", hubURL, rev.SHA)
 		}
 	}
+	fmt.Fprintf(out, `
+The hub page and API need a token (badges don't). To sign in, open
+%[1]s/login and paste the output of:
+
+  cat %[2]s
+
+The JSON API takes the same token:
+
+  curl -H "Authorization: Bearer $(cat %[2]s)" %[1]s/api/v1/gitsyncs
+`, hubURL, apiTokenFile)
 	fmt.Fprintf(out, `
 What to do next (in another terminal):
 

@@ -72,6 +72,33 @@ func TestDevDemo(t *testing.T) {
 		return resp.StatusCode == http.StatusOK && strings.Contains(string(body), "synced")
 	}, out)
 
+	// The page needs the API token the demo printed; with it, it shows
+	// the demo's GitSyncs.
+	login := regexp.MustCompile(`hub page:\s+(\S+)/login\s+\(sign in with the API token in (\S+)\)`).FindStringSubmatch(text)
+	if login == nil {
+		t.Fatalf("no login instructions in:\n%s", text)
+	}
+	if resp, err := http.Get(login[1] + "/"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the hub page without a token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	apiToken, err := os.ReadFile(login[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, login[1]+"/", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(apiToken)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "podinfo") {
+		t.Errorf("the hub page with the demo's token: %d\n%s", resp.StatusCode, page)
+	}
+
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(work, "kubeconfig"))
 
 	if err != nil {

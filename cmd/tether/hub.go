@@ -18,6 +18,7 @@ import (
 	"tether.dev/tether/hub"
 	"tether.dev/tether/hub/status"
 	"tether.dev/tether/hub/store"
+	"tether.dev/tether/hub/webhook"
 )
 
 type hubOptions struct {
@@ -32,6 +33,8 @@ type hubOptions struct {
 	githubURLs        []string
 	githubTokenFiles  []string
 	shutdownTimeout   time.Duration
+	publicRead        bool
+	webhookMaxBody    int64
 	logLevel          string
 	logFormat         string
 }
@@ -49,6 +52,8 @@ func (o *hubOptions) bind(cmd *cobra.Command) {
 	f.StringArrayVar(&o.githubURLs, "github-api-url", nil, "GitHub-shaped API that receives commit statuses: https://api.github.com, or a Gitea's https://gitea.example.com/api/v1 (repeatable)")
 	f.StringArrayVar(&o.githubTokenFiles, "github-token-file", nil, "file holding the token for the --github-api-url at the same position")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long open requests may finish after a signal")
+	f.BoolVar(&o.publicRead, "public-read", false, "let anyone read the page, GET /api/v1/* and /metrics (they name repositories, commits, errors and clusters); without it they need an API token")
+	f.Int64Var(&o.webhookMaxBody, "webhook-max-body", webhook.DefaultMaxBody, "largest webhook payload in bytes; a larger push gets 413 and deploys on the next poll")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 }
@@ -64,17 +69,21 @@ GitHub or Gitea. Git push webhooks and the API send "sync now" to agents.
 
   tether hub --listen 127.0.0.1:8080 --db ./hub.db --webhook-secret-file ./hook-secret
 
-HTTP endpoints:
+HTTP endpoints, and who may call them:
+  GET  /badge/{agent}/{namespace}/{name}.svg   anyone: one GitSync's badge
+  GET  /badge/commit/{sha}.svg[?repo=URL]      anyone: where a commit is deployed
+  GET  /healthz                                anyone
   GET  /                                       the page (refreshes itself)
-  GET  /badge/{agent}/{namespace}/{name}.svg   one GitSync's badge
-  GET  /badge/commit/{sha}.svg[?repo=URL]      where a commit is deployed
   GET  /api/v1/agents | /api/v1/gitsyncs | /api/v1/commits/{sha}
-  POST /api/v1/agents/{agent}/gitsyncs/{namespace}/{name}/resync
-       needs "Authorization: Bearer <API token>"; API tokens come from
+  GET  /metrics
+       need an API token: "Authorization: Bearer <token>", or for the page
+       a session from the form at /login (POST /logout ends it); anyone
+       with --public-read. API tokens come from
        'tether hub token create --api --name NAME' (agent tokens don't work)
+  POST /api/v1/agents/{agent}/gitsyncs/{namespace}/{name}/resync
+       needs "Authorization: Bearer <API token>", even with --public-read
   POST /hooks/gitlab   X-Gitlab-Token must equal the webhook secret
   POST /hooks/github   GitHub and Gitea: X-Hub-Signature-256 HMAC of the body
-  GET  /healthz, /metrics
 
 Commit statuses (state running, success or failed; context
 tether/<agent>/<namespace>/<name>) go to the hosts configured in pairs:
@@ -97,7 +106,11 @@ A GitSync's source URL selects the host by its host name.`,
 
 // hubConfig turns flags into the hub's options, reading secret files.
 func hubConfig(o *hubOptions) (hub.Options, error) {
-	opt := hub.Options{DB: o.db, ExternalURL: o.externalURL, Log: slog.Default()}
+	opt := hub.Options{DB: o.db, ExternalURL: o.externalURL, PublicRead: o.publicRead,
+		WebhookMaxBody: o.webhookMaxBody, Log: slog.Default()}
+	if o.webhookMaxBody < 0 {
+		return opt, errors.New("--webhook-max-body must be positive")
+	}
 	if o.webhookSecretFile != "" {
 		s, err := readSecret(o.webhookSecretFile)
 		if err != nil {
@@ -183,7 +196,7 @@ func serveHub(ctx context.Context, o *hubOptions, l net.Listener) error {
 		scheme = "https"
 	}
 	slog.Info("hub serving", "address", scheme+"://"+l.Addr().String(), "db", o.db,
-		"webhooks", len(opt.WebhookSecret) > 0, "gitHosts", len(opt.GitHosts))
+		"webhooks", len(opt.WebhookSecret) > 0, "gitHosts", len(opt.GitHosts), "publicRead", opt.PublicRead)
 	errc := make(chan error, 1)
 	go func() {
 		if httpSrv.TLSConfig != nil {
@@ -231,7 +244,7 @@ func (o *tokenOptions) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.db, "db", "hub.db", "the hub's SQLite database file")
 	f.StringVar(&o.agent, "agent", "", "the agent the token is for")
-	f.BoolVar(&o.api, "api", false, "an API token (for POST .../resync) instead of an agent token")
+	f.BoolVar(&o.api, "api", false, "an API token (to read the page, the API and /metrics, and to resync) instead of an agent token")
 	f.StringVar(&o.name, "name", "", "with --api: who holds the token, e.g. ci")
 }
 
@@ -262,8 +275,10 @@ func newHubTokenCmd() *cobra.Command {
 		Use:   "token",
 		Short: "Create or revoke agent and API tokens",
 		Long: `Agent tokens let one agent open the channel (tether agent --token-file).
-API tokens let a client call POST /api/v1/agents/.../resync. The hub stores
-only a hash of each token: a token is shown once, when it is created.`,
+API tokens let a person or a client read the page (sign in at /login), the
+JSON API and /metrics, and call POST /api/v1/agents/.../resync. Neither kind
+works in the other's place. The hub stores only a hash of each token: a token
+is shown once, when it is created.`,
 	}
 	create := &tokenOptions{}
 	createCmd := &cobra.Command{

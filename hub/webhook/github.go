@@ -30,17 +30,34 @@ type githubPush struct {
 // ("sha256=<hex>"), or Gitea's X-Gitea-Signature (bare hex).
 func (rc *Receiver) GitHub() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc.serve(w, r, "github", rc.verifyHMAC, parseGitHub)
+		rc.serve(w, r, hook{
+			provider: "github",
+			// Without a well-formed signature the body cannot be
+			// authentic: refused unread.
+			headers: func(r *http.Request) bool { return signature(r) != nil },
+			body:    rc.verifyHMAC,
+			parse:   parseGitHub,
+		})
 	})
 }
 
-func (rc *Receiver) verifyHMAC(r *http.Request, body []byte) bool {
+// signature is the request's HMAC-SHA256 signature, nil when missing or
+// malformed.
+func signature(r *http.Request) []byte {
 	sig, ok := strings.CutPrefix(r.Header.Get("X-Hub-Signature-256"), "sha256=")
 	if !ok {
 		sig = r.Header.Get("X-Gitea-Signature")
 	}
 	got, err := hex.DecodeString(strings.TrimSpace(sig))
 	if err != nil || len(got) != sha256.Size {
+		return nil
+	}
+	return got
+}
+
+func (rc *Receiver) verifyHMAC(r *http.Request, body []byte) bool {
+	got := signature(r)
+	if got == nil {
 		return false
 	}
 	mac := hmac.New(sha256.New, rc.Secret)

@@ -30,11 +30,13 @@ type gitlabPush struct {
 // the secret exactly.
 func (rc *Receiver) GitLab() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc.serve(w, r, "gitlab",
-			func(r *http.Request, _ []byte) bool {
-				return equalSecret(r.Header.Get("X-Gitlab-Token"), rc.Secret)
-			},
-			parseGitLab)
+		rc.serve(w, r, hook{
+			provider: "gitlab",
+			// The secret is in a header: a wrong one is refused unread.
+			headers: func(r *http.Request) bool { return equalSecret(r.Header.Get("X-Gitlab-Token"), rc.Secret) },
+			body:    func(*http.Request, []byte) bool { return true },
+			parse:   parseGitLab,
+		})
 	})
 }
 

@@ -1,8 +1,12 @@
 // Package webhook turns Git hosts' push webhooks (GitLab's, GitHub's and
 // Gitea's) into "sync now" for every agent whose GitSyncs follow the pushed
 // repository and ref, so a commit deploys in about a second rather than a
-// poll interval. It checks every request's secret before reading it, and it
-// never writes to the store.
+// poll interval. It never writes to the store.
+//
+// A request costs the hub little before it is known to be authentic: a
+// secret that travels in a header is checked before the body is read, and
+// a body is read (for its HMAC) within a size limit and a cap on how many
+// are read at once.
 package webhook
 
 import (
@@ -14,9 +18,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/Masterminds/semver/v3"
 
@@ -44,12 +51,29 @@ type Receiver struct {
 	Dispatch Dispatcher
 	Log      *slog.Logger
 	// Result, when set, counts each request: "dispatched", "unmatched",
-	// "ignored", "unauthorized", "malformed", "unconfigured", "error".
+	// "ignored", "unauthorized", "malformed", "toolarge", "busy",
+	// "unconfigured", "error".
 	Result func(provider, result string)
+	// MaxBody bounds a payload; a larger one gets 413 (the next poll
+	// deploys the push all the same). Defaults to DefaultMaxBody.
+	MaxBody int64
+	// MaxReading caps the bodies read at once, so that unauthenticated
+	// requests hold at most MaxReading*MaxBody bytes. Defaults to 16.
+	MaxReading int
+
+	once    sync.Once
+	reading chan struct{}
 }
 
-// maxBody bounds a webhook payload (pushes with many commits are large).
-const maxBody = 10 << 20
+// DefaultMaxBody is 1 MiB. Real push payloads are a few kilobytes to some
+// hundred: GitLab lists at most 20 commits in one, GitHub and Gitea at most
+// 20 too (GitHub's 25 MB cap on payloads is for every event, releases and
+// all). A body is read, and held, before its HMAC can be checked, so the
+// cap is what an unauthenticated request may cost.
+const DefaultMaxBody = 1 << 20
+
+// readWait bounds how long a request waits for one of MaxReading slots.
+const readWait = 5 * time.Second
 
 // Push is what a push event says, whatever the host.
 type Push struct {
@@ -75,29 +99,97 @@ func (rc *Receiver) count(provider, result string) {
 	}
 }
 
-// serve is the shape of both endpoints: read, authenticate, parse,
-// dispatch, answer.
-func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, provider string,
-	verify func(r *http.Request, body []byte) bool,
-	parse func(r *http.Request, body []byte) (*Push, string, error)) {
+// hook is what one endpoint checks: the headers before the body is read
+// (a request that cannot be authentic is refused unread), then the body.
+type hook struct {
+	provider string
+	headers  func(r *http.Request) bool
+	body     func(r *http.Request, body []byte) bool
+	parse    func(r *http.Request, body []byte) (*Push, string, error)
+}
+
+// serve is the shape of both endpoints: check the headers, read within
+// limits, authenticate, parse, dispatch, answer.
+func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request, h hook) {
 	fail := func(code int, result, msg string) {
-		rc.count(provider, result)
-		rc.log().Info("webhook refused", "provider", provider, "result", result, "reason", msg)
+		rc.count(h.provider, result)
+		rc.log().Info("webhook refused", "provider", h.provider, "result", result, "reason", msg)
+		if code == http.StatusUnauthorized || code == http.StatusRequestEntityTooLarge {
+			// The body stays unread: don't wait for it.
+			w.Header().Set("Connection", "close")
+		}
 		http.Error(w, msg, code)
 	}
 	if len(rc.Secret) == 0 {
 		fail(http.StatusServiceUnavailable, "unconfigured", "webhooks are off: the hub has no --webhook-secret-file")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		fail(http.StatusRequestEntityTooLarge, "malformed", "payload too large or unreadable")
-		return
-	}
-	if !verify(r, body) {
+	if !h.headers(r) {
 		fail(http.StatusUnauthorized, "unauthorized", "bad or missing webhook secret")
 		return
 	}
+	body, code, err := rc.read(r)
+	if err != nil {
+		result := "malformed"
+		switch code {
+		case http.StatusRequestEntityTooLarge:
+			result = "toolarge"
+		case http.StatusServiceUnavailable:
+			result = "busy"
+		}
+		fail(code, result, err.Error())
+		return
+	}
+	if !h.body(r, body) {
+		fail(http.StatusUnauthorized, "unauthorized", "bad or missing webhook secret")
+		return
+	}
+	rc.handle(w, r, h, body, fail)
+}
+
+// read reads the body within MaxBody, holding one of MaxReading slots
+// while it does; on failure it returns the status to answer with.
+func (rc *Receiver) read(r *http.Request) ([]byte, int, error) {
+	rc.once.Do(func() {
+		n := rc.MaxReading
+		if n <= 0 {
+			n = 16
+		}
+		rc.reading = make(chan struct{}, n)
+	})
+	limit := rc.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	if r.ContentLength > limit {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("payload of %d bytes, over the hub's limit of %d", r.ContentLength, limit)
+	}
+	wait := time.NewTimer(readWait)
+	defer wait.Stop()
+	select {
+	case rc.reading <- struct{}{}:
+		defer func() { <-rc.reading }()
+	case <-wait.C:
+		return nil, http.StatusServiceUnavailable, errors.New("too many webhooks at once; retry later")
+	case <-r.Context().Done():
+		return nil, http.StatusServiceUnavailable, errors.New("request cancelled")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil, http.StatusRequestTimeout, errors.New("payload not received in time")
+	case err != nil:
+		return nil, http.StatusBadRequest, errors.New("payload unreadable")
+	case int64(len(body)) > limit:
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("payload over the hub's limit of %d bytes", limit)
+	}
+	return body, 0, nil
+}
+
+// handle parses an authentic payload and dispatches the push.
+func (rc *Receiver) handle(w http.ResponseWriter, r *http.Request, h hook, body []byte, fail func(code int, result, msg string)) {
+	provider, parse := h.provider, h.parse
 	push, ignored, err := parse(r, body)
 	if err != nil {
 		fail(http.StatusBadRequest, "malformed", "malformed payload: "+err.Error())

@@ -28,6 +28,8 @@ type hubProc struct {
 	dir    string
 	db     string
 	secret []byte
+	// apiToken reads the page, the API and /metrics.
+	apiToken string
 	// url is http://<address it listens on>; addr is that address.
 	url, addr string
 	argv      []string
@@ -56,6 +58,8 @@ func startHub(t *testing.T, dir string, o hubOptions) *hubProc {
 	h.argv = append(append([]string{}, o.wrap...), suite.tether, "hub", "--db", h.db,
 		"--webhook-secret-file", filepath.Join(dir, "webhook-secret"), "--shutdown-timeout", "5s")
 	h.argv = append(h.argv, o.flags...)
+	h.apiToken = readFile(t, h.token(t, "api.token", "--api", "--name", "e2e"))
+	h.apiToken = strings.TrimSpace(h.apiToken)
 	h.start(t, o.listen)
 	return h
 }
@@ -187,7 +191,7 @@ func (h *hubProc) commit(sha string) (hub.CommitJSON, error) {
 }
 
 func (h *hubProc) getJSON(path string, v any) error {
-	code, body, _, err := get(h.url + path)
+	code, body, _, err := h.read(path)
 	if err != nil {
 		return err
 	}
@@ -307,7 +311,7 @@ func (h *hubProc) commitBadgeURL(sha string) string {
 // and 0 when it is absent.
 func (h *hubProc) metric(t *testing.T, sample string) float64 {
 	t.Helper()
-	code, body, _, err := get(h.url + "/metrics")
+	code, body, _, err := h.read("/metrics")
 	if err != nil || code != 200 {
 		t.Fatalf("GET /metrics: %d %v", code, err)
 	}
@@ -319,6 +323,27 @@ func (h *hubProc) metric(t *testing.T, sample string) float64 {
 		}
 	}
 	return 0
+}
+
+// read is a GET of the hub's path with its API token.
+func (h *hubProc) read(path string) (int, string, http.Header, error) {
+	return getWith(h.url+path, h.apiToken)
+}
+
+// getWith is a GET with a bearer token.
+func getWith(url, token string) (int, string, http.Header, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, string(b), resp.Header, err
 }
 
 func randomHex(t *testing.T, n int) string {

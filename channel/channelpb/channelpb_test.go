@@ -1,0 +1,108 @@
+package channelpb
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+)
+
+func validReport() *SyncReport {
+	return &SyncReport{
+		Namespace: "apps", Name: "web", StateVersion: 1, SourceUrl: "https://git.example.com/app.git",
+		Ref: "branch:main", Path: "deploy", Revision: "main@sha1:0123456789abcdef0123456789abcdef01234567",
+		Phase: PhaseSynced, Message: "applied",
+		Conditions: []*Condition{{Type: "Ready", Status: "True", Reason: "Succeeded", Message: "ok"}},
+		Namespaces: []*NamespaceCount{{Namespace: "apps", Objects: 3}},
+		Drift:      &DriftSummary{Count: 1, Objects: []*DriftedObject{{Kind: "ConfigMap", Name: "cfg", Paths: []string{"/data/x"}}}},
+	}
+}
+
+func TestValidateReport(t *testing.T) {
+	if err := validReport().Validate(); err != nil {
+		t.Fatalf("a valid report: %v", err)
+	}
+	long := strings.Repeat("x", MaxTextLength+1)
+	many := func(n int) []string { return make([]string, n) }
+	for _, tc := range []struct {
+		name   string
+		change func(r *SyncReport)
+		want   string
+	}{
+		{"nil", nil, "report: empty"},
+		{"no name", func(r *SyncReport) { r.Name = "" }, "report: name is empty"},
+		{"no namespace", func(r *SyncReport) { r.Namespace = "" }, "report: namespace is empty"},
+		{"slash in name", func(r *SyncReport) { r.Name = "a/b" }, "contains '/'"},
+		{"control character", func(r *SyncReport) { r.Namespace = "a\nb" }, "control character"},
+		{"long name", func(r *SyncReport) { r.Name = strings.Repeat("n", MaxNameLength+1) }, "longer than 253"},
+		{"no state version", func(r *SyncReport) { r.StateVersion = 0 }, "report apps/web: state_version is 0"},
+		{"bad phase", func(r *SyncReport) { r.Phase = "exploded" }, `unknown phase "exploded"`},
+		{"bad ref", func(r *SyncReport) { r.Ref = "main" }, `ref "main" is not`},
+		{"empty ref value", func(r *SyncReport) { r.Ref = "branch:" }, `ref "branch:" is not`},
+		{"bad condition status", func(r *SyncReport) { r.Conditions[0].Status = "Maybe" }, `status "Maybe"`},
+		{"long message", func(r *SyncReport) { r.Message = long }, "message longer than"},
+		{"long URL", func(r *SyncReport) { r.SourceUrl = long }, "source_url longer than"},
+		{"long condition message", func(r *SyncReport) { r.Conditions[0].Message = long }, "condition 0: message longer"},
+		{"many conditions", func(r *SyncReport) {
+			for range MaxConditions {
+				r.Conditions = append(r.Conditions, &Condition{Type: "X", Status: "True"})
+			}
+		}, "33 conditions, at most 32"},
+		{"many namespaces", func(r *SyncReport) { r.Namespaces = make([]*NamespaceCount, MaxNamespaces+1) }, "namespaces, at most"},
+		{"negative objects", func(r *SyncReport) { r.Namespaces[0].Objects = -1 }, "namespace count 0 is malformed"},
+		{"many drifted objects", func(r *SyncReport) { r.Drift.Objects = make([]*DriftedObject, MaxDriftedObjects+1) }, "drifted objects, at most"},
+		{"many paths", func(r *SyncReport) { r.Drift.Objects[0].Paths = many(MaxPaths + 1) }, "paths, at most"},
+		{"many managers", func(r *SyncReport) { r.Drift.Objects[0].Managers = many(MaxPaths + 1) }, "managers, at most"},
+		{"long path", func(r *SyncReport) { r.Drift.Objects[0].Paths = []string{long} }, "a path or manager longer"},
+		{"negative drift count", func(r *SyncReport) { r.Drift.Count = -1 }, "drift count -1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r *SyncReport
+			if tc.change != nil {
+				r = validReport()
+				tc.change(r)
+			}
+			err := r.Validate()
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Validate() = %v, want an ErrInvalid saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateHello(t *testing.T) {
+	if err := (&Hello{AgentName: "prod-eu", Version: "v1", ClusterUid: "uid"}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*Hello{nil, {}, {AgentName: "a/b"}, {AgentName: "a", Version: strings.Repeat("v", 300)}} {
+		if err := h.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Validate(%v) = %v, want ErrInvalid", h, err)
+		}
+	}
+}
+
+func TestRedactReport(t *testing.T) {
+	r := validReport()
+	r.SourceUrl = "https://oauth2:glpat-SECRET1@gitlab.example.com/team/app.git"
+	r.Message = `fetch "https://x:SECRET2@h/r": refused`
+	r.Conditions[0].Message = "git https://SECRET3@h/r: auth failed"
+	r.Drift.Objects[0].Paths = []string{"ssh://git:SECRET4@h/r"}
+	RedactReport(r)
+	b, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"SECRET1", "SECRET2", "SECRET3", "SECRET4", "oauth2"} {
+		if strings.Contains(string(b), s) {
+			t.Errorf("%s survived redaction: %v", s, r)
+		}
+	}
+	if r.SourceUrl != "https://redacted@gitlab.example.com/team/app.git" {
+		t.Errorf("source URL %q", r.SourceUrl)
+	}
+	if r.Conditions[0].Message != "git https://redacted@h/r: auth failed" || r.Name != "web" || r.Phase != PhaseSynced {
+		t.Errorf("redaction changed more than credentials: %v", r)
+	}
+	RedactReport(nil) // no panic
+}

@@ -65,13 +65,16 @@ FUZZ_TARGETS := \
 	./source:FuzzParseRevision \
 	./source:FuzzRefValidate \
 	./render:FuzzDecode \
-	./render:FuzzSubstitute
+	./render:FuzzSubstitute \
+	./hub/webhook:FuzzGitLabPush \
+	./hub/webhook:FuzzGitHubPush \
+	./channel/server:FuzzChannelMessage
 FUZZ_TIME ?= 10s
 
 fuzz: ## Run each fuzz target for FUZZ_TIME
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t#*:}; echo "[fuzz] $$name in $$pkg for $(FUZZ_TIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZ_TIME) $$pkg >$$log 2>&1 || { cat $$log; exit 1; }; \
+	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZ_TIME) -fuzzminimizetime 1s $$pkg >$$log 2>&1 || { cat $$log; exit 1; }; \
 	done
 
 test: deps test-bin test-gitea lint fuzz ## Everything CI runs

@@ -6,12 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
-	"net/url"
-	"regexp"
 	"strings"
 	"syscall"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"tether.dev/tether/api/v1alpha1"
 )
 
 // Kinds of failure, matched with errors.Is. Every error from a Fetcher
@@ -179,44 +179,13 @@ func classify(err error) error {
 	return nil
 }
 
-// RedactURL removes credentials from a URL: the password always, and the
-// user name too for HTTP(S), where a lone user name is often a token. SSH
-// user names ("git@") are kept, also in the scp-like form
-// user@host:path. Strings that do not parse are run through RedactString.
-func RedactURL(raw string) string {
-	if !strings.Contains(raw, "://") && scpLike.MatchString(raw) {
-		// url.Parse reads "user:pass@host:path" as the scheme "user".
-		return RedactString(raw)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil || u.Scheme == "" {
-		return RedactString(raw)
-	}
-	if _, hasPass := u.User.Password(); !hasPass && !strings.HasPrefix(u.Scheme, "http") {
-		return raw
-	}
-	if strings.HasPrefix(u.Scheme, "http") {
-		u.User = url.User("redacted")
-	} else {
-		u.User = url.UserPassword(u.User.Username(), "redacted")
-	}
-	return u.String()
-}
+// RedactURL removes credentials from a URL: the one spelling everything
+// Tether logs or sends uses (v1alpha1.RedactURL).
+func RedactURL(raw string) string { return v1alpha1.RedactURL(raw) }
 
-var (
-	httpUserinfo = regexp.MustCompile(`(?i)\b(https?://)[^/@\s]+@`)
-	anyPassword  = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://[^/:@\s]+):[^/@\s]*@`)
-	// scpLike is Git's user:password@host:path form (no scheme), which
-	// transport.NewEndpoint accepts as SSH.
-	scpLike = regexp.MustCompile(`(^|[\s"'(<=])([^\s"'/:@]+):(?:[^\s"'/@][^\s"'@]*)?@([^\s"'/:@]+:)`)
-)
-
-// RedactString masks credentials of every URL inside a free-form message.
-func RedactString(s string) string {
-	s = httpUserinfo.ReplaceAllString(s, "${1}redacted@")
-	s = anyPassword.ReplaceAllString(s, "${1}:redacted@")
-	return scpLike.ReplaceAllString(s, "${1}${2}:redacted@${3}")
-}
+// RedactString masks credentials of every URL inside a free-form message
+// (v1alpha1.RedactString).
+func RedactString(s string) string { return v1alpha1.RedactString(s) }
 
 // redactedError is err's message with credentials masked, for a log field
 // (go-git's errors may carry the URL with its user name); "" for nil.

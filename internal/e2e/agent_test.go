@@ -25,12 +25,15 @@ type agentProc struct {
 
 // startAgent starts `tether agent` against the suite's control plane,
 // reporting to hubURL as name with the token in tokenFile. Leader election
-// is off: a test runs one agent at a time.
+// is off: a test runs one agent at a time. GitSyncs in the tests'
+// namespaces apply as their namespace's testenv.DeployerAccount, as with
+// deploy/.
 func startAgent(t *testing.T, dir, hubURL, name, tokenFile string, extra ...string) *agentProc {
 	t.Helper()
 	a := &agentProc{dir: dir}
 	a.argv = append([]string{suite.tether, "agent", "--kubeconfig", suite.kubeconfig,
 		"--cache-dir", filepath.Join(dir, "agent-cache"), "--leader-elect=false",
+		"--default-service-account", testenv.DeployerAccount,
 		"--hub-url", hubURL, "--agent-name", name, "--token-file", tokenFile}, extra...)
 	a.start(t)
 	return a
@@ -43,11 +46,16 @@ func (a *agentProc) start(t *testing.T) {
 	a.proc = startProc(t, a.dir, "agent", a.argv, nil)
 }
 
-// newNamespace makes a namespace of the test's own.
+// newNamespace makes a namespace of the test's own, where its
+// testenv.DeployerAccount may do anything (and nothing elsewhere).
 func newNamespace(t *testing.T, prefix string) string {
 	t.Helper()
-	ns, err := testenv.CreateNamespace(context.Background(), suite.k8s, prefix)
+	ctx := context.Background()
+	ns, err := testenv.CreateNamespace(ctx, suite.k8s, prefix)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testenv.GrantDeployer(ctx, suite.k8s, ns, "cluster-admin", false); err != nil {
 		t.Fatal(err)
 	}
 	return ns

@@ -132,7 +132,9 @@ func TestPruneKeepsNamespaceWithForeignObjects(t *testing.T) {
 	owner := Owner{Name: "app", Namespace: home}
 	opts := Options{Owner: owner, TargetNamespace: team}
 	old := planAndApply(t, []*unstructured.Unstructured{namespaceObject(team), configMap(team, "ours", nil)}, opts).Inventory
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}}) })
+	t.Cleanup(func() {
+		_ = k8s.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}})
+	})
 
 	// Someone else's object, and the ones Kubernetes puts everywhere.
 	for _, obj := range []client.Object{
@@ -182,7 +184,9 @@ func TestPruneKeepsNamespaceWhenBlind(t *testing.T) {
 	team := home + "-blind"
 	owner := Owner{Name: "app", Namespace: home}
 	old := planAndApply(t, []*unstructured.Unstructured{namespaceObject(team)}, Options{Owner: owner}).Inventory
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}}) })
+	t.Cleanup(func() {
+		_ = k8s.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}})
+	})
 
 	blind := NewManager(k8s, ManagerOptions{})
 	res, err := blind.Prune(ctx, old, nil, owner)

@@ -23,16 +23,14 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"tether.dev/tether/channel/agent"
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/channel/server"
+	"tether.dev/tether/internal/testenv"
 )
 
 // tokens is the hub's token store as the channel sees it.
@@ -329,22 +327,11 @@ func selfSigned(t testing.TB) (*tls.Config, []byte) {
 // agent never would.
 func rawStream(t testing.TB, addr, token string) channelpb.AgentChannel_ConnectClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	st, closeStream, err := testenv.RawStream(addr, token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() {
-		cancel()
-		conn.Close()
-	})
-	if token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-	}
-	st, err := channelpb.NewAgentChannelClient(conn).Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(closeStream)
 	return st
 }
 

@@ -10,15 +10,13 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/channel/server"
 	"tether.dev/tether/hub/store"
+	"tether.dev/tether/internal/testenv"
 )
 
 // serveLikeTetherHub serves s as `tether hub` does: the channel server on
@@ -51,22 +49,11 @@ func listenServer(t testing.TB, hs *http.Server) string {
 // would use it.
 func rawStream(t *testing.T, addr, token string) channelpb.AgentChannel_ConnectClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	st, closeStream, err := testenv.RawStream(addr, token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() {
-		cancel()
-		conn.Close()
-	})
-	if token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-	}
-	st, err := channelpb.NewAgentChannelClient(conn).Connect(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(closeStream)
 	return st
 }
 

@@ -57,21 +57,7 @@ func (p *agentProc) stop() {
 func TestLeaderElection(t *testing.T) {
 	cp, c := startControlPlane(t)
 	ctx := context.Background()
-	git, err := testenv.StartGitServer(t.TempDir(), testenv.GitServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = git.Close() })
-	repo, err := git.CreateRepo("app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm := func(v string) string {
-		return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"" + v + "\"\n"
-	}
-	if _, err := repo.Commit(map[string]string{"app/cm.yaml": cm("one")}, "one"); err != nil {
-		t.Fatal(err)
-	}
+	repo := newRepo(t, settingsYAML("one"))
 
 	a := startAgent(t, cp.KubeconfigPath, filepath.Join(t.TempDir(), "a"), "--namespace", "agents")
 	waitFor(t, time.Minute, func() bool { return leaseHolder(ctx, c) != "" }, &lockedBuffer{})
@@ -82,15 +68,8 @@ func TestLeaderElection(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A platform GitSync: in the agent's namespace, applying as the agent.
-	gs := &v1alpha1.GitSync{
-		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "agents"},
-		Spec: v1alpha1.GitSyncSpec{
-			Source:          v1alpha1.GitSource{URL: repo.URL},
-			Path:            "./app",
-			TargetNamespace: "app",
-			Interval:        metav1.Duration{Duration: time.Second},
-		},
-	}
+	gs := appGitSync("agents", repo.URL)
+	gs.Spec.TargetNamespace = "app"
 	if err := c.Create(ctx, gs); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +78,7 @@ func TestLeaderElection(t *testing.T) {
 
 	a.stop() // the leader releases the lease on its way out
 	_ = b
-	if _, err := repo.Commit(map[string]string{"app/cm.yaml": cm("two")}, "two"); err != nil {
+	if _, err := repo.Commit(settingsYAML("two"), "two"); err != nil {
 		t.Fatal(err)
 	}
 	waitValue(t, c, "two")
@@ -136,6 +115,38 @@ func waitValue(t *testing.T, c client.Client, want string) {
 		cm := &corev1.ConfigMap{}
 		return c.Get(context.Background(), types.NamespacedName{Namespace: "app", Name: "settings"}, cm) == nil && cm.Data["v"] == want
 	}, &lockedBuffer{})
+}
+
+// newRepo serves a repository "app" on loopback until the test ends and
+// commits files to it.
+func newRepo(t *testing.T, files map[string]string) *testenv.GitRepo {
+	t.Helper()
+	git, err := testenv.StartGitServer(t.TempDir(), testenv.GitServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = git.Close() })
+	repo, err := git.CreateRepo("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Commit(files, "first"); err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
+// settingsYAML is app/cm.yaml: a ConfigMap "settings" with data v.
+func settingsYAML(v string) map[string]string {
+	return map[string]string{"app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: \"" + v + "\"\n"}
+}
+
+// appGitSync is a GitSync of app/ in repoURL polled every second.
+func appGitSync(ns, repoURL string) *v1alpha1.GitSync {
+	return &v1alpha1.GitSync{
+		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns},
+		Spec:       v1alpha1.GitSyncSpec{Source: v1alpha1.GitSource{URL: repoURL}, Path: "./app", Interval: metav1.Duration{Duration: time.Second}},
+	}
 }
 
 // startControlPlane starts a control plane of the test's own, stopped when

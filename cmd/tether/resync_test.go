@@ -8,11 +8,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/internal/testenv"
 )
 
 // TestResyncAppliesNewestCommit: `tether resync` right after a push applies
@@ -21,35 +19,18 @@ import (
 func TestResyncAppliesNewestCommit(t *testing.T) {
 	cp, c := startControlPlane(t)
 	ctx := context.Background()
-	git, err := testenv.StartGitServer(t.TempDir(), testenv.GitServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = git.Close() })
-	repo, err := git.CreateRepo("app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm := func(v string) map[string]string {
-		return map[string]string{"app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: " + v + "\n"}
-	}
-	if _, err := repo.Commit(cm("one"), "one"); err != nil {
-		t.Fatal(err)
-	}
+	repo := newRepo(t, settingsYAML("one"))
 	const ns = "platform"
 	startAgent(t, cp.KubeconfigPath, filepath.Join(t.TempDir(), "cache"), "--leader-elect=false", "--namespace", ns, "--source-ttl", "1h")
 	waitFor(t, time.Minute, func() bool { return c.Get(ctx, types.NamespacedName{Name: ns}, &corev1.Namespace{}) == nil }, &lockedBuffer{})
-	gs := &v1alpha1.GitSync{
-		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns},
-		Spec:       v1alpha1.GitSyncSpec{Source: v1alpha1.GitSource{URL: repo.URL}, Path: "./app", Interval: metav1.Duration{Duration: time.Second}},
-	}
+	gs := appGitSync(ns, repo.URL)
 	if err := c.Create(ctx, gs); err != nil {
 		t.Fatal(err)
 	}
 	key := types.NamespacedName{Namespace: ns, Name: "app"}
 	waitReady(t, c, key)
 
-	sha, err := repo.Commit(cm("two"), "two")
+	sha, err := repo.Commit(settingsYAML("two"), "two")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -26,34 +25,17 @@ import (
 func TestAgentRefusesTenantWithoutAccount(t *testing.T) {
 	cp, c := startControlPlane(t)
 	ctx := context.Background()
-	git, err := testenv.StartGitServer(t.TempDir(), testenv.GitServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = git.Close() })
-	repo, err := git.CreateRepo("app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := repo.Commit(map[string]string{"app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  v: one\n"}, "one"); err != nil {
-		t.Fatal(err)
-	}
+	repo := newRepo(t, settingsYAML("one"))
 	tenant, err := testenv.CreateNamespace(ctx, c, "tenant")
 	if err != nil {
 		t.Fatal(err)
 	}
 	platform := "platform"
-	newGS := func(ns string) *v1alpha1.GitSync {
-		return &v1alpha1.GitSync{
-			ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns},
-			Spec:       v1alpha1.GitSyncSpec{Source: v1alpha1.GitSource{URL: repo.URL}, Path: "./app", Interval: metav1.Duration{Duration: time.Second}},
-		}
-	}
 	agent := startAgent(t, cp.KubeconfigPath, filepath.Join(t.TempDir(), "a"), "--leader-elect=false", "--namespace", platform)
 	// The agent creates its namespace when it is missing.
 	waitFor(t, time.Minute, func() bool { return c.Get(ctx, types.NamespacedName{Name: platform}, &corev1.Namespace{}) == nil }, &lockedBuffer{})
 	for _, ns := range []string{tenant, platform} {
-		if err := c.Create(ctx, newGS(ns)); err != nil {
+		if err := c.Create(ctx, appGitSync(ns, repo.URL)); err != nil {
 			t.Fatal(err)
 		}
 	}

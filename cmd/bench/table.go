@@ -19,7 +19,7 @@ type row struct {
 
 func printTable(rows []row, rss, hwm int64, watched int) {
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "measurement\ttether (median)\tkubectl apply --server-side\tratio\tnote")
+	fmt.Fprintln(w, "measurement\ttether (median)\tkubectl v1.37.2 apply --server-side (pinned)\tratio\tnote")
 	for _, r := range rows {
 		k, ratio := "-", "-"
 		if r.kubectl > 0 {

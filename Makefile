@@ -49,8 +49,9 @@ deps: ## Install the Debian packages the tests need
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "[deps] $(foreach d,$(DEPS),$(lastword $(subst :, ,$(d)))) present"; fi
 
-lint: ## gofmt and go vet
-	@echo "[lint] gofmt, go vet"
+lint: ## gofmt, go vet, go mod tidy
+	@echo "[lint] gofmt, go vet, go mod tidy"
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
 	@$(GO) vet ./...

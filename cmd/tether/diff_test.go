@@ -43,23 +43,11 @@ func TestDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	git, err := testenv.StartGitServer(t.TempDir(), testenv.GitServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = git.Close() })
-	repo, err := git.CreateRepo("app")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const secretValue = "s3cr3t-password"
-	files := map[string]string{
+	repo := newRepo(t, map[string]string{
 		"app/cm.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: blue\n",
 		"app/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: " + secretValue + "\n",
-	}
-	if _, err := repo.Commit(files, "app"); err != nil {
-		t.Fatal(err)
-	}
+	})
 	dir := filepath.Join(repo.Dir, "app")
 	k := []string{"--kubeconfig", cp.KubeconfigPath}
 

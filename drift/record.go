@@ -10,6 +10,7 @@ import (
 
 	"github.com/fluxcd/cli-utils/pkg/object"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -23,9 +24,15 @@ type entry struct {
 	// Check dry-runs again. sum fingerprints it.
 	applied []byte
 	sum     [sha256.Size]byte
-	// rv is the resourceVersion the apply produced, or the one a Check
-	// found without drift; "" when unknown (every version is then newer).
+	// rv is the resourceVersion the apply produced, the one a Check found
+	// without drift, or a later one the watch showed differs in status
+	// only; "" when unknown (every version is then newer).
 	rv string
+	// sig is the signature (see signature) of the object at the version
+	// the apply produced or a Check accepted; "" until the watch cache or
+	// a Check has seen that version. A later version with the same
+	// signature changed status only.
+	sig string
 	// changedAt is when a watch event first showed the object past rv or
 	// gone; zero while it matches.
 	changedAt time.Time
@@ -34,6 +41,9 @@ type entry struct {
 	// request.
 	checkedRV string
 	checked   *Object
+	// checkedSig is the signature at checkedRV: a later version with the
+	// same one changed status only, and the cached answer still holds.
+	checkedSig string
 }
 
 // Record remembers what was applied for owner: each object exactly as sent
@@ -77,6 +87,11 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 			entries[k] = old
 		}
 	}
+	for _, e := range entries {
+		if e.sig == "" {
+			t.baselineLocked(e)
+		}
+	}
 	// Each owner holds one reference per resource of its current record.
 	t.releaseWatchesLocked(gvrsOf(st.entries))
 	st.entries = entries
@@ -86,6 +101,24 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 		t.queueLocked(owner)
 	}
 	return nil
+}
+
+// baselineLocked takes e's signature from the watch cache when the cache
+// holds exactly the recorded version: the watch may have delivered the
+// apply's echo before Record. Otherwise observe takes it when the echo
+// arrives.
+func (t *Tracker) baselineLocked(e *entry) {
+	w, ok := t.watches[e.key.gvr]
+	if !ok || e.rv == "" {
+		return
+	}
+	obj, exists, err := w.informer.GetStore().GetByKey(e.key.storeKey())
+	if err != nil || !exists {
+		return
+	}
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok && m.ResourceVersion == e.rv {
+		e.sig = cachedSignature(m)
+	}
 }
 
 // newEntry resolves o's resource and fingerprints it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -97,7 +98,8 @@ type checkJob struct {
 // dry-run apply of the recorded object under Tether's field manager, and
 // compares the dry-run result with the live object: status and
 // server-set metadata are not compared, and paths matched by ignore are
-// dropped. It also reports fields other managers added to or took over in
+// dropped, as is the replicas field of objects an applied autoscaler
+// scales (see Scaled). It also reports fields other managers added to or took over in
 // the object (see Added and TakenOver), except those of trusted managers.
 //
 // Check writes nothing to the cluster. A suspect found without drift is
@@ -105,13 +107,21 @@ type checkJob struct {
 // Check makes no API request. On errors the report holds the objects that
 // could be checked, and the error names the others.
 func (t *Tracker) Check(ctx context.Context, owner Owner, ignore []IgnoreRule) (*Report, error) {
-	rules, err := compileIgnore(ignore)
-	if err != nil {
-		return nil, err
-	}
 	var jobs []*checkJob
 	t.mu.Lock()
-	if st, ok := t.owners[owner]; ok {
+	st, ok := t.owners[owner]
+	if ok {
+		ignore = slices.Clone(ignore)
+		for _, s := range st.scaled {
+			ignore = append(ignore, s.rule())
+		}
+	}
+	rules, err := compileIgnore(ignore)
+	if err != nil {
+		t.mu.Unlock()
+		return nil, err
+	}
+	if ok {
 		for _, s := range t.suspectsLocked(st, time.Now()) {
 			e := st.entries[s.key]
 			if e == nil || rules.wholeObject(e) {

@@ -52,7 +52,9 @@ type entry struct {
 // owner's previous record: objects no longer applied stop being tracked,
 // and an object whose content and version did not change keeps its state.
 // An object without a version in liveRV is tracked with an unknown
-// version, so it is a suspect until a Check accepts its live state.
+// version, so it is a suspect until a Check accepts its live state. An
+// applied HorizontalPodAutoscaler whose target is applied too makes the
+// target's replicas ignored (see Scaled).
 //
 // Record starts a watch for each kind not yet watched and waits for its
 // first list (one LIST request per new kind); with every kind watched it
@@ -75,6 +77,7 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 		entries[e.key] = e
 	}
 
+	scaled := scaledIn(applied)
 	if err := t.ensureWatches(ctx, gvrsOf(entries)); err != nil {
 		return fmt.Errorf("record %s: %w", owner, err)
 	}
@@ -95,6 +98,7 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 	// Each owner holds one reference per resource of its current record.
 	t.releaseWatchesLocked(gvrsOf(st.entries))
 	st.entries = entries
+	st.scaled = scaled
 	st.recorded = true
 	st.held, st.changedWhileHeld = false, false
 	if len(t.suspectsLocked(st, time.Now())) > 0 {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -107,21 +106,21 @@ type checkJob struct {
 // Check makes no API request. On errors the report holds the objects that
 // could be checked, and the error names the others.
 func (t *Tracker) Check(ctx context.Context, owner Owner, ignore []IgnoreRule) (*Report, error) {
+	rules, err := compileIgnore(ignore)
+	if err != nil {
+		return nil, err
+	}
 	var jobs []*checkJob
+	var scaled ignoreRules
 	t.mu.Lock()
 	st, ok := t.owners[owner]
 	if ok {
-		ignore = slices.Clone(ignore)
+		// The replicas an applied autoscaler owns belong to the record,
+		// not to the caller's rules: a difference there alone is no
+		// drift, and the live version is accepted.
 		for _, s := range st.scaled {
-			ignore = append(ignore, s.rule())
+			scaled = append(scaled, s.rule().compile())
 		}
-	}
-	rules, err := compileIgnore(ignore)
-	if err != nil {
-		t.mu.Unlock()
-		return nil, err
-	}
-	if ok {
 		for _, s := range t.suspectsLocked(st, time.Now()) {
 			e := st.entries[s.key]
 			if e == nil || rules.wholeObject(e) {
@@ -147,6 +146,7 @@ func (t *Tracker) Check(ctx context.Context, owner Owner, ignore []IgnoreRule) (
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			j.result, j.liveRV, j.liveSig, j.reqs, j.err = t.checkObject(ctx, j.e, j.suspect)
+			j.result = scaled.filter(j.e, j.result)
 		})
 	}
 	wg.Wait()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
@@ -85,8 +86,11 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.ownerLocked(owner)
+	// An old entry's accepted version was judged under the old autoscalers:
+	// keep it only while they are the same.
+	sameScaled := slices.Equal(st.scaled, scaled)
 	for k, e := range entries {
-		if old, ok := st.entries[k]; ok && old.sum == e.sum && (old.rv == e.rv || e.rv == "") {
+		if old, ok := st.entries[k]; ok && sameScaled && old.sum == e.sum && (old.rv == e.rv || e.rv == "") {
 			entries[k] = old
 		}
 	}

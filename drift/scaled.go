@@ -13,7 +13,9 @@ const ReplicasPath = "/spec/replicas"
 // Scaled is an applied object whose replicas an autoscaler applied with it
 // manages: a HorizontalPodAutoscaler of the same owner whose
 // scaleTargetRef names it. Check ignores its ReplicasPath, as if an
-// ignore rule named it, so drift correction never fights the autoscaler.
+// ignore rule named it, so drift correction never fights the autoscaler;
+// unlike a caller's rule, it also accepts a version that differs there
+// only, so scaling costs one Check, not one per later event.
 type Scaled struct {
 	// Group, Kind, Namespace and Name identify the scaled object.
 	Group, Kind, Namespace, Name string

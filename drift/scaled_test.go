@@ -88,6 +88,11 @@ func TestAutoscaledReplicasAreIgnored(t *testing.T) {
 	if rep := check(t, h, owner); rep.Count != 0 {
 		t.Errorf("scaling by the autoscaler reported: %+v", fieldsOf(rep))
 	}
+	// Accepted: later changes (status writes, more scaling) are judged
+	// from this version, not checked again and again.
+	if s := h.tracker.Suspects(owner); len(s) != 0 {
+		t.Errorf("suspects after the scaling was checked: %+v", s)
+	}
 
 	edit := client.RawPatch(types.JSONPatchType, []byte(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28"}]`))
 	d := deployment(ns)

@@ -93,6 +93,11 @@ func TestAutoscaledReplicasAreIgnored(t *testing.T) {
 	if s := h.tracker.Suspects(owner); len(s) != 0 {
 		t.Errorf("suspects after the scaling was checked: %+v", s)
 	}
+	// The signature Check took from its GET matches the watch cache's.
+	h.waitCached(t, deploymentsGVR, ns, "web", writeStatus(t, ns, 3))
+	if s := h.tracker.Suspects(owner); len(s) != 0 {
+		t.Errorf("suspects after status writes on an accepted version: %+v", s)
+	}
 
 	edit := client.RawPatch(types.JSONPatchType, []byte(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28"}]`))
 	d := deployment(ns)

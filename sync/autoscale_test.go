@@ -42,10 +42,7 @@ func replicasOf(t *testing.T, ns string) int32 {
 	if err := k8s.Get(testContext(t), client.ObjectKeyFromObject(d), d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Spec.Replicas == nil {
-		return -1
-	}
-	return *d.Spec.Replicas
+	return ptrValue(d.Spec.Replicas)
 }
 
 // An HPA in Git owns its target's replicas: drift (mode correct) leaves

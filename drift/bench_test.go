@@ -141,3 +141,33 @@ func rssMiB() float64 {
 	}
 	return 0
 }
+
+// BenchmarkStatusWrites counts the tracker's API requests while a
+// controller writes a Deployment's status n times, reacting to each write
+// as the sync loop does to OnChange: once the watch cache shows it, Check
+// if there are suspects. One op is n status writes; requests/op is what
+// the tracker spent on them (the writes themselves are not counted). The
+// target is 0: status-only writes are not suspects.
+func BenchmarkStatusWrites(b *testing.B) {
+	const n = 30
+	h := newHarness(b)
+	owner := Owner{Name: "app", Namespace: newNamespace(b)}
+	h.applyAndRecord(b, owner, readObjects(b, "app.yaml", map[string]string{"PASSWORD": password}))
+	ctx := testContext(b)
+	var checks int
+	before := h.requests.n.Load()
+	for b.Loop() {
+		for range n {
+			h.waitCached(b, deploymentsGVR, owner.Namespace, "web", writeStatus(b, owner.Namespace, 1))
+			if len(h.tracker.Suspects(owner)) == 0 {
+				continue
+			}
+			checks++
+			if rep, err := h.tracker.Check(ctx, owner, nil); err != nil || rep.Count != 0 {
+				b.Fatalf("check: %v, %d drifted", err, rep.Count)
+			}
+		}
+	}
+	b.ReportMetric(float64(h.requests.n.Load()-before)/float64(b.N), "requests/op")
+	b.ReportMetric(float64(checks)/float64(b.N), "checks/op")
+}

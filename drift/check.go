@@ -87,6 +87,7 @@ type checkJob struct {
 	cached  *Object // a previous Check's answer that is still valid
 	result  *Object // nil: no drift
 	liveRV  string
+	liveSig string
 	err     error
 	reqs    int
 }
@@ -96,7 +97,8 @@ type checkJob struct {
 // dry-run apply of the recorded object under Tether's field manager, and
 // compares the dry-run result with the live object: status and
 // server-set metadata are not compared, and paths matched by ignore are
-// dropped. It also reports fields other managers added to or took over in
+// dropped, as is the replicas field of objects an applied autoscaler
+// scales (see Scaled). It also reports fields other managers added to or took over in
 // the object (see Added and TakenOver), except those of trusted managers.
 //
 // Check writes nothing to the cluster. A suspect found without drift is
@@ -109,15 +111,23 @@ func (t *Tracker) Check(ctx context.Context, owner Owner, ignore []IgnoreRule) (
 		return nil, err
 	}
 	var jobs []*checkJob
+	var scaled ignoreRules
 	t.mu.Lock()
-	if st, ok := t.owners[owner]; ok {
+	st, ok := t.owners[owner]
+	if ok {
+		// The replicas an applied autoscaler owns belong to the record,
+		// not to the caller's rules: a difference there alone is no
+		// drift, and the live version is accepted.
+		for _, s := range st.scaled {
+			scaled = append(scaled, s.rule().compile())
+		}
 		for _, s := range t.suspectsLocked(st, time.Now()) {
 			e := st.entries[s.key]
 			if e == nil || rules.wholeObject(e) {
 				continue
 			}
 			j := &checkJob{e: e, suspect: s}
-			if e.checked != nil && !s.Deleted && e.checkedRV == s.ResourceVersion {
+			if e.checked != nil && !s.Deleted && (e.checkedRV == s.ResourceVersion || (e.checkedSig != "" && e.checkedSig == s.sig)) {
 				j.cached = e.checked
 			}
 			jobs = append(jobs, j)
@@ -135,7 +145,8 @@ func (t *Tracker) Check(ctx context.Context, owner Owner, ignore []IgnoreRule) (
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			j.result, j.liveRV, j.reqs, j.err = t.checkObject(ctx, j.e, j.suspect)
+			j.result, j.liveRV, j.liveSig, j.reqs, j.err = t.checkObject(ctx, j.e, j.suspect)
+			j.result = scaled.filter(j.e, j.result)
 		})
 	}
 	wg.Wait()
@@ -172,18 +183,19 @@ func (t *Tracker) acceptLocked(owner Owner, j *checkJob) {
 	}
 	e := j.e
 	if j.result == nil {
-		e.rv, e.changedAt, e.checkedRV, e.checked = j.liveRV, time.Time{}, "", nil
+		e.rv, e.sig, e.changedAt = j.liveRV, j.liveSig, time.Time{}
+		e.checkedRV, e.checkedSig, e.checked = "", "", nil
 		return
 	}
 	if !j.result.Deleted {
-		e.checkedRV, e.checked = j.liveRV, j.result
+		e.checkedRV, e.checkedSig, e.checked = j.liveRV, j.liveSig, j.result
 	}
 }
 
 // checkObject compares one recorded object with the cluster. It returns
-// nil when nothing differs, the live resourceVersion, and the number of
-// requests made.
-func (t *Tracker) checkObject(ctx context.Context, e *entry, s Suspect) (*Object, string, int, error) {
+// nil when nothing differs, the live resourceVersion and signature, and
+// the number of requests made.
+func (t *Tracker) checkObject(ctx context.Context, e *entry, s Suspect) (*Object, string, string, int, error) {
 	ri := t.dyn.Resource(e.key.gvr)
 	var rc = ri.Namespace(e.key.namespace)
 	if e.key.namespace == "" {
@@ -196,28 +208,29 @@ func (t *Tracker) checkObject(ctx context.Context, e *entry, s Suspect) (*Object
 	live, err := rc.Get(ctx, e.key.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		out.Deleted = true
-		return out, "", 1, nil
+		return out, "", "", 1, nil
 	}
 	if err != nil {
-		return nil, "", 1, fmt.Errorf("%s drift check: get: %w", e.id, err)
+		return nil, "", "", 1, fmt.Errorf("%s drift check: get: %w", e.id, err)
 	}
 	force := true
 	dry, err := rc.Patch(ctx, e.key.name, types.ApplyPatchType, e.applied, metav1.PatchOptions{
 		DryRun: []string{metav1.DryRunAll}, Force: &force, FieldManager: t.opts.FieldManager,
 	})
 	if err != nil {
-		return nil, "", 2, fmt.Errorf("%s drift check: dry-run apply: %w", e.id, err)
+		return nil, "", "", 2, fmt.Errorf("%s drift check: dry-run apply: %w", e.id, err)
 	}
 	var applied map[string]any
 	if err := json.Unmarshal(e.applied, &applied); err != nil {
-		return nil, "", 2, fmt.Errorf("%s drift check: %w", e.id, err)
+		return nil, "", "", 2, fmt.Errorf("%s drift check: %w", e.id, err)
 	}
 	out.Fields = t.fields(applied, dry, live)
 	out.ResourceVersion = live.GetResourceVersion()
+	sig := signature(live)
 	if len(out.Fields) == 0 {
-		return nil, out.ResourceVersion, 2, nil
+		return nil, out.ResourceVersion, sig, 2, nil
 	}
-	return out, out.ResourceVersion, 2, nil
+	return out, out.ResourceVersion, sig, 2, nil
 }
 
 // fields lists what differs between the dry-run of the recorded object and

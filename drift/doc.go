@@ -14,7 +14,12 @@
 //     their live resourceVersions, and starts watches for new kinds.
 //   - Suspects compares the watch cache with the record: an object whose
 //     resourceVersion moved past the recorded one, or that is gone. It
-//     makes no API request.
+//     makes no API request. A move that only wrote status is no suspect:
+//     the watch cache keeps a signature of each object's generation,
+//     labels, annotations and managedFields without the entries of the
+//     status subresource, and a controller reporting status leaves it
+//     unchanged, while an edit of anything else by any manager changes
+//     it. So status churn costs no GET and no dry-run.
 //   - Check decides, for suspects only, whether the change is drift: a GET
 //     and a server-side dry-run apply of the recorded object under Tether's
 //     field manager, compared with the live object. Status-only changes and

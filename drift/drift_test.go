@@ -161,10 +161,12 @@ func TestNotDrift(t *testing.T) {
 	h, owner := setup(t)
 	ns := owner.Namespace
 
-	// A controller writes status.
-	patch(t, deployment(ns), "kube-controller-manager",
+	// A controller writes status: not even a suspect (see
+	// TestStatusWritesAreNotSuspects).
+	d := deployment(ns)
+	patch(t, d, "kube-controller-manager",
 		`{"status":{"observedGeneration":1,"replicas":2,"readyReplicas":2}}`, "status")
-	h.waitChange(t, owner)
+	h.waitCached(t, deploymentsGVR, ns, "web", d.ResourceVersion)
 	if rep := check(t, h, owner); rep.Count != 0 {
 		t.Errorf("status update reported: %+v", fieldsOf(rep))
 	}

@@ -30,16 +30,23 @@ type compiledRule struct {
 func compileIgnore(rules []IgnoreRule) (ignoreRules, error) {
 	out := make(ignoreRules, 0, len(rules))
 	for i, r := range rules {
-		c := compiledRule{rule: r}
 		for _, p := range r.Paths {
 			if !strings.HasPrefix(p, "/") {
 				return nil, fmt.Errorf("drift: ignore rule #%d: path %q is not a JSON pointer (it must start with /)", i, p)
 			}
-			c.paths = append(c.paths, segments(p))
 		}
-		out = append(out, c)
+		out = append(out, r.compile())
 	}
 	return out, nil
+}
+
+// compile splits r's paths, which must be JSON pointers.
+func (r IgnoreRule) compile() compiledRule {
+	c := compiledRule{rule: r}
+	for _, p := range r.Paths {
+		c.paths = append(c.paths, segments(p))
+	}
+	return c
 }
 
 func (c compiledRule) matches(e *entry) bool {

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -23,9 +25,15 @@ type entry struct {
 	// Check dry-runs again. sum fingerprints it.
 	applied []byte
 	sum     [sha256.Size]byte
-	// rv is the resourceVersion the apply produced, or the one a Check
-	// found without drift; "" when unknown (every version is then newer).
+	// rv is the resourceVersion the apply produced, the one a Check found
+	// without drift, or a later one the watch showed differs in status
+	// only; "" when unknown (every version is then newer).
 	rv string
+	// sig is the signature (see signature) of the object at the version
+	// the apply produced or a Check accepted; "" until the watch cache or
+	// a Check has seen that version. A later version with the same
+	// signature changed status only.
+	sig string
 	// changedAt is when a watch event first showed the object past rv or
 	// gone; zero while it matches.
 	changedAt time.Time
@@ -34,6 +42,9 @@ type entry struct {
 	// request.
 	checkedRV string
 	checked   *Object
+	// checkedSig is the signature at checkedRV: a later version with the
+	// same one changed status only, and the cached answer still holds.
+	checkedSig string
 }
 
 // Record remembers what was applied for owner: each object exactly as sent
@@ -42,7 +53,9 @@ type entry struct {
 // owner's previous record: objects no longer applied stop being tracked,
 // and an object whose content and version did not change keeps its state.
 // An object without a version in liveRV is tracked with an unknown
-// version, so it is a suspect until a Check accepts its live state.
+// version, so it is a suspect until a Check accepts its live state. An
+// applied HorizontalPodAutoscaler whose target is applied too makes the
+// target's replicas ignored (see Scaled).
 //
 // Record starts a watch for each kind not yet watched and waits for its
 // first list (one LIST request per new kind); with every kind watched it
@@ -65,6 +78,7 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 		entries[e.key] = e
 	}
 
+	scaled := scaledIn(applied)
 	if err := t.ensureWatches(ctx, gvrsOf(entries)); err != nil {
 		return fmt.Errorf("record %s: %w", owner, err)
 	}
@@ -72,20 +86,47 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.ownerLocked(owner)
+	// An old entry's accepted version was judged under the old autoscalers:
+	// keep it only while they are the same.
+	sameScaled := slices.Equal(st.scaled, scaled)
 	for k, e := range entries {
-		if old, ok := st.entries[k]; ok && old.sum == e.sum && (old.rv == e.rv || e.rv == "") {
+		if old, ok := st.entries[k]; ok && sameScaled && old.sum == e.sum && (old.rv == e.rv || e.rv == "") {
 			entries[k] = old
+		}
+	}
+	for _, e := range entries {
+		if e.sig == "" {
+			t.baselineLocked(e)
 		}
 	}
 	// Each owner holds one reference per resource of its current record.
 	t.releaseWatchesLocked(gvrsOf(st.entries))
 	st.entries = entries
+	st.scaled = scaled
 	st.recorded = true
 	st.held, st.changedWhileHeld = false, false
 	if len(t.suspectsLocked(st, time.Now())) > 0 {
 		t.queueLocked(owner)
 	}
 	return nil
+}
+
+// baselineLocked takes e's signature from the watch cache when the cache
+// holds exactly the recorded version: the watch may have delivered the
+// apply's echo before Record. Otherwise observe takes it when the echo
+// arrives.
+func (t *Tracker) baselineLocked(e *entry) {
+	w, ok := t.watches[e.key.gvr]
+	if !ok || e.rv == "" {
+		return
+	}
+	obj, exists, err := w.informer.GetStore().GetByKey(e.key.storeKey())
+	if err != nil || !exists {
+		return
+	}
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok && m.ResourceVersion == e.rv {
+		e.sig = cachedSignature(m)
+	}
 }
 
 // newEntry resolves o's resource and fingerprints it.

@@ -24,10 +24,12 @@ type Suspect struct {
 	ResourceVersion string
 
 	key objKey
+	sig string // signature in the watch cache; "" when deleted
 }
 
 // Suspects returns owner's objects whose watched resourceVersion moved
-// past the recorded one, or that are gone, sorted by ID. It reads only the
+// past the recorded one, other than by status writes alone (see
+// signature), or that are gone, sorted by ID. It reads only the
 // watch cache: no API request. An object the cache has not caught up with
 // yet (an older version, or not seen since the apply created it) is not a
 // suspect; the event that catches it up calls OnChange if it differs.
@@ -77,11 +79,19 @@ func (e *entry) suspect(w *watch, now time.Time) (Suspect, bool) {
 		return s, true
 	}
 	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok || !newer(m.ResourceVersion, e.rv) {
+	if !ok || !newer(m.ResourceVersion, e.rv) || e.harmless(m) {
 		return s, false
 	}
-	s.ResourceVersion = m.ResourceVersion
+	s.ResourceVersion, s.sig = m.ResourceVersion, cachedSignature(m)
 	return s, true
+}
+
+// harmless reports whether m, a later version of e's object in the watch
+// cache, differs from the recorded version in status only: its signature
+// equals the recorded one. Without a recorded signature nothing is
+// harmless, and Check decides.
+func (e *entry) harmless(m *metav1.PartialObjectMetadata) bool {
+	return e.sig != "" && cachedSignature(m) == e.sig
 }
 
 // newer reports whether live is past recorded. Resource versions compare

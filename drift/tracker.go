@@ -91,6 +91,8 @@ type ownerState struct {
 	held bool
 	// changedWhileHeld remembers that an event came in while held.
 	changedWhileHeld bool
+	// scaled are the recorded objects an applied autoscaler scales.
+	scaled []Scaled
 }
 
 // NewTracker builds a Tracker on cfg. mapper resolves kinds to resources

@@ -43,17 +43,23 @@ func (k objKey) storeKey() string {
 
 // slim keeps what drift reads from a watched object and drops the rest
 // (managedFields, annotations, owner references, finalizers), so the cache
-// of thousands of objects costs a few hundred bytes each.
+// of thousands of objects costs a few hundred bytes each. What it keeps of
+// managedFields, labels and annotations is their signature, under
+// signatureKey: enough to tell a status-only write from any other change.
 func slim(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil // tombstones and the like pass through
+	}
+	if _, done := m.Annotations[signatureKey]; done {
+		return m, nil
 	}
 	out := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
 		Name:              m.Name,
 		Namespace:         m.Namespace,
 		ResourceVersion:   m.ResourceVersion,
 		DeletionTimestamp: m.DeletionTimestamp,
+		Annotations:       map[string]string{signatureKey: signature(m)},
 	}}
 	if l := m.Labels; l != nil {
 		out.Labels = map[string]string{
@@ -167,8 +173,26 @@ func (t *Tracker) observe(gvr schema.GroupVersionResource, obj any, deleted bool
 	if !ok {
 		return
 	}
-	if !deleted && !newer(m.ResourceVersion, e.rv) {
-		return
+	if !deleted {
+		switch {
+		case m.ResourceVersion == e.rv:
+			// The version recorded: its signature is the baseline that
+			// later versions are compared with.
+			if e.sig == "" {
+				e.sig = cachedSignature(m)
+			}
+			return
+		case !newer(m.ResourceVersion, e.rv):
+			return
+		case e.harmless(m):
+			// Status-only: seen and harmless. The recorded version moves
+			// on; the baseline stays, so the next real change still shows.
+			e.rv, e.changedAt = m.ResourceVersion, time.Time{}
+			return
+		case e.checked != nil && e.checkedSig != "" && cachedSignature(m) == e.checkedSig:
+			// Drift already checked and reported; status-only since.
+			return
+		}
 	}
 	if e.changedAt.IsZero() {
 		e.changedAt = time.Now()

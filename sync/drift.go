@@ -36,6 +36,40 @@ func ignoreRules(gs *v1alpha1.GitSync) []drift.IgnoreRule {
 	return rules
 }
 
+// scaledReporter is the part of drift.Tracker that says which replicas
+// fields applied autoscalers own; drift ignores them by itself, and the
+// status says so.
+type scaledReporter interface {
+	Scaled(owner drift.Owner) []drift.Scaled
+}
+
+// scaledNote says, for the Drifted condition, which replicas fields drift
+// ignores because an applied autoscaler scales them; "" when none.
+func (r *Reconciler) scaledNote(gs *v1alpha1.GitSync) string {
+	sr, ok := r.Drift.(scaledReporter)
+	if !ok {
+		return ""
+	}
+	scaled := sr.Scaled(driftOwner(gs))
+	var parts []string
+	for i, s := range scaled {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(scaled)-3))
+			break
+		}
+		parts = append(parts, s.String())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// withNote appends note to msg.
+func withNote(msg, note string) string {
+	if note == "" {
+		return msg
+	}
+	return msg + "; " + note
+}
+
 // checkDriftIfSuspect checks drift when the watch cache saw a managed
 // object change and no sync of gs is running (a sync applies everything
 // anyway). Deciding that reads only the cache: no API request.
@@ -62,8 +96,9 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
 		})
 		return
 	}
+	note := r.scaledNote(gs)
 	if report.Count == 0 {
-		r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) { markNoDrift(live) })
+		r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) { markNoDrift(live, note) })
 		return
 	}
 
@@ -77,7 +112,7 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
 		// not show the last check's write yet.
 		prev := live.Status.Drift
 		news = !sameDrift(prev, objects)
-		setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionTrue, v1alpha1.ReasonDriftDetected, msg)
+		setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionTrue, v1alpha1.ReasonDriftDetected, withNote(msg, note))
 		live.Status.Drift = &v1alpha1.DriftStatus{Count: report.Count, Objects: objects, LastDetectedTime: &now}
 		if prev != nil {
 			live.Status.Drift.LastCorrectedTime = prev.LastCorrectedTime
@@ -114,12 +149,12 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
 	for i := range objects {
 		objects[i].Corrected = true
 	}
-	note := fmt.Sprintf("re-applied %d drifted object(s) from %s", report.Count, gs.Status.LastAppliedRevision)
+	done := fmt.Sprintf("re-applied %d drifted object(s) from %s", report.Count, gs.Status.LastAppliedRevision)
 	if updated := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
-		setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionFalse, v1alpha1.ReasonDriftCorrected, note)
+		setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionFalse, v1alpha1.ReasonDriftCorrected, withNote(done, note))
 		live.Status.Drift = &v1alpha1.DriftStatus{Count: 0, Objects: objects, LastDetectedTime: &now, LastCorrectedTime: &corrected}
 	}); updated != nil {
-		r.Recorder.Eventf(updated, nil, corev1.EventTypeNormal, v1alpha1.ReasonDriftCorrected, "CorrectDrift", "%s", note)
+		r.Recorder.Eventf(updated, nil, corev1.EventTypeNormal, v1alpha1.ReasonDriftCorrected, "CorrectDrift", "%s", done)
 	}
 	log.Info("drift corrected", "objects", report.Count)
 }
@@ -163,9 +198,14 @@ func (r *Reconciler) patchDrift(ctx context.Context, gs *v1alpha1.GitSync, mutat
 	return updated
 }
 
-// markNoDrift records that nothing differs from what was applied.
-func markNoDrift(gs *v1alpha1.GitSync) {
-	setCondition(gs, v1alpha1.DriftedCondition, metav1.ConditionFalse, v1alpha1.ReasonNoDrift, "No drift")
+// markNoDrift records that nothing differs from what was applied; notes
+// say what drift ignores by itself (see scaledNote).
+func markNoDrift(gs *v1alpha1.GitSync, notes ...string) {
+	msg := "No drift"
+	for _, n := range notes {
+		msg = withNote(msg, n)
+	}
+	setCondition(gs, v1alpha1.DriftedCondition, metav1.ConditionFalse, v1alpha1.ReasonNoDrift, msg)
 	if gs.Status.Drift != nil {
 		gs.Status.Drift.Count = 0
 	}

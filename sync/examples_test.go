@@ -2,11 +2,13 @@ package sync
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -64,6 +66,14 @@ func keepOnCleanup(t *testing.T, keys ...types.NamespacedName) {
 	})
 }
 
+// ptrValue is *p, or -1 when p is nil.
+func ptrValue(p *int32) int32 {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
 // examples/podinfo-like: the staging overlay follows main, production a
 // semver range of tags; each lands in its own namespace only.
 func TestExamplePodinfo(t *testing.T) {
@@ -113,6 +123,30 @@ func TestExamplePodinfo(t *testing.T) {
 		}
 		// Nothing of the overlay lands in the GitSyncs' own namespace.
 		mustBeAbsent(t, deployment(ns, "podinfo"))
+	}
+	// Git leaves replicas to the HPA: the cluster's HPA controller scales
+	// each Deployment up to its minReplicas, and drift (mode correct) lets
+	// it.
+	for _, env := range []struct {
+		ns  string
+		min int32
+		gs  types.NamespacedName
+	}{{"podinfo-staging", 2, staging}, {"podinfo-production", 3, production}} {
+		replicas := func() error {
+			d := deployment(env.ns, "podinfo")
+			if err := get(t, d); err != nil {
+				return err
+			}
+			if d.Spec.Replicas == nil || *d.Spec.Replicas != env.min {
+				return fmt.Errorf("%s: replicas %d, want the HPA's minimum %d", env.ns, ptrValue(d.Spec.Replicas), env.min)
+			}
+			if gs := getGitSync(t, env.gs); meta.IsStatusConditionTrue(gs.Status.Conditions, v1alpha1.DriftedCondition) {
+				return fmt.Errorf("%s: the HPA's scaling is reported as drift: %s", env.ns, driftedStatus(gs))
+			}
+			return nil
+		}
+		eventually(t, waitTimeout, replicas)
+		consistently(t, 3*testInterval, replicas)
 	}
 	gs := getGitSync(t, production)
 	if got := gs.Status.Namespaces; len(got) != 2 || got[0].Namespace != "" || got[1].Namespace != "podinfo-production" {

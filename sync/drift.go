@@ -36,21 +36,10 @@ func ignoreRules(gs *v1alpha1.GitSync) []drift.IgnoreRule {
 	return rules
 }
 
-// scaledReporter is the part of drift.Tracker that says which replicas
-// fields applied autoscalers own; drift ignores them by itself, and the
-// status says so.
-type scaledReporter interface {
-	Scaled(owner drift.Owner) []drift.Scaled
-}
-
 // scaledNote says, for the Drifted condition, which replicas fields drift
 // ignores because an applied autoscaler scales them; "" when none.
 func (r *Reconciler) scaledNote(gs *v1alpha1.GitSync) string {
-	sr, ok := r.Drift.(scaledReporter)
-	if !ok {
-		return ""
-	}
-	scaled := sr.Scaled(driftOwner(gs))
+	scaled := r.Drift.Scaled(driftOwner(gs))
 	var parts []string
 	for i, s := range scaled {
 		if i == 3 {
@@ -198,13 +187,10 @@ func (r *Reconciler) patchDrift(ctx context.Context, gs *v1alpha1.GitSync, mutat
 	return updated
 }
 
-// markNoDrift records that nothing differs from what was applied; notes
-// say what drift ignores by itself (see scaledNote).
-func markNoDrift(gs *v1alpha1.GitSync, notes ...string) {
-	msg := "No drift"
-	for _, n := range notes {
-		msg = withNote(msg, n)
-	}
+// markNoDrift records that nothing differs from what was applied; note
+// says what drift ignores by itself (see scaledNote).
+func markNoDrift(gs *v1alpha1.GitSync, note string) {
+	msg := withNote("No drift", note)
 	setCondition(gs, v1alpha1.DriftedCondition, metav1.ConditionFalse, v1alpha1.ReasonNoDrift, msg)
 	if gs.Status.Drift != nil {
 		gs.Status.Drift.Count = 0

@@ -230,10 +230,10 @@ func TestNoChangeReconcileMakesNoRequests(t *testing.T) {
 	waitEvent(t, key, corev1.EventTypeNormal, v1alpha1.ReasonSucceeded, mainRev(sha))
 	time.Sleep(testInterval) // let the last status write and its event settle
 	// kube-controller-manager runs beside the API server (TestMain): it
-	// fills in the Deployment's status for a few seconds after the apply,
-	// and each of those changes is rightly checked for drift (a GET, a
-	// dry-run apply, a status write). Wait until the cluster is quiet: two
-	// polls in a row without an agent request.
+	// fills in the Deployment's status after the apply. Status writes cost
+	// nothing, but one that lands between the apply and the drift record
+	// costs one check. Wait until the cluster is quiet: two polls in a row
+	// without an agent request.
 	eventually(t, waitTimeout, func() error {
 		n := agentRequests.count()
 		time.Sleep(2 * testInterval)

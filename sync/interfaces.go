@@ -52,4 +52,7 @@ type DriftTracker interface {
 	Record(ctx context.Context, owner drift.Owner, applied []*unstructured.Unstructured, liveRV map[string]string) error
 	Applied(owner drift.Owner, ids []string) ([]*unstructured.Unstructured, error)
 	Forget(owner drift.Owner)
+	// Scaled lists the applied objects whose replicas an applied autoscaler
+	// owns, which drift ignores by itself.
+	Scaled(owner drift.Owner) []drift.Scaled
 }

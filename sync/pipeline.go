@@ -98,7 +98,7 @@ func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.
 			now := metav1.Now()
 			live.Status.LastSyncTime = &now
 			if r.Drift != nil {
-				markNoDrift(live) // everything was just applied from Git
+				markNoDrift(live, r.scaledNote(gs)) // everything was just applied from Git
 			}
 		}
 	})

@@ -148,6 +148,9 @@ func (r *Reconciler) pruneAll(ctx context.Context, gs *v1alpha1.GitSync) error {
 // already gone). It reads the API server directly: the agent caches no
 // Namespaces.
 func (r *Reconciler) namespaceTerminating(ctx context.Context, ns string) bool {
+	if r.APIReader == nil {
+		return false
+	}
 	obj := &corev1.Namespace{}
 	if err := r.APIReader.Get(ctx, ctrl.ObjectKey{Name: ns}, obj); err != nil {
 		return apierrors.IsNotFound(err)

@@ -72,6 +72,7 @@ func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.
 		if errors.Is(err, context.DeadlineExceeded) {
 			se.err = fmt.Errorf("sync of %s timed out after %s: %w", rev, timeout(gs), se.err)
 		}
+		observeSync(key, se.reason, time.Since(start))
 		n := r.addFailure(key)
 		log.Error(se.err, "sync failed", "reason", se.reason, "failures", n)
 		if werr := r.fail(context.WithoutCancel(ctx), key, se.reason, se.err, se.user, gs); werr != nil {
@@ -83,6 +84,7 @@ func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.
 		r.kickAfter(key, backoff(gs, n))
 		return
 	}
+	observeSync(key, "success", time.Since(start))
 	r.setFailures(key, 0)
 	r.setDone(key, w)
 	msg := fmt.Sprintf("Applied revision %s", rev)

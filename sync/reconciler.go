@@ -403,6 +403,7 @@ func (r *Reconciler) setFailures(key types.NamespacedName, n int) {
 // forget drops everything kept in memory for a GitSync that is gone.
 func (r *Reconciler) forget(key types.NamespacedName) {
 	r.runner.cancel(key)
+	forgetMetrics(key)
 	if r.Drift != nil {
 		r.Drift.Forget(drift.Owner{Name: key.Name, Namespace: key.Namespace})
 	}

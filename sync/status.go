@@ -66,6 +66,7 @@ func (w *statusWriter) patch(ctx context.Context, key types.NamespacedName, muta
 		case err != nil:
 			return nil, fmt.Errorf("GitSync %s: write status: %w", key, err)
 		}
+		observeStatus(gs)
 		if w.reporter != nil {
 			w.reporter.Report(gs.DeepCopy())
 		}

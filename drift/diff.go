@@ -43,7 +43,7 @@ type DiffOptions struct {
 // every request is a GET or a dry-run.
 func Diff(ctx context.Context, c client.Client, objs []*unstructured.Unstructured, o DiffOptions) ([]ObjectDiff, error) {
 	if o.FieldManager == "" {
-		o.FieldManager = "tether"
+		o.FieldManager = DefaultFieldManager
 	}
 	out := make([]ObjectDiff, 0, len(objs))
 	for _, obj := range objs {

@@ -13,12 +13,14 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+
+	"tether.dev/tether/api/v1alpha1"
 )
 
 const (
 	// DefaultFieldManager is the field manager Tether applies with; Check
 	// dry-runs under it.
-	DefaultFieldManager = "tether"
+	DefaultFieldManager = v1alpha1.FieldManager
 	// DefaultConcurrency bounds parallel Check requests when
 	// Options.Concurrency is 0.
 	DefaultConcurrency = 4

@@ -19,6 +19,9 @@ const (
 	// that owns it; prune never deletes an object without both.
 	NameLabel      = "tether.dev/name"
 	NamespaceLabel = "tether.dev/namespace"
+	// FieldManager is the server-side apply field manager Tether applies
+	// with; drift tells Tether's fields from other managers' by it.
+	FieldManager = "tether"
 	// Disabled and Enabled are the values of the annotations above.
 	Disabled = "disabled"
 	Enabled  = "enabled"

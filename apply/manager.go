@@ -53,8 +53,8 @@ type ManagerOptions struct {
 	// DefaultFieldManager.
 	FieldManager string
 	// Concurrency bounds both how many namespace groups are applied at once
-	// and, within a group, how many server-side dry-runs run at once; 0
-	// means DefaultConcurrency.
+	// and, within a group, how many apply requests (and lookups before
+	// them) run at once; 0 means DefaultConcurrency.
 	Concurrency int
 	// Discovery lists the cluster's kinds, so that Prune can tell whether
 	// a Namespace still holds objects it did not apply. Without it Prune
@@ -65,11 +65,12 @@ type ManagerOptions struct {
 // Manager plans, applies and prunes objects for any number of GitSyncs. It
 // is safe for concurrent use.
 type Manager struct {
-	client      client.Client
-	mapper      meta.RESTMapper
-	rm          *ssa.ResourceManager
-	concurrency int
-	discovery   discovery.DiscoveryInterface
+	client       client.Client
+	fieldManager string
+	mapper       meta.RESTMapper
+	rm           *ssa.ResourceManager
+	concurrency  int
+	discovery    discovery.DiscoveryInterface
 }
 
 // NewManager builds a Manager on c: an ssa.ResourceManager (field manager
@@ -83,12 +84,12 @@ func NewManager(c client.Client, opts ManagerOptions) *Manager {
 		opts.Concurrency = DefaultConcurrency
 	}
 	poller := polling.NewStatusPoller(c, c.RESTMapper(), polling.Options{})
-	rm := ssa.NewResourceManager(liveClient{c}, poller, ssa.Owner{Field: opts.FieldManager, Group: OwnerGroup})
+	rm := ssa.NewResourceManager(c, poller, ssa.Owner{Field: opts.FieldManager, Group: OwnerGroup})
 	rm.SetConcurrency(opts.Concurrency)
-	return &Manager{client: c, mapper: c.RESTMapper(), rm: rm, concurrency: opts.Concurrency, discovery: opts.Discovery}
+	return &Manager{client: c, fieldManager: opts.FieldManager, mapper: c.RESTMapper(), rm: rm, concurrency: opts.Concurrency, discovery: opts.Discovery}
 }
 
-// ResourceManager returns the ssa manager underneath, so that benchmarks
-// can run Flux's ApplyAllStaged path with the same field manager side by
-// side.
+// ResourceManager returns the ssa manager underneath (Apply uses it only
+// to wait for cluster definitions), so that benchmarks can run Flux's
+// ApplyAllStaged path with the same field manager side by side.
 func (m *Manager) ResourceManager() *ssa.ResourceManager { return m.rm }

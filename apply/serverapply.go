@@ -34,7 +34,7 @@ import (
 var forceSelector = map[string]string{v1alpha1.ForceAnnotation: v1alpha1.Enabled}
 
 // applySet applies objs (one stage or one namespace group) with server-side
-// apply, at most m.concurrency requests at a time. Every object is tried;
+// apply, at most m.objectConcurrency requests at a time. Every object is tried;
 // the change set holds those applied, the error names each that failed.
 func (m *Manager) applySet(ctx context.Context, objs []*unstructured.Unstructured, timeout time.Duration) (*ssa.ChangeSet, error) {
 	before, err := m.existing(ctx, objs)
@@ -42,7 +42,7 @@ func (m *Manager) applySet(ctx context.Context, objs []*unstructured.Unstructure
 		return ssa.NewChangeSet(), err
 	}
 	entries := make([]*ssa.ChangeSetEntry, len(objs))
-	errs := parallel(ctx, len(objs), m.concurrency, func(i int) error {
+	errs := parallel(ctx, len(objs), m.objectConcurrency, func(i int) error {
 		var err error
 		entries[i], err = m.applyOne(ctx, objs[i], before[object.UnstructuredToObjMetadata(objs[i])], timeout)
 		return err

@@ -22,6 +22,8 @@ type requestCounter struct {
 	match string
 	mu    sync.Mutex
 	n     map[string]int
+	// inFlight and maxInFlight count apply requests under way.
+	inFlight, maxInFlight int
 }
 
 func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -40,6 +42,15 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 			}
 			c.mu.Lock()
 			c.n[kind]++
+			if kind == "apply" {
+				c.inFlight++
+				c.maxInFlight = max(c.maxInFlight, c.inFlight)
+				defer func() {
+					c.mu.Lock()
+					c.inFlight--
+					c.mu.Unlock()
+				}()
+			}
 			c.mu.Unlock()
 		}
 		return rt.RoundTrip(r)
@@ -60,7 +71,7 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 
 // countingManager is a Manager whose requests to ConfigMaps of ns are
 // counted; cfg may set impersonation.
-func countingManager(t *testing.T, cfg *rest.Config, ns string) (*Manager, *requestCounter) {
+func countingManager(t *testing.T, cfg *rest.Config, ns string, opts ManagerOptions) (*Manager, *requestCounter) {
 	t.Helper()
 	counter := &requestCounter{match: "/namespaces/" + ns + "/configmaps", n: map[string]int{}}
 	cfg = rest.CopyConfig(cfg)
@@ -69,7 +80,7 @@ func countingManager(t *testing.T, cfg *rest.Config, ns string) (*Manager, *requ
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewManager(c, ManagerOptions{}), counter
+	return NewManager(c, opts), counter
 }
 
 func configMaps(n int) []*unstructured.Unstructured {
@@ -83,11 +94,12 @@ func configMaps(n int) []*unstructured.Unstructured {
 // TestApplyOneRequestPerObject: objects the cluster does not have are
 // applied with one request each (after one LIST of their kind and
 // namespace), with no dry-run; applied again unchanged, the same; the
-// actions and live resourceVersions are right both times.
+// actions and live resourceVersions are right both times, and no more
+// than ManagerOptions.ObjectConcurrency applies run at once.
 func TestApplyOneRequestPerObject(t *testing.T) {
 	ctx := testContext(t)
 	ns := newNamespace(t)
-	m, counter := countingManager(t, testConfig, ns)
+	m, counter := countingManager(t, testConfig, ns, ManagerOptions{ObjectConcurrency: 3})
 	const n = 12
 	opts := Options{Owner: Owner{Name: "app", Namespace: ns}}
 
@@ -111,6 +123,9 @@ func TestApplyOneRequestPerObject(t *testing.T) {
 		}
 		if diff := cmp.Diff(wantRequests, counter.take()); diff != "" {
 			t.Errorf("apply #%d: requests (-want +got):\n%s", i+1, diff)
+		}
+		if counter.maxInFlight > 3 {
+			t.Errorf("apply #%d: %d applies at once, want at most ObjectConcurrency (3)", i+1, counter.maxInFlight)
 		}
 		if diff := cmp.Diff(wantActions(action), actions(res.ChangeSet)); diff != "" {
 			t.Errorf("apply #%d: actions (-want +got):\n%s", i+1, diff)
@@ -155,7 +170,7 @@ func TestApplyWithoutListPermission(t *testing.T) {
 	}
 	cfg := rest.CopyConfig(testConfig)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "narrow"}
-	m, counter := countingManager(t, cfg, ns)
+	m, counter := countingManager(t, cfg, ns, ManagerOptions{})
 	const n = 3
 	opts := Options{Owner: Owner{Name: "app", Namespace: ns}}
 	for i, action := range []string{"created", "unchanged"} {

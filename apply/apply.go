@@ -34,7 +34,7 @@ type Result struct {
 	// applied or unchanged object has in the cluster after Apply: what a
 	// watch cache sees as the echo of this apply. Skipped objects are
 	// absent. Only complete when Apply returns no error: after a failure it
-	// may hold the dry-run (pre-apply) version of objects not applied.
+	// lacks the objects not applied.
 	Live map[string]string
 }
 
@@ -46,10 +46,17 @@ type Result struct {
 //     Options.Timeout;
 //  2. everything else, grouped per namespace with the cluster-scoped
 //     objects as one more group; groups run concurrently (bounded by
-//     ManagerOptions.Concurrency), each through ssa's ApplyAll, and a
-//     failing group does not stop the others;
+//     ManagerOptions.Concurrency), and a failing group does not stop the
+//     others;
 //  3. webhook configurations, last, so that they cannot block the objects
 //     that serve them.
+//
+// Within a stage or group, one metadata-only LIST per kind and namespace
+// tells what exists; then every object gets one server-side apply (no
+// dry-run), up to ManagerOptions.ObjectConcurrency at once, and a failing
+// object does not stop the others. An object absent before is created,
+// one whose resourceVersion the apply kept is unchanged, any other is
+// configured.
 //
 // An object annotated tether.dev/force: enabled is deleted and recreated
 // when an immutable field changed; without it the error names the field.

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/fluxcd/pkg/ssa"
-	ssaerrors "github.com/fluxcd/pkg/ssa/errors"
 	"github.com/fluxcd/pkg/ssa/utils"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -36,7 +34,7 @@ type Result struct {
 	// applied or unchanged object has in the cluster after Apply: what a
 	// watch cache sees as the echo of this apply. Skipped objects are
 	// absent. Only complete when Apply returns no error: after a failure it
-	// may hold the dry-run (pre-apply) version of objects not applied.
+	// lacks the objects not applied.
 	Live map[string]string
 }
 
@@ -48,10 +46,17 @@ type Result struct {
 //     Options.Timeout;
 //  2. everything else, grouped per namespace with the cluster-scoped
 //     objects as one more group; groups run concurrently (bounded by
-//     ManagerOptions.Concurrency), each through ssa's ApplyAll, and a
-//     failing group does not stop the others;
+//     ManagerOptions.Concurrency), and a failing group does not stop the
+//     others;
 //  3. webhook configurations, last, so that they cannot block the objects
 //     that serve them.
+//
+// Within a stage or group, one metadata-only LIST per kind and namespace
+// tells what exists; then every object gets one server-side apply (no
+// dry-run), up to ManagerOptions.ObjectConcurrency at once, and a failing
+// object does not stop the others. An object absent before is created,
+// one whose resourceVersion the apply kept is unchanged, any other is
+// configured.
 //
 // An object annotated tether.dev/force: enabled is deleted and recreated
 // when an immutable field changed; without it the error names the field.
@@ -72,17 +77,12 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) (*Result, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	opts := ssa.DefaultApplyOptions()
-	opts.ForceSelector = map[string]string{v1alpha1.ForceAnnotation: v1alpha1.Enabled}
-	opts.WaitInterval = waitInterval
-	opts.WaitTimeout = timeout
-
 	s := splitStages(plan.Objects)
 	for _, defs := range [][]*unstructured.Unstructured{s.definitions, s.classes} {
 		if len(defs) == 0 {
 			continue
 		}
-		cs, err := m.applySet(ctx, defs, opts)
+		cs, err := m.applySet(ctx, defs, timeout)
 		res.add(cs)
 		if err != nil {
 			return res, err
@@ -92,13 +92,13 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) (*Result, error) {
 			return res, fmt.Errorf("wait for cluster definitions: %w", err)
 		}
 	}
-	cs, err := m.applyGroups(ctx, groupByNamespace(s.rest), opts)
+	cs, err := m.applyGroups(ctx, groupByNamespace(s.rest), timeout)
 	res.add(cs)
 	if err != nil {
 		return res, err
 	}
 	if len(s.last) > 0 {
-		cs, err := m.applySet(ctx, s.last, opts)
+		cs, err := m.applySet(ctx, s.last, timeout)
 		res.add(cs)
 		if err != nil {
 			return res, err
@@ -119,51 +119,22 @@ func (r *Result) add(cs *ssa.ChangeSet) {
 	}
 }
 
-// applySet applies objs through ssa's ApplyAll and turns its dry-run error
-// into an *ObjectError.
-func (m *Manager) applySet(ctx context.Context, objs []*unstructured.Unstructured, opts ssa.ApplyOptions) (*ssa.ChangeSet, error) {
-	cs, err := m.rm.ApplyAll(ctx, objs, opts)
-	if err == nil {
-		return cs, nil
-	}
-	var dre *ssaerrors.DryRunErr
-	if errors.As(err, &dre) && dre.InvolvedObject() != nil {
-		return cs, applyError(utils.FmtUnstructured(dre.InvolvedObject()), dre.Unwrap())
-	}
-	return cs, err
-}
-
 // applyGroups applies each group concurrently, at most m.concurrency at a
 // time, and merges their change sets in group order.
-func (m *Manager) applyGroups(ctx context.Context, groups [][]*unstructured.Unstructured, opts ssa.ApplyOptions) (*ssa.ChangeSet, error) {
+func (m *Manager) applyGroups(ctx context.Context, groups [][]*unstructured.Unstructured, timeout time.Duration) (*ssa.ChangeSet, error) {
 	sets := make([]*ssa.ChangeSet, len(groups))
-	errs := make([]error, len(groups))
-	sem := make(chan struct{}, m.concurrency)
-	var wg sync.WaitGroup
-	for i, g := range groups {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
-			}
-			defer func() { <-sem }()
-			sets[i], errs[i] = m.applySet(ctx, g, opts)
-		})
-	}
-	wg.Wait()
+	errs := parallel(ctx, len(groups), m.concurrency, func(i int) error {
+		var err error
+		sets[i], err = m.applySet(ctx, groups[i], timeout)
+		return err
+	})
 	out := ssa.NewChangeSet()
-	var failed []error
-	for i := range groups {
-		if sets[i] != nil {
-			out.Append(sets[i].Entries)
-		}
-		if errs[i] != nil {
-			failed = append(failed, errs[i])
+	for _, cs := range sets {
+		if cs != nil {
+			out.Append(cs.Entries)
 		}
 	}
-	return out, join(failed)
+	return out, join(compact(errs))
 }
 
 // stages holds a plan's objects split by apply stage.

@@ -1,21 +1,15 @@
 package apply
 
 import (
-	"context"
 	"sync"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// The ssa manager does not hand back the objects the API server returned,
-// so Apply cannot read the resourceVersion each object ended with from it.
-// liveClient sits between ssa and the API server and notes, per Apply call,
-// the resourceVersion in every server-side apply response. For an object
-// ssa left unchanged the last response is its dry-run, whose
-// resourceVersion is the live one; for an applied object it is the apply
-// that follows the dry-run. The drift watch cache compares against these.
+// Apply records, per call, the resourceVersion in every server-side apply
+// response: for an object the apply left unchanged it is the live one. The
+// drift watch cache compares against these.
 
 // liveKey is the context key of the *liveVersions of one Apply call.
 type liveKey struct{}
@@ -47,19 +41,4 @@ func (l *liveVersions) snapshot() map[string]string {
 		}
 	}
 	return out
-}
-
-// liveClient is the client given to ssa: every call goes to Client, and a
-// successful server-side apply patch records the response's
-// resourceVersion in the context's liveVersions, if any.
-type liveClient struct{ client.Client }
-
-func (c liveClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
-	err := c.Client.Patch(ctx, obj, patch, opts...)
-	if err == nil && patch.Type() == types.ApplyPatchType {
-		if l, ok := ctx.Value(liveKey{}).(*liveVersions); ok {
-			l.set(obj)
-		}
-	}
-	return err
 }

@@ -11,16 +11,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/internal/testenv"
 )
 
 // k8s is an admin client of the package's control plane; testManager
-// applies through it.
+// applies through it. testConfig is its rest config, for tests that need
+// a client of their own.
 var (
 	k8s         client.Client
 	testManager *Manager
+	testConfig  *rest.Config
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -36,6 +39,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
+	testConfig = cp.Config
 	if k8s, err = client.New(cp.Config, client.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

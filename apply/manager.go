@@ -8,11 +8,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/api/v1alpha1"
 )
 
 const (
 	// DefaultFieldManager is the server-side apply field manager.
-	DefaultFieldManager = "tether"
+	DefaultFieldManager = v1alpha1.FieldManager
 	// OwnerGroup prefixes the owner labels ssa sets: tether.dev/name and
 	// tether.dev/namespace (v1alpha1.NameLabel, v1alpha1.NamespaceLabel).
 	OwnerGroup = "tether.dev"

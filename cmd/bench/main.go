@@ -132,7 +132,7 @@ func run(tetherBin string, sizes []int, runs, polls, driftN, driftRuns int) erro
 			row{what: fmt.Sprintf("first sync, %d objects", n), tether: median(first), kubectl: median(kubectlFirst),
 				note: "commit listed → fetched → rendered → applied → Ready"},
 			row{what: fmt.Sprintf("forced resync, nothing changed, %d objects", n), tether: median(resync), kubectl: median(kubectlAgain),
-				note: "annotation → render → apply (one dry-run per object) → status"})
+				note: "annotation → render → apply (one server-side apply per object) → status"})
 	}
 	watched := 0
 	if driftN > 0 {

@@ -62,7 +62,7 @@ func (o *agentOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.healthAddr, "health-addr", "", "address of /healthz and /readyz, e.g. :9440 (empty: off)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "address of Prometheus /metrics, e.g. :8080 (empty: off)")
 	f.DurationVar(&o.sourceTTL, "source-ttl", 10*time.Second, "how long one listing of a Git ref serves every GitSync that follows it")
-	f.Float32Var(&o.qps, "kube-api-qps", 100, "requests per second to the API server, sustained (a sync of n objects makes about 2n)")
+	f.Float32Var(&o.qps, "kube-api-qps", 100, "requests per second to the API server, sustained (a sync of n objects makes about n)")
 	f.IntVar(&o.burst, "kube-api-burst", 300, "requests to the API server allowed in a burst")
 	f.StringVar(&o.hubURL, "hub-url", "", "the hub to report to (https://, wss://; http:// and ws:// without TLS); empty: run alone")
 	f.StringVar(&o.agentName, "agent-name", "", "this agent's name at the hub (one per cluster)")

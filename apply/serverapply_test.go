@@ -91,6 +91,32 @@ func configMaps(n int) []*unstructured.Unstructured {
 	return objs
 }
 
+// sameAction is what every ConfigMap of configMaps(n) in ns should get.
+func sameAction(ns string, n int, action string) map[string]string {
+	out := make(map[string]string, n)
+	for i := range n {
+		out[fmt.Sprintf("ConfigMap/%s/cm-%02d", ns, i)] = action
+	}
+	return out
+}
+
+// applyCounted plans and applies configMaps(n) with m and returns the
+// plan, the result and the requests counted during Apply alone.
+func applyCounted(t *testing.T, m *Manager, counter *requestCounter, n int, opts Options) (*Plan, *Result, map[string]int) {
+	t.Helper()
+	ctx := testContext(t)
+	plan, err := m.Plan(ctx, configMaps(n), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter.take()
+	res, err := m.Apply(ctx, plan)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return plan, res, counter.take()
+}
+
 // TestApplyOneRequestPerObject: objects the cluster does not have are
 // applied with one request each (after one LIST of their kind and
 // namespace), with no dry-run; applied again unchanged, the same; the
@@ -103,31 +129,16 @@ func TestApplyOneRequestPerObject(t *testing.T) {
 	const n = 12
 	opts := Options{Owner: Owner{Name: "app", Namespace: ns}}
 
-	wantActions := func(action string) map[string]string {
-		out := make(map[string]string, n)
-		for i := range n {
-			out[fmt.Sprintf("ConfigMap/%s/cm-%02d", ns, i)] = action
-		}
-		return out
-	}
 	wantRequests := map[string]int{"list": 1, "apply": n}
 	for i, action := range []string{"created", "unchanged"} {
-		plan, err := m.Plan(ctx, configMaps(n), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counter.take()
-		res, err := m.Apply(ctx, plan)
-		if err != nil {
-			t.Fatalf("apply #%d: %v", i+1, err)
-		}
-		if diff := cmp.Diff(wantRequests, counter.take()); diff != "" {
+		plan, res, got := applyCounted(t, m, counter, n, opts)
+		if diff := cmp.Diff(wantRequests, got); diff != "" {
 			t.Errorf("apply #%d: requests (-want +got):\n%s", i+1, diff)
 		}
 		if counter.maxInFlight > 3 {
 			t.Errorf("apply #%d: %d applies at once, want at most ObjectConcurrency (3)", i+1, counter.maxInFlight)
 		}
-		if diff := cmp.Diff(wantActions(action), actions(res.ChangeSet)); diff != "" {
+		if diff := cmp.Diff(sameAction(ns, n, action), actions(res.ChangeSet)); diff != "" {
 			t.Errorf("apply #%d: actions (-want +got):\n%s", i+1, diff)
 		}
 		if res.Changed != (action == "created") {
@@ -174,23 +185,11 @@ func TestApplyWithoutListPermission(t *testing.T) {
 	const n = 3
 	opts := Options{Owner: Owner{Name: "app", Namespace: ns}}
 	for i, action := range []string{"created", "unchanged"} {
-		plan, err := m.Plan(ctx, configMaps(n), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counter.take()
-		res, err := m.Apply(ctx, plan)
-		if err != nil {
-			t.Fatalf("apply #%d: %v", i+1, err)
-		}
-		want := map[string]string{}
-		for j := range n {
-			want[fmt.Sprintf("ConfigMap/%s/cm-%02d", ns, j)] = action
-		}
-		if diff := cmp.Diff(want, actions(res.ChangeSet)); diff != "" {
+		_, res, got := applyCounted(t, m, counter, n, opts)
+		if diff := cmp.Diff(sameAction(ns, n, action), actions(res.ChangeSet)); diff != "" {
 			t.Errorf("apply #%d: actions (-want +got):\n%s", i+1, diff)
 		}
-		if got := counter.take(); got["get"] != n || got["apply"] != n || got["dry-run"] != 0 {
+		if got["get"] != n || got["apply"] != n || got["dry-run"] != 0 {
 			t.Errorf("apply #%d: requests %v, want %d gets and %d applies after a refused list", i+1, got, n, n)
 		}
 	}

@@ -29,7 +29,28 @@ var (
 	// ErrImmutableField reports a change to a field the API server will not
 	// update in place, on an object without the force annotation.
 	ErrImmutableField = errors.New("immutable field changed")
+	// ErrOwnershipConflict refuses an object that another GitSync owns
+	// (its owner labels name that GitSync): it is neither applied nor
+	// taken over.
+	ErrOwnershipConflict = errors.New("owned by another GitSync")
 )
+
+// OwnershipConflictError names an object of the set that another GitSync
+// already owns, and that owner.
+type OwnershipConflictError struct {
+	Object string // Kind/namespace/name
+	Owner  Owner  // the GitSync whose owner labels the live object carries
+}
+
+// Error says which object and which GitSync, e.g. "ConfigMap/shop/config
+// is owned by GitSync shop/web; ...".
+func (e *OwnershipConflictError) Error() string {
+	return fmt.Sprintf("%s is owned by GitSync %s/%s; remove it from one of the two GitSyncs (nothing was applied)",
+		e.Object, e.Owner.Namespace, e.Owner.Name)
+}
+
+// Unwrap makes errors.Is(err, ErrOwnershipConflict) true.
+func (e *OwnershipConflictError) Unwrap() error { return ErrOwnershipConflict }
 
 // ObjectError is an error about one object. Object is its identity as
 // Kind/namespace/name (Kind/name when cluster-scoped).
@@ -55,7 +76,7 @@ func IsUserError(err error) bool {
 	if err == nil {
 		return false
 	}
-	for _, s := range []error{ErrNamespaceNotAllowed, ErrUnknownKind, ErrInvalidObject, ErrDuplicateObject, ErrImmutableField} {
+	for _, s := range []error{ErrNamespaceNotAllowed, ErrUnknownKind, ErrInvalidObject, ErrDuplicateObject, ErrImmutableField, ErrOwnershipConflict} {
 		if errors.Is(err, s) {
 			return true
 		}

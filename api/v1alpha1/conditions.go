@@ -51,4 +51,7 @@ const (
 	// namespace is being deleted and its prune on deletion failed, so the
 	// finalizer lets go instead of holding the namespace forever.
 	ReasonFinalizerAbandoned = "FinalizerAbandoned"
+	// ReasonOwnershipConflict: an object in Git is already owned by
+	// another GitSync; nothing of this sync was applied or taken over.
+	ReasonOwnershipConflict = "OwnershipConflict"
 )

@@ -82,8 +82,8 @@ test: deps test-bin test-gitea lint fuzz ## Everything CI runs
 	@echo "[test] go test ./... (control plane from $(TETHER_TEST_BIN), Gitea from $(TETHER_TEST_GITEA))"
 	@$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-bench: build test-bin ## Benchmarks, printed as a table
-	@$(GO) run ./cmd/bench
+bench: build test-bin ## Benchmarks, printed as one markdown table (BENCH_FLAGS=-quick: small sizes, a few minutes)
+	@$(GO) run ./cmd/bench $(BENCH_FLAGS)
 
 generate: ## Regenerate deepcopy, the CRD (controller-gen) and the channel protocol (protoc)
 	@command -v protoc >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler)

@@ -13,62 +13,74 @@ import (
 	"tether.dev/tether/api/v1alpha1"
 )
 
-// measureDrift times drift handling on a GitSync of n objects: from an
-// out-of-band change (another field manager edits one ConfigMap) to
-// Drifted=True in the status (mode detect), and to the value being put
-// back (mode correct). Each run edits a different ConfigMap.
-func measureDrift(ctx context.Context, k *kube, url string, n, runs int) (detect, correct []time.Duration, err error) {
-	name := fmt.Sprintf("drift-%d", n)
-	if _, err := k.firstSync(ctx, name, name, url, fmt.Sprintf("./n%d", n)); err != nil {
-		return nil, nil, err
+// synced is a Ready GitSync of a mixed set (objects.go) that the drift and
+// status benchmarks work on.
+type synced struct {
+	key      types.NamespacedName
+	nsPrefix string
+	n        int
+}
+
+// configMap names the ConfigMap of the i-th app, counting only apps that
+// have one (all do), spread over the namespaces.
+func (s synced) configMap(i int) types.NamespacedName {
+	apps := (s.n + 2) / 3
+	app := (i * 7) % apps
+	return types.NamespacedName{Namespace: fmt.Sprintf("%s-%d", s.nsPrefix, app%mixNamespaces), Name: fmt.Sprintf("app-%04d", app)}
+}
+
+// measureCorrect times drift correction (mode correct, the default): from
+// an out-of-band change (another field manager edits one ConfigMap) until
+// the value is put back. Each run edits a different ConfigMap.
+func measureCorrect(ctx context.Context, k *kube, s synced, runs int) ([]time.Duration, error) {
+	var out []time.Duration
+	for i := 0; i < runs; i++ {
+		key := s.configMap(i)
+		start := time.Now()
+		if err := k.edit(ctx, key); err != nil {
+			return nil, err
+		}
+		err := k.observe(ctx, &corev1.ConfigMapList{}, func(o client.Object) bool {
+			cm := o.(*corev1.ConfigMap)
+			return cm.Name == key.Name && cm.Data["payload"] != "edited"
+		}, client.InNamespace(key.Namespace), client.MatchingFields{"metadata.name": key.Name})
+		if err != nil {
+			return nil, fmt.Errorf("ConfigMap %s not corrected: %w", key, err)
+		}
+		out = append(out, time.Since(start))
 	}
-	key := types.NamespacedName{Namespace: name, Name: name}
-	if err := k.setDriftMode(ctx, key, v1alpha1.DriftDetect); err != nil {
-		return nil, nil, err
+	return out, nil
+}
+
+// measureDetect switches the GitSync to mode detect and times an
+// out-of-band change → Drifted=True with the count in the status.
+func measureDetect(ctx context.Context, k *kube, s synced, runs, offset int) ([]time.Duration, error) {
+	if err := k.setDriftMode(ctx, s.key, v1alpha1.DriftDetect); err != nil {
+		return nil, err
 	}
+	var out []time.Duration
 	for i := 0; i < runs; i++ {
 		start := time.Now()
-		if err := k.edit(ctx, name, fmt.Sprintf("cm-%04d", i)); err != nil {
-			return nil, nil, err
+		if err := k.edit(ctx, s.configMap(offset+i)); err != nil {
+			return nil, err
 		}
 		want := i + 1
-		err := k.wait(ctx, key, func(gs *v1alpha1.GitSync) bool {
+		err := k.wait(ctx, s.key, func(gs *v1alpha1.GitSync) bool {
 			return meta.IsStatusConditionTrue(gs.Status.Conditions, v1alpha1.DriftedCondition) &&
 				gs.Status.Drift != nil && gs.Status.Drift.Count >= want
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		detect = append(detect, time.Since(start))
+		out = append(out, time.Since(start))
 	}
-	if err := k.setDriftMode(ctx, key, v1alpha1.DriftCorrect); err != nil {
-		return nil, nil, err
-	}
-	for i := 0; i < runs; i++ {
-		cm := fmt.Sprintf("cm-%04d", runs+i)
-		start := time.Now()
-		if err := k.edit(ctx, name, cm); err != nil {
-			return nil, nil, err
-		}
-		err := poll(ctx, func() (bool, error) {
-			obj := &corev1.ConfigMap{}
-			if err := k.c.Get(ctx, types.NamespacedName{Namespace: name, Name: cm}, obj); err != nil {
-				return false, err
-			}
-			return obj.Data["payload"] != "edited", nil
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		correct = append(correct, time.Since(start))
-	}
-	return detect, correct, nil
+	return out, nil
 }
 
 // edit changes a ConfigMap through another field manager, as kubectl edit.
-func (k *kube) edit(ctx context.Context, ns, name string) error {
+func (k *kube) edit(ctx context.Context, key types.NamespacedName) error {
 	cm := &corev1.ConfigMap{}
-	if err := k.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, cm); err != nil {
+	if err := k.c.Get(ctx, key, cm); err != nil {
 		return err
 	}
 	patch := client.MergeFrom(cm.DeepCopy())

@@ -1,12 +1,27 @@
-// Command bench measures the agent end to end on this machine and prints a
-// table: the cost of a poll that finds nothing new, the first sync and a
-// forced no-change resync of 200 and 1000 objects, side by side with
-// `kubectl apply --server-side` of the same objects, and the agent's memory.
-// It starts its own control plane and Git server (internal/testenv) and
-// runs the real `tether agent` binary as a separate process, so the memory
-// figures are the agent's alone. Timings are medians of several runs.
-// `bench -mode webhook` instead times commit → webhook → hub → agent →
-// applied (webhook.go).
+// Command bench measures the agent end to end on this machine and prints
+// one markdown table (for docs/performance.md), every figure measured in
+// the same run against the same API server:
+//
+//   - a poll that finds nothing new;
+//   - one GitSync of a mixed set (ConfigMaps, Deployments, Services over 10
+//     namespaces): first sync and forced no-change resync, side by side
+//     with the pinned `kubectl apply --server-side` and Flux's
+//     ssa.ApplyAllStaged on the same objects (mix.go);
+//   - with the largest set watched: out-of-band change → corrected and →
+//     detected (drift.go), and the requests the agent makes while a
+//     Deployment's status changes ten times a second (flap.go);
+//   - commit → webhook → hub → agent → applied at a steady commit rate over
+//     many GitSyncs (webhook.go);
+//   - many GitSyncs on one repository: create → all Ready, one commit
+//     touching all → live everywhere, requests per idle interval, memory
+//     (fleet.go).
+//
+// It starts its own control plane, Git server and hub and runs the real
+// `tether` binary as separate processes, so it measures whatever engine is
+// built, and a fresh agent per part, so that each memory figure is that
+// part's alone. The agent runs as a service account of its own, so that
+// the API server counts its requests apart (identity.go). Progress goes to
+// stderr, the table to stdout. -quick runs small sizes in a few minutes.
 package main
 
 import (
@@ -14,209 +29,164 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"tether.dev/tether/internal/testenv"
 	"tether.dev/tether/source"
 )
 
+type options struct {
+	tether        string
+	quick         bool
+	only          map[string]bool
+	runs, polls   int
+	sizes, fleets intList
+	fleetInterval time.Duration
+	flap          time.Duration
+	driftRuns     int
+	hookSyncs     int
+	hookCommits   int
+	hookRate      int
+}
+
+var parts = []string{"poll", "mix", "drift", "flap", "webhook", "fleet"}
+
 func main() {
-	var (
-		tether = flag.String("tether", "bin/tether", "the tether binary to run as the agent")
-		sizes  = intList{200, 1000}
-		runs   = flag.Int("runs", 3, "runs per measurement (the median is printed)")
-		polls  = flag.Int("polls", 20, "no-change polls to time")
-		driftN = flag.Int("drift-objects", 5000, "objects of the GitSync whose drift handling is timed (0: skip); the agent's memory is read with it synced")
-		driftR = flag.Int("drift-runs", 10, "out-of-band changes timed per drift mode")
-		mode   = flag.String("mode", "agent", "agent: the agent's table below; webhook: commit → webhook → hub → agent → applied (see webhook.go)")
-		hooks  = flag.Int("commits", 20, "with -mode webhook: commits to time")
-	)
-	flag.Var(&sizes, "sizes", "comma-separated object counts")
+	o := options{sizes: intList{1000, 5000}, fleets: intList{100, 1000}}
+	only := ""
+	flag.StringVar(&o.tether, "tether", "bin/tether", "the tether binary to run as agent and hub")
+	flag.BoolVar(&o.quick, "quick", false, "small sizes and short waits (a few minutes): -sizes 150,600 -runs 1 -fleets 10,50 -fleet-interval 15s -flap 10s -drift-runs 5 -webhook-gitsyncs 10 -webhook-commits 20, unless given")
+	flag.StringVar(&only, "only", "", "comma-separated parts to run, of "+strings.Join(parts, ",")+" (default all; drift and flap need mix)")
+	flag.IntVar(&o.runs, "runs", 3, "runs per size of the mixed set (medians are printed)")
+	flag.IntVar(&o.polls, "polls", 20, "no-change polls to time")
+	flag.Var(&o.sizes, "sizes", "comma-separated object counts of the mixed set; the largest stays synced for drift and flap")
+	flag.Var(&o.fleets, "fleets", "comma-separated GitSync counts of the fleet (10 objects each, one repository)")
+	flag.DurationVar(&o.fleetInterval, "fleet-interval", time.Minute, "the fleet's GitSync interval: requests are counted over one idle interval")
+	flag.DurationVar(&o.flap, "flap", time.Minute, "how long a Deployment's status is changed 10×/s")
+	flag.IntVar(&o.driftRuns, "drift-runs", 20, "out-of-band changes timed per drift mode")
+	flag.IntVar(&o.hookSyncs, "webhook-gitsyncs", 100, "GitSyncs (one repository each) the webhook commits are spread over")
+	flag.IntVar(&o.hookCommits, "webhook-commits", 100, "commits sent through the webhook")
+	flag.IntVar(&o.hookRate, "webhook-rate", 100, "webhook commits per minute")
 	flag.Parse()
-	if *mode == "webhook" {
-		if err := runWebhook(*tether, *hooks); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+	if o.quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quick := map[string]func(){
+			"sizes":            func() { o.sizes = intList{150, 600} },
+			"runs":             func() { o.runs = 1 },
+			"polls":            func() { o.polls = 5 },
+			"fleets":           func() { o.fleets = intList{10, 50} },
+			"fleet-interval":   func() { o.fleetInterval = 15 * time.Second },
+			"flap":             func() { o.flap = 10 * time.Second },
+			"drift-runs":       func() { o.driftRuns = 5 },
+			"webhook-gitsyncs": func() { o.hookSyncs = 10 },
+			"webhook-commits":  func() { o.hookCommits = 20 },
 		}
-		return
+		for name, f := range quick {
+			if !set[name] {
+				f()
+			}
+		}
 	}
-	if *mode != "agent" {
-		fmt.Fprintln(os.Stderr, "bench: -mode is agent or webhook")
-		os.Exit(2)
+	o.only = map[string]bool{}
+	for _, p := range strings.Split(only, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !slices.Contains(parts, p) {
+			fmt.Fprintf(os.Stderr, "bench: -only: unknown part %q (have %s)\n", p, strings.Join(parts, ","))
+			os.Exit(2)
+		}
+		o.only[p] = true
 	}
-	if err := run(*tether, sizes, *runs, *polls, *driftN, *driftR); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(tetherBin string, sizes []int, runs, polls, driftN, driftRuns int) error {
+func (o options) does(part string) bool { return len(o.only) == 0 || o.only[part] }
+
+func run(o options) error {
 	ctx := context.Background()
-	e, err := startEnv("tether-bench-")
+	began := time.Now()
+	e, err := startEnv("tether-bench-", o.tether)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	work, cp := e.work, e.cp
-	repo, err := e.git.CreateRepo("bench")
-	if err != nil {
-		return err
-	}
-	files := map[string]string{}
-	committed := sizes
-	if driftN > 0 && !slices.Contains(sizes, driftN) {
-		committed = append(slices.Clone(sizes), driftN)
-	}
-	for _, n := range committed {
-		for k, v := range configMaps(n) {
-			files[k] = v
-		}
-	}
-	step("committing %v ConfigMaps", committed)
-	if _, err := repo.Commit(files, "bench objects"); err != nil {
-		return err
-	}
-
 	var rows []row
-	pollTimes, err := timePolls(ctx, repo.URL, work, polls)
-	if err != nil {
-		return err
-	}
-	rows = append(rows, row{what: "no-change poll (one ls-remote, loopback)", tether: median(pollTimes), note: fmt.Sprintf("%d polls; no fetch, render, apply or API request", polls)})
-
-	step("starting the agent: %s agent", tetherBin)
-	agent := exec.CommandContext(ctx, tetherBin, "agent", "--kubeconfig", cp.KubeconfigPath, "--default-service-account", testenv.DeployerAccount,
-		"--cache-dir", filepath.Join(work, "cache"), "--leader-elect=false", "--log-level=error")
-	agent.Stdout, agent.Stderr = os.Stderr, os.Stderr
-	if err := agent.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = agent.Process.Kill(); _ = agent.Wait() }()
-
-	k := newKube(cp)
-	for _, n := range sizes {
-		var first, resync, kubectlFirst, kubectlAgain []time.Duration
-		for i := 0; i < runs; i++ {
-			step("%d objects, run %d/%d", n, i+1, runs)
-			name := fmt.Sprintf("bench-%d-%d", n, i)
-			ns := name
-			d, err := k.firstSync(ctx, name, ns, repo.URL, fmt.Sprintf("./n%d", n))
-			if err != nil {
-				return err
-			}
-			first = append(first, d)
-			if d, err = k.resync(ctx, name, fmt.Sprint(i)); err != nil {
-				return err
-			}
-			resync = append(resync, d)
-			if err := k.deleteSync(ctx, name, ns); err != nil {
-				return err
-			}
-
-			kns := "kubectl-" + name
-			dir := filepath.Join(repo.Dir, fmt.Sprintf("n%d", n))
-			if d, err = kubectlApply(ctx, cp.KubeconfigPath, kns, dir); err != nil {
-				return err
-			}
-			kubectlFirst = append(kubectlFirst, d)
-			if d, err = kubectlApply(ctx, cp.KubeconfigPath, kns, dir); err != nil {
-				return err
-			}
-			kubectlAgain = append(kubectlAgain, d)
-		}
-		rows = append(rows,
-			row{what: fmt.Sprintf("first sync, %d objects", n), tether: median(first), kubectl: median(kubectlFirst),
-				note: "commit listed → fetched → rendered → applied → Ready"},
-			row{what: fmt.Sprintf("forced resync, nothing changed, %d objects", n), tether: median(resync), kubectl: median(kubectlAgain),
-				note: "annotation → render → apply (one server-side apply per object) → status"})
-	}
-	watched := 0
-	if driftN > 0 {
-		step("drift: %d objects, %d changes per mode", driftN, driftRuns)
-		detect, correct, err := measureDrift(ctx, k, repo.URL, driftN, driftRuns)
+	if o.does("poll") {
+		step("poll: %d no-change polls", o.polls)
+		r, err := e.benchPoll(ctx, o.polls)
 		if err != nil {
 			return err
 		}
-		watched = driftN
-		rows = append(rows,
-			row{what: fmt.Sprintf("out-of-band change → Drifted=True (detect), %d watched", driftN), tether: median(detect),
-				note: fmt.Sprintf("p95 %s over %d changes; watch event → dry-run of the one object → status", round(p95(detect)), len(detect))},
-			row{what: fmt.Sprintf("out-of-band change → corrected (correct), %d watched", driftN), tether: median(correct),
-				note: fmt.Sprintf("p95 %s over %d changes; value put back by a re-apply of that object", round(p95(correct)), len(correct))})
+		rows = append(rows, r)
 	}
-	rss, hwm, err := memory(agent.Process.Pid)
-	if err != nil {
-		return err
+	if o.does("mix") || o.does("drift") || o.does("flap") {
+		r, err := e.benchMix(ctx, o)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
 	}
-	printTable(rows, rss, hwm, watched)
+	if o.does("webhook") {
+		r, err := e.benchWebhook(ctx, o)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
+	if o.does("fleet") {
+		r, err := e.benchFleets(ctx, o)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
+	step("done in %s", time.Since(began).Round(time.Second))
+	fmt.Printf("\n`%s` on %s, %s; kube-apiserver, etcd and kubectl %s built from source (`make test-bin`); one run, same API server.\n\n",
+		strings.Join(os.Args, " "), hostDesc(), time.Now().UTC().Format("2006-01-02"), "v1.37.2")
+	printTable(os.Stdout, rows)
 	return nil
 }
 
-// timePolls times Fetcher.Resolve with no listing cache: exactly the work
+// benchPoll times Fetcher.Resolve with no listing cache: exactly the work
 // of an agent poll that finds the revision unchanged.
-func timePolls(ctx context.Context, url, work string, n int) ([]time.Duration, error) {
-	f := source.NewFetcher(filepath.Join(work, "poll-cache"), source.Options{})
+func (e *env) benchPoll(ctx context.Context, n int) (row, error) {
+	repo, err := e.git.CreateRepo("poll")
+	if err != nil {
+		return row{}, err
+	}
+	if _, err := repo.Commit(map[string]string{"a.yaml": "kind: ConfigMap\n"}, "poll"); err != nil {
+		return row{}, err
+	}
+	f := source.NewFetcher(filepath.Join(e.work, "poll-cache"), source.Options{})
 	var out []time.Duration
 	for i := 0; i < n; i++ {
 		start := time.Now()
-		if _, err := f.Resolve(ctx, url, source.Ref{Branch: "main"}, nil); err != nil {
-			return nil, err
+		if _, err := f.Resolve(ctx, repo.URL, source.Ref{Branch: "main"}, nil); err != nil {
+			return row{}, err
 		}
 		out = append(out, time.Since(start))
-		f.Forget(url)
+		f.Forget(repo.URL)
 	}
-	return out, nil
+	return row{what: "no-change poll (one ls-remote, loopback)", tether: cell(out),
+		note: fmt.Sprintf("median of %d; no fetch, render, apply or API request", n)}, nil
 }
 
-func configMaps(n int) map[string]string {
-	files := map[string]string{}
-	for i := 0; i < n; i++ {
-		files[fmt.Sprintf("n%d/cm-%04d.yaml", n, i)] = fmt.Sprintf(`apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: cm-%04d
-data:
-  index: "%d"
-  payload: "%s"
-`, i, i, "tether-bench-payload-0123456789abcdef")
-	}
-	return files
-}
-
-// kubectlApply runs `kubectl apply --server-side` with the kubectl that
-// `make test-bin` built at the control plane's version: never the one on
-// PATH, whose speed says nothing about a current kubectl.
-func kubectlApply(ctx context.Context, kubeconfig, ns, dir string) (time.Duration, error) {
-	bin, err := testenv.BinDir()
-	if err != nil {
-		return 0, err
-	}
-	kubectl := filepath.Join(bin, "kubectl")
-	if _, err := os.Stat(kubectl); err != nil {
-		return 0, fmt.Errorf("no pinned kubectl (run make test-bin): %w", err)
-	}
-	create := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "create", "namespace", ns)
-	_ = create.Run() // exists on the second apply
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "apply", "--server-side",
-		"--field-manager", "bench", "-n", ns, "-f", dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("kubectl apply: %v: %s", err, lastLine(out))
-	}
-	return time.Since(start), nil
-}
-
-func p95(ds []time.Duration) time.Duration {
+func p(ds []time.Duration, pct int) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)*95+99)/100-1]
+	return s[(len(s)*pct+99)/100-1]
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -229,23 +199,36 @@ func median(ds []time.Duration) time.Duration {
 }
 
 func step(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	fmt.Fprintf(os.Stderr, "[bench %s +%s] %s\n", time.Now().Format("15:04:05"), time.Since(started).Round(time.Second), fmt.Sprintf(format, args...))
 }
 
-// env is what every benchmark runs against: a control plane and a Git
-// server, with a work folder, all removed by close.
+var started = time.Now()
+
+// env is what every part runs against: a control plane, a Git server, the
+// agent's identity and a work folder, all removed by close.
 type env struct {
-	work string
-	cp   *testenv.ControlPlane
-	git  *testenv.GitServer
+	tether          string
+	work            string
+	cp              *testenv.ControlPlane
+	git             *testenv.GitServer
+	k               *kube
+	agentKubeconfig string
+	hub             *hub
 }
 
-func startEnv(prefix string) (*env, error) {
+func startEnv(prefix, tether string) (*env, error) {
+	bin, err := filepath.Abs(tether)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("no tether binary (run make build): %w", err)
+	}
 	work, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return nil, err
 	}
-	e := &env{work: work}
+	e := &env{tether: bin, work: work}
 	step("starting kube-apiserver + etcd")
 	if e.cp, err = testenv.StartControlPlane(testenv.ControlPlaneOptions{}); err != nil {
 		e.close()
@@ -255,10 +238,21 @@ func startEnv(prefix string) (*env, error) {
 		e.close()
 		return nil, err
 	}
+	if e.k, err = newKube(e.cp.Config); err != nil {
+		e.close()
+		return nil, err
+	}
+	if e.agentKubeconfig, err = e.k.agentIdentity(context.Background(), e.cp.Config, work); err != nil {
+		e.close()
+		return nil, err
+	}
 	return e, nil
 }
 
 func (e *env) close() {
+	if e.hub != nil {
+		e.hub.stop()
+	}
 	if e.git != nil {
 		_ = e.git.Close()
 	}
@@ -266,4 +260,16 @@ func (e *env) close() {
 		_ = e.cp.Stop()
 	}
 	_ = os.RemoveAll(e.work)
+}
+
+func hostDesc() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	cpus := 0
+	if err == nil {
+		cpus = strings.Count(string(b), "\nprocessor")
+		if strings.HasPrefix(string(b), "processor") {
+			cpus++
+		}
+	}
+	return fmt.Sprintf("%d CPUs", cpus)
 }

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// measureFlap writes the status subresource of one synced Deployment
+// `perSecond` times a second for d, as the Deployment's controller does all
+// day, and returns how many requests the agent made meanwhile and how many
+// status writes were made. Nothing but status changes, so the agent has
+// nothing to do.
+func measureFlap(ctx context.Context, k *kube, s synced, d time.Duration, perSecond int) (agentReqs int64, writes int, err error) {
+	key := types.NamespacedName{Namespace: s.nsPrefix + "-0", Name: "app-0000"}
+	dep := &appsv1.Deployment{}
+	if err := k.c.Get(ctx, key, dep); err != nil {
+		return 0, 0, fmt.Errorf("Deployment %s: %w", key, err)
+	}
+	agentReqs, err = k.countAgent(ctx, func() error {
+		tick := time.NewTicker(time.Second / time.Duration(perSecond))
+		defer tick.Stop()
+		end := time.Now().Add(d)
+		for now := range tick.C {
+			if now.After(end) {
+				// Anything the agent does about the last writes counts too.
+				time.Sleep(2 * time.Second)
+				return nil
+			}
+			writes++
+			patch, _ := json.Marshal(map[string]any{"status": map[string]any{
+				"observedGeneration": dep.Generation,
+				"replicas":           writes % 2,
+				"updatedReplicas":    writes % 2,
+				"conditions": []map[string]any{{
+					"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+					"message":            fmt.Sprintf("status write %d from the benchmark", writes),
+					"lastUpdateTime":     now.UTC().Format(time.RFC3339),
+					"lastTransitionTime": now.UTC().Format(time.RFC3339),
+				}},
+			}})
+			if err := k.c.Status().Patch(ctx, dep, client.RawPatch(types.MergePatchType, patch), client.FieldOwner("bench-deployment-controller")); err != nil {
+				return fmt.Errorf("status of Deployment %s: %w", key, err)
+			}
+		}
+		return nil
+	})
+	return agentReqs, writes, err
+}

@@ -22,6 +22,8 @@ func measureFlap(ctx context.Context, k *kube, s synced, d time.Duration, perSec
 	if err := k.c.Get(ctx, key, dep); err != nil {
 		return 0, 0, fmt.Errorf("Deployment %s: %w", key, err)
 	}
+	// Whatever the agent still does about earlier parts is not counted.
+	time.Sleep(3 * time.Second)
 	agentReqs, err = k.countAgent(ctx, func() error {
 		tick := time.NewTicker(time.Second / time.Duration(perSecond))
 		defer tick.Stop()

@@ -107,7 +107,7 @@ func (k *kube) agentIdentity(ctx context.Context, cfg *rest.Config, dir string) 
 		if err != nil {
 			return "", err
 		}
-		resp, err := agentHTTP.Get(agentCfg.Host + "/api/v1/namespaces/" + agentNamespace)
+		resp, err := agentHTTP.Get(strings.TrimSuffix(agentCfg.Host, "/") + "/api/v1/namespaces/" + agentNamespace)
 		if err != nil {
 			return "", err
 		}

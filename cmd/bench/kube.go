@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -52,7 +53,7 @@ func newKube(cfg *rest.Config) (*kube, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kube{c: c, http: hc, host: cfg.Host}, nil
+	return &kube{c: c, http: hc, host: strings.TrimSuffix(cfg.Host, "/")}, nil
 }
 
 // tenant creates namespace ns whose GitSyncs apply as its

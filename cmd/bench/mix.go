@@ -51,6 +51,7 @@ func (e *env) benchMix(ctx context.Context, o options) ([]row, error) {
 	var kept synced
 	for _, n := range o.sizes {
 		var first, resync, kFirst, kAgain, fFirst, fAgain []time.Duration
+		var firstReqs, resyncReqs int64
 		for r := 0; r < o.runs; r++ {
 			// tether: commit listed → fetched → rendered → applied → Ready.
 			prefix := fmt.Sprintf("t%d-r%d", n, r)
@@ -62,14 +63,22 @@ func (e *env) benchMix(ctx context.Context, o options) ([]row, error) {
 			}
 			step("mix: %d objects, run %d/%d: tether first sync", n, r+1, o.runs)
 			gs := gitSync("mix", prefix, repo.URL, fmt.Sprintf("./mix/n%d/r%d", n, r), time.Hour)
-			d, err := k.firstSync(ctx, gs)
+			var d time.Duration
+			firstReqs, err = k.countAgent(ctx, func() (err error) {
+				d, err = k.firstSync(ctx, gs)
+				return err
+			})
 			if err != nil {
 				return nil, err
 			}
 			first = append(first, d)
 			step("mix: %d objects, run %d/%d: tether forced resync (first sync %s)", n, r+1, o.runs, round(d))
 			key := types.NamespacedName{Namespace: prefix, Name: "mix"}
-			if d, err = k.resync(ctx, key, fmt.Sprintf("bench-%d", r)); err != nil {
+			resyncReqs, err = k.countAgent(ctx, func() (err error) {
+				d, err = k.resync(ctx, key, fmt.Sprintf("bench-%d", r))
+				return err
+			})
+			if err != nil {
 				return nil, err
 			}
 			resync = append(resync, d)
@@ -135,9 +144,9 @@ func (e *env) benchMix(ctx context.Context, o options) ([]row, error) {
 		}
 		rows = append(rows,
 			compared(fmt.Sprintf("first sync, %s objects (ConfigMaps, Deployments, Services; 10 namespaces)", thousands(n)), first, kFirst, fFirst, 0.6,
-				runs+"tether: GitSync created → commit listed, fetched, rendered, applied → Ready; flux: apply only"),
+				runs+fmt.Sprintf("tether: GitSync created → commit listed, fetched, rendered, applied → Ready, %d API requests by the agent (last run); flux: apply only", firstReqs)),
 			compared(fmt.Sprintf("forced resync, nothing changed, %s objects", thousands(n)), resync, kAgain, fAgain, 0.1,
-				runs+"tether: resync annotation → Ready with the new lastHandledResyncAt; kubectl, flux: the same apply again"))
+				runs+fmt.Sprintf("tether: resync annotation → Ready with the new lastHandledResyncAt, %d API requests by the agent (last run); kubectl, flux: the same apply again", resyncReqs)))
 	}
 	if !o.does("drift") && !o.does("flap") {
 		return rows, e.dropAll(ctx, agent, kept)

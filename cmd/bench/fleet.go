@@ -118,7 +118,11 @@ func (e *env) benchFleet(ctx context.Context, n int, interval time.Duration) (fl
 	if f.ready, err = k.createAllReady(ctx, syncs, set); err != nil {
 		return f, err
 	}
-	step("fleet %d: all Ready in %s; one commit touching all", n, round(f.ready))
+	step("fleet %d: all Ready in %s; waiting until the hub has heard of all", n, round(f.ready))
+	if err := e.hub.knows(syncs); err != nil {
+		return f, err
+	}
+	step("fleet %d: one commit touching all", n)
 	// Every GitSync's ConfigMaps (one per app of three objects) carry the
 	// new value once the commit is live.
 	want := n * ((fleetObjects + 2) / 3)
@@ -146,6 +150,9 @@ func (e *env) benchFleet(ctx context.Context, n int, interval time.Duration) (fl
 		return f, err
 	}
 	f.matched = matched
+	if matched < n {
+		return f, fmt.Errorf("fleet %d: the hub matched the push to only %d GitSyncs", n, matched)
+	}
 	wg.Wait()
 	if watchErr != nil {
 		return f, fmt.Errorf("fleet %d: %d of %d ConfigMaps live: %w", n, len(seen), want, watchErr)

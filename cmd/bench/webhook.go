@@ -65,13 +65,8 @@ func (e *env) benchWebhook(ctx context.Context, o options) ([]row, error) {
 	if _, err := e.k.createAllReady(ctx, syncs, "webhook"); err != nil {
 		return nil, err
 	}
-	// The hub dispatches a push to the GitSyncs its agent has reported;
-	// wait until it has heard of every one.
-	for _, gs := range syncs {
-		badge := h.url + "/badge/bench/" + gs.Namespace + "/" + gs.Name + ".svg"
-		if err := pollEvery10ms(time.Minute, func() bool { return badgeShows(badge, "synced") }); err != nil {
-			return nil, fmt.Errorf("hub badge of %s/%s: %w", gs.Namespace, gs.Name, err)
-		}
+	if err := h.knows(syncs); err != nil {
+		return nil, err
 	}
 
 	n := o.hookCommits
@@ -195,6 +190,18 @@ func postPush(h *hub, repoURL, sha string) (int, error) {
 		return 0, fmt.Errorf("webhook for %s: %s %s", repoURL, resp.Status, b)
 	}
 	return got.GitSyncs, nil
+}
+
+// knows waits until the hub shows every GitSync synced: it dispatches a
+// push only to the GitSyncs its agents have reported.
+func (h *hub) knows(syncs []*v1alpha1.GitSync) error {
+	for _, gs := range syncs {
+		badge := h.url + "/badge/bench/" + gs.Namespace + "/" + gs.Name + ".svg"
+		if err := pollEvery10ms(time.Minute, func() bool { return badgeShows(badge, "synced") }); err != nil {
+			return fmt.Errorf("hub badge of %s/%s: %w", gs.Namespace, gs.Name, err)
+		}
+	}
+	return nil
 }
 
 func badgeShows(url, text string) bool {

@@ -50,92 +50,26 @@ func (e *env) benchMix(ctx context.Context, o options) ([]row, error) {
 	var rows []row
 	var kept synced
 	for _, n := range o.sizes {
-		var first, resync, kFirst, kAgain, fFirst, fAgain []time.Duration
-		var firstReqs, resyncReqs int64
+		var t, kc, fx mixTimes
 		for r := 0; r < o.runs; r++ {
-			// tether: commit listed → fetched → rendered → applied → Ready.
-			prefix := fmt.Sprintf("t%d-r%d", n, r)
-			if err := k.tenant(ctx, prefix, true); err != nil {
-				return nil, err
-			}
-			if err := k.namespaces(ctx, mixNamespaceNames(prefix, n)...); err != nil {
-				return nil, err
-			}
-			step("mix: %d objects, run %d/%d: tether first sync", n, r+1, o.runs)
-			gs := gitSync("mix", prefix, repo.URL, fmt.Sprintf("./mix/n%d/r%d", n, r), time.Hour)
-			var d time.Duration
-			firstReqs, err = k.countAgent(ctx, func() (err error) {
-				d, err = k.firstSync(ctx, gs)
-				return err
-			})
-			if err != nil {
-				return nil, err
-			}
-			first = append(first, d)
-			step("mix: %d objects, run %d/%d: tether forced resync (first sync %s)", n, r+1, o.runs, round(d))
-			key := types.NamespacedName{Namespace: prefix, Name: "mix"}
-			resyncReqs, err = k.countAgent(ctx, func() (err error) {
-				d, err = k.resync(ctx, key, fmt.Sprintf("bench-%d", r))
-				return err
-			})
-			if err != nil {
-				return nil, err
-			}
-			resync = append(resync, d)
-			if n == largest && r == o.runs-1 {
-				kept = synced{key: key, nsPrefix: prefix, n: n}
-			} else {
-				if err := k.release(ctx, key); err != nil {
-					return nil, err
-				}
-				if err := k.purge(ctx, mixNamespaceNames(prefix, n)...); err != nil {
-					return nil, err
-				}
-			}
-
-			// kubectl apply --server-side, twice, of the same objects in
-			// namespaces of its own.
-			prefix = fmt.Sprintf("k%d-r%d", n, r)
-			dir := filepath.Join(e.work, "kubectl", prefix)
-			if err := writeFiles(dir, mixFiles(".", n, prefix, "", "1")); err != nil {
-				return nil, err
-			}
-			if err := k.namespaces(ctx, mixNamespaceNames(prefix, n)...); err != nil {
-				return nil, err
-			}
+			// The peers go first, so that the agent's watch of a kept set
+			// never competes with them for the two cores.
 			step("mix: %d objects, run %d/%d: kubectl", n, r+1, o.runs)
-			if d, err = e.kubectlApply(ctx, dir); err != nil {
-				return nil, err
-			}
-			kFirst = append(kFirst, d)
-			if d, err = e.kubectlApply(ctx, dir); err != nil {
-				return nil, err
-			}
-			kAgain = append(kAgain, d)
-			if err := k.purge(ctx, mixNamespaceNames(prefix, n)...); err != nil {
-				return nil, err
-			}
-
-			// Flux's ssa.ApplyAllStaged, twice.
-			prefix = fmt.Sprintf("f%d-r%d", n, r)
-			objs, err := decode(mixFiles(".", n, prefix, "", "1"))
-			if err != nil {
-				return nil, err
-			}
-			if err := k.namespaces(ctx, mixNamespaceNames(prefix, n)...); err != nil {
+			if err := e.mixKubectl(ctx, &kc, n, r); err != nil {
 				return nil, err
 			}
 			step("mix: %d objects, run %d/%d: flux ssa", n, r+1, o.runs)
-			if d, err = flux.apply(ctx, objs); err != nil {
+			if err := e.mixFlux(ctx, flux, &fx, n, r); err != nil {
 				return nil, err
 			}
-			fFirst = append(fFirst, d)
-			if d, err = flux.apply(ctx, objs); err != nil {
+			step("mix: %d objects, run %d/%d: tether", n, r+1, o.runs)
+			keep := n == largest && r == o.runs-1
+			s, err := e.mixTether(ctx, &t, repo.URL, n, r, keep)
+			if err != nil {
 				return nil, err
 			}
-			fAgain = append(fAgain, d)
-			if err := k.purge(ctx, mixNamespaceNames(prefix, n)...); err != nil {
-				return nil, err
+			if keep {
+				kept = s
 			}
 		}
 		runs := fmt.Sprintf("median of %d runs; ", o.runs)
@@ -143,10 +77,10 @@ func (e *env) benchMix(ctx context.Context, o options) ([]row, error) {
 			runs = "one run; "
 		}
 		rows = append(rows,
-			compared(fmt.Sprintf("first sync, %s objects (ConfigMaps, Deployments, Services; 10 namespaces)", thousands(n)), first, kFirst, fFirst, 0.6,
-				runs+fmt.Sprintf("tether: GitSync created → commit listed, fetched, rendered, applied → Ready, %d API requests by the agent (last run); flux: apply only", firstReqs)),
-			compared(fmt.Sprintf("forced resync, nothing changed, %s objects", thousands(n)), resync, kAgain, fAgain, 0.1,
-				runs+fmt.Sprintf("tether: resync annotation → Ready with the new lastHandledResyncAt, %d API requests by the agent (last run); kubectl, flux: the same apply again", resyncReqs)))
+			compared(fmt.Sprintf("first sync, %s objects (ConfigMaps, Deployments, Services; 10 namespaces)", thousands(n)), t.first, kc.first, fx.first, 0.6,
+				runs+fmt.Sprintf("tether: GitSync created → commit listed, fetched, rendered, applied → Ready, %d API requests by the agent (last run); flux: apply only", t.firstReqs)),
+			compared(fmt.Sprintf("forced resync, nothing changed, %s objects", thousands(n)), t.again, kc.again, fx.again, 0.1,
+				runs+fmt.Sprintf("tether: resync annotation → Ready with the new lastHandledResyncAt, %d API requests by the agent (last run); kubectl, flux: the same apply again", t.againReqs)))
 	}
 	if !o.does("drift") && !o.does("flap") {
 		return rows, e.dropAll(ctx, agent, kept)
@@ -188,6 +122,96 @@ func (e *env) benchMix(ctx context.Context, o options) ([]row, error) {
 			tether: round(median(detect)), note: fmt.Sprintf("median; p95 %s over %d changes", round(p(detect, 95)), len(detect))})
 	}
 	return rows, e.dropAll(ctx, agent, kept)
+}
+
+// mixTimes collects one tool's timings of one size.
+type mixTimes struct {
+	first, again         []time.Duration
+	firstReqs, againReqs int64 // the agent's API requests in the last run
+}
+
+// mixTether times a GitSync of run r's objects: created → Ready, then a
+// forced resync. Unless keep, the GitSync and its objects are removed
+// again; else they stay for the drift and status parts.
+func (e *env) mixTether(ctx context.Context, t *mixTimes, url string, n, r int, keep bool) (synced, error) {
+	k := e.k
+	prefix := fmt.Sprintf("t%d-r%d", n, r)
+	s := synced{key: types.NamespacedName{Namespace: prefix, Name: "mix"}, nsPrefix: prefix, n: n}
+	if err := k.tenant(ctx, prefix, true); err != nil {
+		return s, err
+	}
+	if err := k.namespaces(ctx, mixNamespaceNames(prefix, n)...); err != nil {
+		return s, err
+	}
+	gs := gitSync(s.key.Name, prefix, url, fmt.Sprintf("./mix/n%d/r%d", n, r), time.Hour)
+	var d time.Duration
+	var err error
+	t.firstReqs, err = k.countAgent(ctx, func() (err error) {
+		d, err = k.firstSync(ctx, gs)
+		return err
+	})
+	if err != nil {
+		return s, err
+	}
+	t.first = append(t.first, d)
+	step("mix: %d objects, run %d: tether first sync %s; forced resync", n, r+1, round(d))
+	t.againReqs, err = k.countAgent(ctx, func() (err error) {
+		d, err = k.resync(ctx, s.key, fmt.Sprintf("bench-%d", r))
+		return err
+	})
+	if err != nil {
+		return s, err
+	}
+	t.again = append(t.again, d)
+	if keep {
+		return s, nil
+	}
+	if err := k.release(ctx, s.key); err != nil {
+		return s, err
+	}
+	return s, k.purge(ctx, mixNamespaceNames(prefix, n)...)
+}
+
+// mixKubectl times `kubectl apply --server-side` of run r's objects, in
+// namespaces of its own, twice.
+func (e *env) mixKubectl(ctx context.Context, t *mixTimes, n, r int) error {
+	prefix := fmt.Sprintf("k%d-r%d", n, r)
+	dir := filepath.Join(e.work, "kubectl", prefix)
+	if err := writeFiles(dir, mixFiles(".", n, prefix, "", "1")); err != nil {
+		return err
+	}
+	if err := e.k.namespaces(ctx, mixNamespaceNames(prefix, n)...); err != nil {
+		return err
+	}
+	for _, ds := range []*[]time.Duration{&t.first, &t.again} {
+		d, err := e.kubectlApply(ctx, dir)
+		if err != nil {
+			return err
+		}
+		*ds = append(*ds, d)
+	}
+	return e.k.purge(ctx, mixNamespaceNames(prefix, n)...)
+}
+
+// mixFlux times Flux's ssa.ApplyAllStaged of run r's objects, in
+// namespaces of its own, twice.
+func (e *env) mixFlux(ctx context.Context, flux *fluxSSA, t *mixTimes, n, r int) error {
+	prefix := fmt.Sprintf("f%d-r%d", n, r)
+	objs, err := decode(mixFiles(".", n, prefix, "", "1"))
+	if err != nil {
+		return err
+	}
+	if err := e.k.namespaces(ctx, mixNamespaceNames(prefix, n)...); err != nil {
+		return err
+	}
+	for _, ds := range []*[]time.Duration{&t.first, &t.again} {
+		d, err := flux.apply(ctx, objs)
+		if err != nil {
+			return err
+		}
+		*ds = append(*ds, d)
+	}
+	return e.k.purge(ctx, mixNamespaceNames(prefix, n)...)
 }
 
 // dropAll stops the agent, then deletes every GitSync left (finalizers

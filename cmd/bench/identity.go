@@ -32,7 +32,9 @@ import (
 // own, and those it makes impersonating a GitSync's deployer account. The
 // benchmark's client is in system:masters, which the built-in "exempt"
 // FlowSchema (precedence 1) takes first, and nothing else in this control
-// plane runs as a service account (there is no controller manager).
+// plane runs as a service account (there is no controller manager). The
+// schema uses the exempt priority level, so the agent is never queued by
+// APF, exactly like kubectl and the Flux path, which run as the admin.
 const (
 	agentNamespace  = "tether-system"
 	agentAccount    = "tether-agent"
@@ -61,7 +63,7 @@ func (k *kube) agentIdentity(ctx context.Context, cfg *rest.Config, dir string) 
 	fs := &flowcontrolv1.FlowSchema{
 		ObjectMeta: metav1.ObjectMeta{Name: agentFlowSchema},
 		Spec: flowcontrolv1.FlowSchemaSpec{
-			PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: "workload-high"},
+			PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: "exempt"},
 			MatchingPrecedence:         50,
 			DistinguisherMethod:        &flowcontrolv1.FlowDistinguisherMethod{Type: flowcontrolv1.FlowDistinguisherMethodByUserType},
 			Rules: []flowcontrolv1.PolicyRulesWithSubjects{{

@@ -43,6 +43,9 @@ func TestMixFiles(t *testing.T) {
 			if !strings.HasPrefix(p, "d/app-") {
 				t.Errorf("n=%d: file %s outside d/", n, p)
 			}
+			if !strings.HasPrefix(y, "apiVersion: ") {
+				t.Errorf("n=%d: file %s holds no object: %q", n, p, y)
+			}
 			for _, doc := range strings.Split(y, "---\n") {
 				for _, line := range strings.Split(doc, "\n") {
 					if k, ok := strings.CutPrefix(line, "kind: "); ok {

@@ -70,7 +70,7 @@ type ControlPlane struct {
 	env               *envtest.Environment
 	workDir           string // certificates, audit log; removed by Stop
 	kubeconfigDir     string
-	auditLog          string // empty unless ControlPlaneOptions.Audit
+	auditLog          string             // empty unless ControlPlaneOptions.Audit
 	controllerManager *ControllerManager // nil unless ControlPlaneOptions.ControllerManager
 }
 

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -163,14 +168,60 @@ func (c *ControlPlane) addUser(name, file string, groups ...string) (string, err
 	return path, nil
 }
 
-// StopAPIServer stops the kube-apiserver process (SIGTERM, as a node
-// shutdown or an upgrade does) and leaves etcd and its data running, so
-// that a test sees what its clients do while the API is gone.
+// StopAPIServer kills the kube-apiserver process, as a crash or the loss
+// of its node does, and leaves etcd and its data running, so that a test
+// sees what its clients do while the API is gone. (A SIGTERM would do: but
+// kube-apiserver drains its clients for up to a minute first, while they
+// go on being served.)
 func (c *ControlPlane) StopAPIServer() error {
-	if err := c.env.ControlPlane.GetAPIServer().Stop(); err != nil {
+	apiServer := c.env.ControlPlane.GetAPIServer()
+	pid, err := findProcess("kube-apiserver", "--cert-dir="+apiServer.CertDir)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill kube-apiserver (pid %d): %w", pid, err)
+	}
+	// envtest reaps its child; once it has, Stop finds it exited and only
+	// tidies up.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-apiserver (pid %d) still there a minute after SIGKILL", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := apiServer.Stop(); err != nil {
 		return fmt.Errorf("stop kube-apiserver: %w", err)
 	}
 	return nil
+}
+
+// findProcess returns the pid of the process running binary whose
+// command line has arg.
+func findProcess(binary, arg string) (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if filepath.Base(args[0]) == binary && slices.Contains(args, arg) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s process with %s", binary, arg)
 }
 
 // StartAPIServer starts kube-apiserver again after StopAPIServer, on the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -185,12 +184,16 @@ func checkConverged(t *testing.T, key types.NamespacedName, inGit map[string]boo
 	t.Helper()
 	// An orphan may be pruned by a later sync than the one that is Ready
 	// first: wait for it rather than judge one instant.
-	cms := waitOwned(t, key, "the owned ConfigMaps to be exactly those in Git", func(cms map[string]corev1.ConfigMap) bool {
-		return len(cms) == len(inGit) && len(diffNames(cms, inGit)) == 0
+	var cms map[string]corev1.ConfigMap
+	eventually(t, faultWait, "the owned ConfigMaps to be exactly those in Git", func() (bool, string) {
+		var err error
+		if cms, err = owned(key); err != nil {
+			return false, err.Error()
+		}
+		missing, orphans := missingAndExtra(cms, inGit)
+		return len(missing)+len(orphans) == 0, fmt.Sprintf("%d owned; in Git but missing: %s; orphans (owned, not in Git): %s",
+			len(cms), firstFew(missing), firstFew(orphans))
 	})
-	if missing, orphans := missingAndExtra(cms, inGit); len(missing)+len(orphans) > 0 {
-		t.Fatalf("in Git but not in the cluster: %v; orphans (owned, not in Git): %v", missing, orphans)
-	}
 	for name, cm := range cms {
 		if cm.Data["v"] != v {
 			t.Errorf("ConfigMap %s has v=%q, want %q", name, cm.Data["v"], v)
@@ -198,10 +201,12 @@ func checkConverged(t *testing.T, key types.NamespacedName, inGit map[string]boo
 	}
 }
 
-// diffNames is every name in exactly one of cms and want.
-func diffNames(cms map[string]corev1.ConfigMap, want map[string]bool) []string {
-	missing, extra := missingAndExtra(cms, want)
-	return append(missing, extra...)
+// firstFew shows up to 10 of names and how many there are.
+func firstFew(names []string) string {
+	if len(names) > 10 {
+		return fmt.Sprintf("%d, e.g. %v", len(names), names[:10])
+	}
+	return fmt.Sprint(len(names), " ", names)
 }
 
 func missingAndExtra(cms map[string]corev1.ConfigMap, want map[string]bool) (missing, extra []string) {
@@ -344,14 +349,4 @@ func (w *inventoryWatch) check(t *testing.T) {
 	if len(w.lost) > 0 {
 		t.Errorf("%d inventory entries of objects still in Git were dropped, e.g. %v", len(w.lost), w.lost[:min(5, len(w.lost))])
 	}
-}
-
-// sortedKeys lists a set in order, for messages.
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -270,12 +271,14 @@ func distinctNames(events []testenv.AuditEvent) map[string]bool {
 // inventoryWatch reads the GitSync's status.inventory every 50 ms and
 // records every entry that leaves it although the test did not allow it
 // to: an object that is still in Git and exists must never drop out of
-// the inventory, or a later prune would miss it.
+// the inventory, or a later prune would miss it. It also records each
+// applied revision it sees.
 type inventoryWatch struct {
 	mu       sync.Mutex
 	mayLeave map[string]bool // inventory IDs that may leave
 	lost     []string
 	reads    int
+	applied  []string // each new status.lastAppliedRevision, in order
 	stop     func()
 }
 
@@ -310,6 +313,9 @@ func watchInventory(t *testing.T, key types.NamespacedName) *inventoryWatch {
 			}
 			w.mu.Lock()
 			w.reads++
+			if r := gs.Status.LastAppliedRevision; r != "" && (len(w.applied) == 0 || w.applied[len(w.applied)-1] != r) {
+				w.applied = append(w.applied, r)
+			}
 			for id := range prev {
 				if !cur[id] && !w.mayLeave[id] {
 					w.lost = append(w.lost, fmt.Sprintf("%s (inventory of %d entries went to %d)", id, len(prev), len(cur)))
@@ -349,4 +355,12 @@ func (w *inventoryWatch) check(t *testing.T) {
 	if len(w.lost) > 0 {
 		t.Errorf("%d inventory entries of objects still in Git were dropped, e.g. %v", len(w.lost), w.lost[:min(5, len(w.lost))])
 	}
+}
+
+// appliedRevisions are the status.lastAppliedRevision values seen so far,
+// in order, without repeats.
+func (w *inventoryWatch) appliedRevisions() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.applied)
 }

@@ -2,7 +2,6 @@ package apply
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -26,50 +25,26 @@ var (
 	testConfig  *rest.Config
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := cp.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, testenv.ControlPlaneOptions{}, func(cp *testenv.ControlPlane) (func() error, error) {
+		testConfig = cp.Config
+		var err error
+		if k8s, err = client.New(cp.Config, client.Options{}); err != nil {
+			return nil, err
 		}
-	}()
-	testConfig = cp.Config
-	if k8s, err = client.New(cp.Config, client.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	disco, err := discovery.NewDiscoveryClientForConfig(cp.Config)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	testManager = NewManager(k8s, ManagerOptions{Discovery: disco})
-	return m.Run()
+		disco, err := discovery.NewDiscoveryClientForConfig(cp.Config)
+		if err != nil {
+			return nil, err
+		}
+		testManager = NewManager(k8s, ManagerOptions{Discovery: disco})
+		return nil, nil
+	}))
 }
 
-// testContext is bounded so that a stuck API call fails the test instead of
-// hanging the package.
-func testContext(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	tb.Cleanup(cancel)
-	return ctx
-}
+func testContext(tb testing.TB) context.Context { return testenv.Context(tb, 2*time.Minute) }
 
 // newNamespace creates a namespace of the test's own.
-func newNamespace(tb testing.TB) string {
-	tb.Helper()
-	ns, err := testenv.CreateNamespace(testContext(tb), k8s, "apply")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return ns
-}
+func newNamespace(tb testing.TB) string { return testenv.NewNamespace(tb, k8s, "apply") }
 
 // readObjects reads a YAML fixture from testdata/, replacing ${KEY} with
 // vars[KEY].

@@ -279,13 +279,12 @@ func startAgent(t testing.TB, opts agent.Options) *agent.Client {
 // eventually polls cond for up to 10 s.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !cond() {
+			return fmt.Errorf("timed out waiting until %s", what)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // selfSigned makes a certificate for 127.0.0.1 that is its own CA.

@@ -28,44 +28,23 @@ var (
 	applier *apply.Manager
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := cp.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, testenv.ControlPlaneOptions{}, func(cp *testenv.ControlPlane) (func() error, error) {
+		ctrllog.SetLogger(logr.Discard())
+		cfg = rest.CopyConfig(cp.Config)
+		cfg.QPS, cfg.Burst = 200, 400
+		var err error
+		if k8s, err = client.New(cfg, client.Options{}); err != nil {
+			return nil, err
 		}
-	}()
-	ctrllog.SetLogger(logr.Discard())
-	cfg = rest.CopyConfig(cp.Config)
-	cfg.QPS, cfg.Burst = 200, 400
-	if k8s, err = client.New(cfg, client.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	applier = apply.NewManager(k8s, apply.ManagerOptions{})
-	return m.Run()
+		applier = apply.NewManager(k8s, apply.ManagerOptions{})
+		return nil, nil
+	}))
 }
 
-func testContext(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	tb.Cleanup(cancel)
-	return ctx
-}
+func testContext(tb testing.TB) context.Context { return testenv.Context(tb, 5*time.Minute) }
 
-func newNamespace(tb testing.TB) string {
-	tb.Helper()
-	ns, err := testenv.CreateNamespace(testContext(tb), k8s, "drift")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return ns
-}
+func newNamespace(tb testing.TB) string { return testenv.NewNamespace(tb, k8s, "drift") }
 
 // counter counts the HTTP requests made through a rest config.
 type counter struct{ n atomic.Int64 }
@@ -150,13 +129,12 @@ func (h *harness) waitChange(tb testing.TB, owner Owner) time.Time {
 // changes reach the watch cache one event at a time.
 func (h *harness) waitSuspects(tb testing.TB, owner Owner, n int) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(h.tracker.Suspects(owner)) < n {
-		if time.Now().After(deadline) {
-			tb.Fatalf("suspects = %+v, want %d", h.tracker.Suspects(owner), n)
+	testenv.Eventually(tb, 10*time.Second, func() error {
+		if got := h.tracker.Suspects(owner); len(got) < n {
+			return fmt.Errorf("suspects = %+v, want %d", got, n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // applyAndRecord plans and applies objs for owner, as the sync loop

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/channel/server"
 	"tether.dev/tether/hub/store"
+	"tether.dev/tether/internal/testenv"
 )
 
 // TestNoCredentialsAtTheHub: a GitSync whose source URL and error carry a
@@ -113,13 +115,12 @@ func sendRaw(t *testing.T, addr, token, agentName string, r *channelpb.SyncRepor
 // waitUntil polls cond for up to 10 s.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !cond() {
+			return fmt.Errorf("timed out waiting until %s", what)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestCommitStatusSaysLittle: a commit status is public to whoever reads

@@ -69,33 +69,14 @@ var (
 	adminConfig *rest.Config
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
+func TestMain(m *testing.M) {
 	// kube-controller-manager fills in Deployment, ReplicaSet and pod
 	// status for the health tests (spec.wait); without a kubelet pods stay
 	// Pending unless a test sets their status as a kubelet would.
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{ControllerManager: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := cp.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}()
-	adminConfig = rest.CopyConfig(cp.Config)
-	stop, err := startAgent(cp)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	if err := stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	return code
+	os.Exit(testenv.Main(m, testenv.ControlPlaneOptions{ControllerManager: true}, func(cp *testenv.ControlPlane) (func() error, error) {
+		adminConfig = rest.CopyConfig(cp.Config)
+		return startAgent(cp)
+	}))
 }
 
 func testScheme() *runtime.Scheme {
@@ -172,40 +153,20 @@ func startAgent(cp *testenv.ControlPlane) (func() error, error) {
 
 // testContext is bounded so that a stuck call fails the test rather than
 // hanging the package.
-func testContext(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testContext(t testing.TB) context.Context { return testenv.Context(t, 3*time.Minute) }
 
 // eventually calls fn until it returns nil or timeout passes, then fails
 // the test with fn's last error.
 func eventually(t testing.TB, timeout time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, fn)
 }
 
 // consistently calls fn every 200ms for d and fails the test at its first
 // error.
 func consistently(t testing.TB, d time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := fn(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testenv.Consistently(t, d, fn)
 }
 
 // newNamespace makes a namespace of the test's own whose GitSyncs apply as
@@ -213,28 +174,14 @@ func consistently(t testing.TB, d time.Duration, fn func() error) {
 // platform team trusts with the whole cluster.
 func newNamespace(t testing.TB, prefix string) string {
 	t.Helper()
-	ns := newTenantNamespace(t, prefix)
-	revoke, err := testenv.GrantDeployer(testContext(t), k8s, ns, "cluster-admin", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := revoke(context.Background()); err != nil {
-			t.Log(err)
-		}
-	})
-	return ns
+	return testenv.NewDeployerNamespace(t, k8s, prefix, "cluster-admin", true)
 }
 
 // newTenantNamespace makes a namespace whose GitSyncs' default account does
 // not exist until the test grants it something.
 func newTenantNamespace(t testing.TB, prefix string) string {
 	t.Helper()
-	ns, err := testenv.CreateNamespace(testContext(t), k8s, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ns
+	return testenv.NewNamespace(t, k8s, prefix)
 }
 
 // newGitServer serves a fresh folder on 127.0.0.1 until the test ends.

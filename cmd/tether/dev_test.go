@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -178,13 +179,13 @@ func TestDevOnExistingCluster(t *testing.T) {
 	}
 }
 
+// waitFor polls ok for up to limit and shows out when it gives up.
 func waitFor(t *testing.T, limit time.Duration, ok func() bool, out *lockedBuffer) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not done after %s; output so far:\n%s", limit, out.String())
+	testenv.Eventually(t, limit, func() error {
+		if !ok() {
+			return fmt.Errorf("not done; output so far:\n%s", out.String())
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }

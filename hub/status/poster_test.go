@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"tether.dev/tether/hub/store"
+	"tether.dev/tether/internal/testenv"
 )
 
 const sha = "0123456789abcdef0123456789abcdef01234567"
@@ -156,15 +157,15 @@ func fakeGitHub(t *testing.T, prefix string, rec *recorded) *httptest.Server {
 	}))
 }
 
+// waitFor polls cond for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !cond() {
+			return fmt.Errorf("timed out waiting for %s", what)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestGitLabStatuses(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 type agentProc struct {
 	*proc
 	dir  string
+	name string // of its log
 	argv []string
 }
 
@@ -30,7 +31,7 @@ type agentProc struct {
 // deploy/.
 func startAgent(t *testing.T, dir, hubURL, name, tokenFile string, extra ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{dir: dir}
+	a := &agentProc{dir: dir, name: "agent"}
 	a.argv = append([]string{suite.tether, "agent", "--kubeconfig", suite.kubeconfig,
 		"--cache-dir", filepath.Join(dir, "agent-cache"), "--leader-elect=false",
 		"--default-service-account", testenv.DeployerAccount,
@@ -43,22 +44,14 @@ func startAgent(t *testing.T, dir, hubURL, name, tokenFile string, extra ...stri
 // cache, same log).
 func (a *agentProc) start(t *testing.T) {
 	t.Helper()
-	a.proc = startProc(t, a.dir, "agent", a.argv, nil)
+	a.proc = startProc(t, a.dir, a.name, a.argv, nil)
 }
 
 // newNamespace makes a namespace of the test's own, where its
 // testenv.DeployerAccount may do anything (and nothing elsewhere).
 func newNamespace(t *testing.T, prefix string) string {
 	t.Helper()
-	ctx := context.Background()
-	ns, err := testenv.CreateNamespace(ctx, suite.k8s, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testenv.GrantDeployer(ctx, suite.k8s, ns, "cluster-admin", false); err != nil {
-		t.Fatal(err)
-	}
-	return ns
+	return testenv.NewDeployerNamespace(t, suite.k8s, prefix, "cluster-admin", false)
 }
 
 // newGitServer serves a fresh root of repositories on loopback.

@@ -23,6 +23,7 @@ import (
 // suite is what every test shares: the tether binary built once and one
 // control plane (each test works in namespaces of its own).
 var suite struct {
+	cp         *testenv.ControlPlane
 	tether     string
 	kubeconfig string
 	k8s        client.Client
@@ -48,25 +49,21 @@ func runMain(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: built %s in %s\n", suite.tether, time.Since(start).Round(time.Millisecond))
 
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{KubeconfigDir: work})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer cp.Stop()
-	suite.kubeconfig = cp.KubeconfigPath
-	scheme := k8sruntime.NewScheme()
-	for _, add := range []func(*k8sruntime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e:", err)
-			return 1
+	// The audit log is how the fault tests know what each agent wrote and
+	// that nothing was deleted that should not be.
+	return testenv.Main(m, testenv.ControlPlaneOptions{KubeconfigDir: work, Audit: true}, func(cp *testenv.ControlPlane) (func() error, error) {
+		suite.cp = cp
+		suite.kubeconfig = cp.KubeconfigPath
+		scheme := k8sruntime.NewScheme()
+		for _, add := range []func(*k8sruntime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
+			if err := add(scheme); err != nil {
+				return nil, err
+			}
 		}
-	}
-	if suite.k8s, err = client.New(cp.Config, client.Options{Scheme: scheme}); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	return m.Run()
+		var err error
+		suite.k8s, err = client.New(cp.Config, client.Options{Scheme: scheme})
+		return nil, err
+	})
 }
 
 // buildTether builds cmd/tether as `make build` does, static.

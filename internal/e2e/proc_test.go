@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"tether.dev/tether/internal/testenv"
 )
 
 // proc is one OS process a test started, its stdout and stderr in a log
@@ -96,6 +98,16 @@ func (p *proc) stop() error {
 	return p.waitErr
 }
 
+// kill sends SIGKILL to the process group, as the OOM killer or a lost
+// node does: no clean-up, no lease released. It waits until the process
+// is gone.
+func (p *proc) kill() {
+	p.stopped.Do(func() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	})
+}
+
 // running reports whether the process has not exited yet.
 func (p *proc) running() bool {
 	select {
@@ -135,23 +147,17 @@ func (p *proc) waitLog(t *testing.T, s string, n int, timeout time.Duration) {
 	})
 }
 
-// eventually polls cond every 200 ms until it holds or timeout passes; the
-// timeout is generous, for things that should happen, never an assertion
-// about speed. The detail cond returns is shown when it times out.
+// eventually polls cond until it holds or timeout passes; the timeout is
+// generous, for things that should happen, never an assertion about
+// speed. The detail cond returns is shown when it times out.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var detail string
-	for {
-		var ok bool
-		if ok, detail = cond(); ok {
-			return
+	testenv.Eventually(t, timeout, func() error {
+		if ok, detail := cond(); !ok {
+			return fmt.Errorf("waiting for %s; last: %s", what, detail)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s; last: %s", timeout, what, detail)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // run runs a command to completion (bounded by two minutes) and returns

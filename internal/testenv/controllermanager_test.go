@@ -186,21 +186,18 @@ func deployment(ns, name string, replicas int32) *appsv1.Deployment {
 func eventually(ctx context.Context, t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
 	start := time.Now()
-	for {
+	deadline, _ := ctx.Deadline()
+	Eventually(t, time.Until(deadline), func() error {
 		ok, err := cond()
 		if err != nil {
 			t.Fatalf("waiting for %s: %v", what, err)
 		}
-		if ok {
-			t.Logf("%s after %s", what, time.Since(start).Round(time.Millisecond))
-			return
+		if !ok {
+			return fmt.Errorf("waiting for %s", what)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return nil
+	})
+	t.Logf("%s after %s", what, time.Since(start).Round(time.Millisecond))
 }
 
 func lastLines(s string, n int) string {

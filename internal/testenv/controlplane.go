@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,6 +57,11 @@ type ControlPlaneOptions struct {
 	// that Deployments get ReplicaSets and pods, Jobs get pods and deleted
 	// namespaces finish deleting.
 	ControllerManager bool
+	// Audit makes the API server write an audit log (ControlPlane.Audit
+	// reads it) of the requests that change something: who changed what,
+	// the evidence a fault test needs that nothing was deleted or that only
+	// one agent replica wrote.
+	Audit bool
 }
 
 // ControlPlane is a running kube-apiserver and etcd.
@@ -63,7 +73,9 @@ type ControlPlane struct {
 	KubeconfigPath string
 
 	env               *envtest.Environment
-	tmpDir            string
+	workDir           string // certificates, audit log; removed by Stop
+	kubeconfigDir     string
+	auditLog          string             // empty unless ControlPlaneOptions.Audit
 	controllerManager *ControllerManager // nil unless ControlPlaneOptions.ControllerManager
 }
 
@@ -77,39 +89,43 @@ func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
 			return nil, err
 		}
 	}
+	work, err := os.MkdirTemp("", "tether-control-plane-")
+	if err != nil {
+		return nil, err
+	}
 	// A loaded 2-core machine can take well over envtest's default 20 s to
 	// start kube-apiserver; waiting longer costs nothing when it is quick.
 	env := &envtest.Environment{BinaryAssetsDirectory: dir, ControlPlaneStartTimeout: 2 * time.Minute, ControlPlaneStopTimeout: time.Minute}
+	// The API server's certificates live in a folder of ours, not one
+	// envtest makes and removes on every stop, so that StartAPIServer
+	// serves the same certificate the kubeconfigs trust.
+	apiServer := env.ControlPlane.GetAPIServer()
+	apiServer.CertDir = filepath.Join(work, "apiserver")
+	if err := os.Mkdir(apiServer.CertDir, 0o700); err != nil {
+		return nil, errors.Join(err, os.RemoveAll(work))
+	}
+	cp := &ControlPlane{env: env, workDir: work, kubeconfigDir: opts.KubeconfigDir}
+	if cp.kubeconfigDir == "" {
+		cp.kubeconfigDir = work
+	}
+	if opts.Audit {
+		if cp.auditLog, err = configureAudit(apiServer, work); err != nil {
+			return nil, errors.Join(err, os.RemoveAll(work))
+		}
+	}
 	if !opts.WithoutCRDs {
 		crd, err := GitSyncCRD()
 		if err != nil {
-			return nil, err
+			return nil, errors.Join(err, os.RemoveAll(work))
 		}
 		env.CRDs = []*apiextensionsv1.CustomResourceDefinition{crd}
 	}
 	cfg, err := env.Start()
 	if err != nil {
-		return nil, fmt.Errorf("start control plane from %s: %w", dir, err)
+		return nil, errors.Join(fmt.Errorf("start control plane from %s: %w", dir, err), os.RemoveAll(work))
 	}
-	cp := &ControlPlane{Config: cfg, env: env}
-
-	kdir := opts.KubeconfigDir
-	if kdir == "" {
-		if cp.tmpDir, err = os.MkdirTemp("", "tether-kubeconfig-"); err != nil {
-			return nil, errors.Join(err, cp.Stop())
-		}
-		kdir = cp.tmpDir
-	}
-	user, err := env.AddUser(envtest.User{Name: "tether-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("add admin user: %w", err), cp.Stop())
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("admin kubeconfig: %w", err), cp.Stop())
-	}
-	cp.KubeconfigPath = filepath.Join(kdir, "kubeconfig")
-	if err := os.WriteFile(cp.KubeconfigPath, kubeconfig, 0o600); err != nil {
+	cp.Config = cfg
+	if cp.KubeconfigPath, err = cp.addUser("tether-admin", "kubeconfig", "system:masters"); err != nil {
 		return nil, errors.Join(err, cp.Stop())
 	}
 	if opts.ControllerManager {
@@ -125,10 +141,97 @@ func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
 func (c *ControlPlane) Stop() error {
 	err := c.controllerManager.Stop()
 	err = errors.Join(err, c.env.Stop())
-	if c.tmpDir != "" {
-		err = errors.Join(err, os.RemoveAll(c.tmpDir))
+	return errors.Join(err, os.RemoveAll(c.workDir))
+}
+
+// AddUser makes a user of the API server with groups (e.g.
+// "system:masters") and writes a kubeconfig for it beside the admin's,
+// named after the user; it returns the kubeconfig's path. Two agent
+// replicas given two users are told apart in the audit log.
+func (c *ControlPlane) AddUser(name string, groups ...string) (string, error) {
+	return c.addUser(name, name+".kubeconfig", groups...)
+}
+
+func (c *ControlPlane) addUser(name, file string, groups ...string) (string, error) {
+	user, err := c.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return "", fmt.Errorf("add user %s: %w", name, err)
 	}
-	return err
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("kubeconfig of %s: %w", name, err)
+	}
+	path := filepath.Join(c.kubeconfigDir, file)
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// StopAPIServer kills the kube-apiserver process, as a crash or the loss
+// of its node does, and leaves etcd and its data running, so that a test
+// sees what its clients do while the API is gone. (A SIGTERM would do: but
+// kube-apiserver drains its clients for up to a minute first, while they
+// go on being served.)
+func (c *ControlPlane) StopAPIServer() error {
+	apiServer := c.env.ControlPlane.GetAPIServer()
+	pid, err := findProcess("kube-apiserver", "--cert-dir="+apiServer.CertDir)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill kube-apiserver (pid %d): %w", pid, err)
+	}
+	// envtest reaps its child; once it has, Stop finds it exited and only
+	// tidies up.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-apiserver (pid %d) still there a minute after SIGKILL", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := apiServer.Stop(); err != nil {
+		return fmt.Errorf("stop kube-apiserver: %w", err)
+	}
+	return nil
+}
+
+// findProcess returns the pid of the process running binary whose
+// command line has arg.
+func findProcess(binary, arg string) (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if filepath.Base(args[0]) == binary && slices.Contains(args, arg) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s process with %s", binary, arg)
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer, on the
+// same port, with the same certificates, users and etcd data, and waits
+// until it answers.
+func (c *ControlPlane) StartAPIServer() error {
+	if err := c.env.ControlPlane.GetAPIServer().Start(); err != nil {
+		return fmt.Errorf("start kube-apiserver again: %w", err)
+	}
+	return nil
 }
 
 // GitSyncCRD decodes the GitSync CRD shipped in api/v1alpha1.

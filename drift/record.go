@@ -143,17 +143,27 @@ func (t *Tracker) newEntry(o *unstructured.Unstructured) (*entry, error) {
 	if mapping.Scope.Name() != meta.RESTScopeNameNamespace {
 		ns = ""
 	}
-	data, err := json.Marshal(o.Object)
+	data, sum, err := fingerprint(o)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", object.UnstructuredToObjMetadata(o), err)
+		return nil, err
 	}
 	return &entry{
 		id:      object.UnstructuredToObjMetadata(o).String(),
 		gvk:     gvk,
 		key:     objKey{gvr: mapping.Resource, namespace: ns, name: o.GetName()},
 		applied: data,
-		sum:     sha256.Sum256(data),
+		sum:     sum,
 	}, nil
+}
+
+// fingerprint returns o as compact JSON (map keys sorted, so the same
+// object always gives the same bytes) and its digest.
+func fingerprint(o *unstructured.Unstructured) ([]byte, [sha256.Size]byte, error) {
+	data, err := json.Marshal(o.Object)
+	if err != nil {
+		return nil, [sha256.Size]byte{}, fmt.Errorf("%s: %w", object.UnstructuredToObjMetadata(o), err)
+	}
+	return data, sha256.Sum256(data), nil
 }
 
 // mapping resolves gvk once; later calls are answered from memory so that

@@ -2,7 +2,6 @@ package drift
 
 import (
 	"encoding/json"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,53 +31,6 @@ func comparable(obj map[string]any) map[string]any {
 		}
 	}
 	return out
-}
-
-// diffPaths returns the JSON pointers where a and b differ, sorted: a key
-// present on one side only, a differing scalar, or a list whose length
-// differs (the list itself).
-func diffPaths(a, b map[string]any) []string {
-	var out []string
-	diffValue(a, b, "", &out)
-	sort.Strings(out)
-	return out
-}
-
-func diffValue(a, b any, path string, out *[]string) {
-	switch av := a.(type) {
-	case map[string]any:
-		bv, ok := b.(map[string]any)
-		if !ok {
-			*out = append(*out, path)
-			return
-		}
-		for k, x := range av {
-			y, ok := bv[k]
-			if !ok {
-				*out = append(*out, path+"/"+escape(k))
-				continue
-			}
-			diffValue(x, y, path+"/"+escape(k), out)
-		}
-		for k := range bv {
-			if _, ok := av[k]; !ok {
-				*out = append(*out, path+"/"+escape(k))
-			}
-		}
-	case []any:
-		bv, ok := b.([]any)
-		if !ok || len(av) != len(bv) {
-			*out = append(*out, path)
-			return
-		}
-		for i := range av {
-			diffValue(av[i], bv[i], path+"/"+strconv.Itoa(i), out)
-		}
-	default:
-		if !reflect.DeepEqual(a, b) {
-			*out = append(*out, path)
-		}
-	}
 }
 
 // escape encodes one JSON pointer segment (RFC 6901).

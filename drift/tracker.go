@@ -10,9 +10,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
 )
@@ -67,7 +67,7 @@ type Tracker struct {
 	opts    Options
 	trusted map[string]bool
 	meta    metadata.Interface
-	dyn     dynamic.Interface
+	client  client.Client
 	mapper  meta.RESTMapper
 	log     *slog.Logger
 
@@ -113,9 +113,9 @@ func NewTracker(cfg *rest.Config, mapper meta.RESTMapper, opts Options) (*Tracke
 	if err != nil {
 		return nil, fmt.Errorf("drift: metadata client: %w", err)
 	}
-	dc, err := dynamic.NewForConfig(cfg)
+	cc, err := client.New(cfg, client.Options{Mapper: mapper})
 	if err != nil {
-		return nil, fmt.Errorf("drift: dynamic client: %w", err)
+		return nil, fmt.Errorf("drift: client: %w", err)
 	}
 	if opts.FieldManager == "" {
 		opts.FieldManager = DefaultFieldManager
@@ -139,7 +139,7 @@ func NewTracker(cfg *rest.Config, mapper meta.RESTMapper, opts Options) (*Tracke
 		opts:     opts,
 		trusted:  trusted,
 		meta:     mc,
-		dyn:      dc,
+		client:   cc,
 		mapper:   mapper,
 		log:      log.With("component", "drift"),
 		started:  make(chan struct{}),

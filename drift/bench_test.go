@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -67,7 +66,7 @@ func BenchmarkNoChange(b *testing.B) {
 			b.Fatal(err)
 		}
 		trackerHeap := heapInUse() - heapBefore
-		time.Sleep(time.Second) // let the watch settle
+		h.waitEchoes(b, owner)
 
 		b.Run(fmt.Sprintf("n=%d/tether", n), func(b *testing.B) {
 			before := h.requests.n.Load()

@@ -80,6 +80,9 @@ type Tracker struct {
 	watches  map[schema.GroupVersionResource]*watch
 	mappings map[schema.GroupVersionKind]*meta.RESTMapping
 	notify   map[Owner]bool // owners to tell OnChange about
+	// delivering counts the OnChange calls taken from notify and not yet
+	// returned: with notify, it tells whether a notification is pending.
+	delivering int
 }
 
 // ownerState is the record of one owner.
@@ -256,9 +259,13 @@ func (t *Tracker) deliver() {
 			owners = append(owners, o)
 		}
 	}
+	t.delivering += len(owners)
 	t.mu.Unlock()
 	for _, o := range owners {
 		t.log.Debug("watched object changed", "gitsync", o.String())
 		t.opts.OnChange(o)
+		t.mu.Lock()
+		t.delivering--
+		t.mu.Unlock()
 	}
 }

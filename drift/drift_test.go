@@ -29,7 +29,7 @@ func setup(t *testing.T) (*harness, Owner) {
 
 // patch changes obj with a JSON merge patch under field manager manager,
 // as `kubectl edit` or a controller would.
-func patch(t *testing.T, obj client.Object, manager, data string, subresource ...string) {
+func patch(t testing.TB, obj client.Object, manager, data string, subresource ...string) {
 	t.Helper()
 	ctx := testContext(t)
 	p := client.RawPatch(types.MergePatchType, []byte(data))

@@ -52,7 +52,7 @@ func scaledIn(applied []*unstructured.Unstructured) []Scaled {
 		if o == nil {
 			continue
 		}
-		if gvk := o.GroupVersionKind(); gvk.Group != "autoscaling" || gvk.Kind != "HorizontalPodAutoscaler" {
+		if !isAutoscaler(o) {
 			continue
 		}
 		apiVersion, _, _ := unstructured.NestedString(o.Object, "spec", "scaleTargetRef", "apiVersion")
@@ -70,6 +70,15 @@ func scaledIn(applied []*unstructured.Unstructured) []Scaled {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String()+out[i].Namespace < out[j].String()+out[j].Namespace })
 	return out
+}
+
+// isAutoscaler reports whether o is an autoscaling/* HorizontalPodAutoscaler.
+func isAutoscaler(o *unstructured.Unstructured) bool {
+	if o == nil {
+		return false
+	}
+	gvk := o.GroupVersionKind()
+	return gvk.Group == "autoscaling" && gvk.Kind == "HorizontalPodAutoscaler"
 }
 
 // Scaled returns owner's applied objects whose replicas an applied

@@ -37,14 +37,7 @@ func BenchmarkNoChange(b *testing.B) {
 	for _, n := range []int{200, 1000, 5000} {
 		ns := newNamespace(b)
 		owner := Owner{Name: "bench", Namespace: ns}
-		objs := make([]*unstructured.Unstructured, n)
-		for i := range objs {
-			objs[i] = &unstructured.Unstructured{Object: map[string]any{
-				"apiVersion": "v1", "kind": "ConfigMap",
-				"metadata": map[string]any{"name": fmt.Sprintf("cm-%04d", i)},
-				"data":     map[string]any{"index": strconv.Itoa(i)},
-			}}
-		}
+		objs := benchConfigMaps(n)
 		ctx := testContext(b)
 		reqs := &counter{}
 		bcfg := countedConfig(reqs)
@@ -120,6 +113,20 @@ func BenchmarkNoChange(b *testing.B) {
 	}
 }
 
+// benchConfigMaps is n ConfigMaps cm-0000, cm-0001, ... without a
+// namespace (Plan gives them the owner's).
+func benchConfigMaps(n int) []*unstructured.Unstructured {
+	objs := make([]*unstructured.Unstructured, n)
+	for i := range objs {
+		objs[i] = &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": fmt.Sprintf("cm-%04d", i)},
+			"data":     map[string]any{"index": strconv.Itoa(i)},
+		}}
+	}
+	return objs
+}
+
 func heapInUse() int64 {
 	runtime.GC()
 	var ms runtime.MemStats
@@ -183,14 +190,7 @@ func BenchmarkForcedResync(b *testing.B) {
 	const n = 1000
 	h := newHarness(b)
 	owner := Owner{Name: "bench", Namespace: newNamespace(b)}
-	objs := make([]*unstructured.Unstructured, n)
-	for i := range objs {
-		objs[i] = &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "v1", "kind": "ConfigMap",
-			"metadata": map[string]any{"name": fmt.Sprintf("cm-%04d", i)},
-			"data":     map[string]any{"index": strconv.Itoa(i)},
-		}}
-	}
+	objs := benchConfigMaps(n)
 	ctx := testContext(b)
 	reqs := &counter{}
 	bcfg := countedConfig(reqs)
@@ -244,14 +244,7 @@ func BenchmarkDriftLatency(b *testing.B) {
 	const n = 5000
 	h := newHarness(b)
 	owner := Owner{Name: "bench", Namespace: newNamespace(b)}
-	objs := make([]*unstructured.Unstructured, n)
-	for i := range objs {
-		objs[i] = &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "v1", "kind": "ConfigMap",
-			"metadata": map[string]any{"name": fmt.Sprintf("cm-%04d", i)},
-			"data":     map[string]any{"index": strconv.Itoa(i)},
-		}}
-	}
+	objs := benchConfigMaps(n)
 	h.applyAndRecord(b, owner, objs)
 	ctx := testContext(b)
 	i := 0
@@ -273,7 +266,7 @@ func BenchmarkDriftLatency(b *testing.B) {
 				if rep.Count != 1 || rep.Drifted[0].Name != cm.Name {
 					b.Fatalf("drifted %+v, want %s", rep.Drifted, cm.Name)
 				}
-				if err := h.correctBy(ctx, owner, rep.Drifted[0].ID, how == "update"); err != nil {
+				if err := h.correctBy(ctx, owner, []string{rep.Drifted[0].ID}, how == "update"); err != nil {
 					b.Fatal(err)
 				}
 				corrected = append(corrected, time.Since(t0))
@@ -287,10 +280,11 @@ func BenchmarkDriftLatency(b *testing.B) {
 	}
 }
 
-// correctBy re-applies the recorded object id of owner and records it,
-// with Update or, when update is false, with Record of the whole set.
-func (h *harness) correctBy(ctx context.Context, owner Owner, id string, update bool) error {
-	objs, err := h.tracker.Applied(owner, []string{id})
+// correctBy re-applies owner's recorded objects ids, as the sync loop
+// corrects drift, and records them: with Update or, when update is false,
+// as before Update, with Applied of the whole set and Record.
+func (h *harness) correctBy(ctx context.Context, owner Owner, ids []string, update bool) error {
+	objs, err := h.tracker.Applied(owner, ids)
 	if err != nil {
 		return err
 	}

@@ -10,33 +10,18 @@ import (
 	"tether.dev/tether/apply"
 )
 
-// correct re-applies owner's drifted objects as the sync loop does: the
-// recorded objects of the report, planned, applied, and recorded with
-// Update. It returns the API requests Update made.
+// correct re-applies owner's drifted objects and records them with
+// Update, as the sync loop does. It returns the API requests the tracker
+// made meanwhile.
 func (h *harness) correct(t *testing.T, owner Owner, rep *Report) int64 {
 	t.Helper()
-	ctx := testContext(t)
 	ids := make([]string, 0, len(rep.Drifted))
 	for _, o := range rep.Drifted {
 		ids = append(ids, o.ID)
 	}
-	objs, err := h.tracker.Applied(owner, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := h.tracker.Hold(owner)
-	defer release()
-	plan, err := applier.Plan(ctx, objs, apply.Options{Owner: apply.Owner(owner)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := applier.Apply(ctx, plan)
-	if err != nil {
-		t.Fatal(err)
-	}
 	before := h.requests.n.Load()
-	if err := h.tracker.Update(ctx, owner, plan.Objects, res.Live); err != nil {
-		t.Fatalf("update: %v", err)
+	if err := h.correctBy(testContext(t), owner, ids, true); err != nil {
+		t.Fatalf("correct: %v", err)
 	}
 	return h.requests.n.Load() - before
 }

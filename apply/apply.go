@@ -33,8 +33,8 @@ type Result struct {
 	Changed bool
 	// Live holds, by inventory ID (EntryID), the resourceVersion each
 	// applied or unchanged object has in the cluster after Apply: what a
-	// watch cache sees as the echo of this apply. Skipped objects are
-	// absent. Only complete when Apply returns no error: after a failure it
+	// watch cache sees as the echo of this apply. Skipped objects, and
+	// those Options.Skip accepted (not sent), are absent. Only complete when Apply returns no error: after a failure it
 	// lacks the objects not applied.
 	Live map[string]string
 }

@@ -115,6 +115,29 @@ func diffOne(ctx context.Context, c client.Client, obj *unstructured.Unstructure
 	return ObjectDiff{Object: id, Action: action, Unified: unified}, nil
 }
 
+// comparable returns the parts of an object that a re-apply can change:
+// everything but status, and of metadata only labels and annotations.
+func comparable(obj map[string]any) map[string]any {
+	out := make(map[string]any, len(obj))
+	for k, v := range obj {
+		switch k {
+		case "status":
+		case "metadata":
+			md, _ := v.(map[string]any)
+			keep := map[string]any{}
+			for _, f := range []string{"labels", "annotations"} {
+				if x, ok := md[f]; ok {
+					keep[f] = x
+				}
+			}
+			out[k] = keep
+		default:
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // forDiff is the part of obj a diff shows: what a re-apply can change
 // (see comparable) plus the object's name, without dropLabels.
 func forDiff(obj map[string]any, dropLabels []string) map[string]any {

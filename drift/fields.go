@@ -10,29 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// comparable returns the parts of an object that a re-apply can change:
-// everything but status, and of metadata only labels and annotations.
-func comparable(obj map[string]any) map[string]any {
-	out := make(map[string]any, len(obj))
-	for k, v := range obj {
-		switch k {
-		case "status":
-		case "metadata":
-			md, _ := v.(map[string]any)
-			keep := map[string]any{}
-			for _, f := range []string{"labels", "annotations"} {
-				if x, ok := md[f]; ok {
-					keep[f] = x
-				}
-			}
-			out[k] = keep
-		default:
-			out[k] = v
-		}
-	}
-	return out
-}
-
 // escape encodes one JSON pointer segment (RFC 6901).
 func escape(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")

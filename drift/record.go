@@ -58,11 +58,14 @@ type entry struct {
 // applied HorizontalPodAutoscaler whose target is applied too makes the
 // target's replicas ignored (see Scaled).
 //
+// Objects apply skipped as unchanged (see Unchanged) have no version in
+// liveRV; as their content did not change either, they keep their state.
+//
 // Record starts a watch for each kind not yet watched and waits for its
 // first list (one LIST request per new kind); with every kind watched it
 // makes no request. It also ends a Hold on owner. It waits for Start.
-// Record and Forget of one owner must not run concurrently (the sync loop
-// runs one reconcile per GitSync at a time).
+// Record, Update and Forget of one owner must not run concurrently (the
+// sync loop runs one reconcile per GitSync at a time).
 func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructured.Unstructured, liveRV map[string]string) error {
 	return t.record(ctx, owner, applied, liveRV, false)
 }

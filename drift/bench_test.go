@@ -187,49 +187,50 @@ func BenchmarkStatusWrites(b *testing.B) {
 // "noskip" sends one apply per object (after one LIST). requests/op counts
 // the apply's requests.
 func BenchmarkForcedResync(b *testing.B) {
-	const n = 1000
-	h := newHarness(b)
-	owner := Owner{Name: "bench", Namespace: newNamespace(b)}
-	objs := benchConfigMaps(n)
-	ctx := testContext(b)
-	reqs := &counter{}
-	bcfg := countedConfig(reqs)
-	bcfg.QPS, bcfg.Burst = -1, 0 // no client-side throttling
-	c, err := client.New(bcfg, client.Options{Mapper: k8s.RESTMapper()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := apply.NewManager(c, apply.ManagerOptions{})
-	resync := func(b *testing.B, skip bool) {
-		plan, err := m.Plan(ctx, objs, apply.Options{Owner: apply.Owner(owner)})
+	for _, n := range []int{1000, 5000} {
+		h := newHarness(b)
+		owner := Owner{Name: "bench", Namespace: newNamespace(b)}
+		objs := benchConfigMaps(n)
+		ctx := testContext(b)
+		reqs := &counter{}
+		bcfg := countedConfig(reqs)
+		bcfg.QPS, bcfg.Burst = -1, 0 // no client-side throttling
+		c, err := client.New(bcfg, client.Options{Mapper: k8s.RESTMapper()})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if skip {
-			plan.Options.Skip = h.tracker.Unchanged(owner)
-		}
-		res, err := m.Apply(ctx, plan)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := h.tracker.Record(ctx, owner, plan.Objects, res.Live); err != nil {
-			b.Fatal(err)
-		}
-	}
-	resync(b, false)
-	for _, skip := range []bool{true, false} {
-		name := "noskip"
-		if skip {
-			name = "skip"
-		}
-		b.Run(fmt.Sprintf("n=%d/%s", n, name), func(b *testing.B) {
-			h.waitEchoes(b, owner)
-			before := reqs.n.Load()
-			for b.Loop() {
-				resync(b, skip)
+		m := apply.NewManager(c, apply.ManagerOptions{})
+		resync := func(b *testing.B, skip bool) {
+			plan, err := m.Plan(ctx, objs, apply.Options{Owner: apply.Owner(owner)})
+			if err != nil {
+				b.Fatal(err)
 			}
-			b.ReportMetric(float64(reqs.n.Load()-before)/float64(b.N), "requests/op")
-		})
+			if skip {
+				plan.Options.Skip = h.tracker.Unchanged(owner)
+			}
+			res, err := m.Apply(ctx, plan)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := h.tracker.Record(ctx, owner, plan.Objects, res.Live); err != nil {
+				b.Fatal(err)
+			}
+		}
+		resync(b, false)
+		for _, skip := range []bool{true, false} {
+			name := "noskip"
+			if skip {
+				name = "skip"
+			}
+			b.Run(fmt.Sprintf("n=%d/%s", n, name), func(b *testing.B) {
+				h.waitEchoes(b, owner)
+				before := reqs.n.Load()
+				for b.Loop() {
+					resync(b, skip)
+				}
+				b.ReportMetric(float64(reqs.n.Load()-before)/float64(b.N), "requests/op")
+			})
+		}
 	}
 }
 

@@ -92,9 +92,18 @@ func TestApplyCreatesThenUnchangedThenConfigured(t *testing.T) {
 func TestApplyCRDAndCustomResource(t *testing.T) {
 	ctx := testContext(t)
 	ns := newNamespace(t)
+	// The CRD is cluster-scoped: another test (or run, with -count) may
+	// have created it already.
+	crdAction := "unchanged"
+	crd := obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "widgets.test.tether.dev")
+	if err := k8s.Get(ctx, clientKey(crd), crd); apierrors.IsNotFound(err) {
+		crdAction = "created"
+	} else if err != nil {
+		t.Fatal(err)
+	}
 	res := planAndApply(t, readObjects(t, "crd.yaml", nil), crdOptions(ns))
 	want := map[string]string{
-		"CustomResourceDefinition/widgets.test.tether.dev": "created",
+		"CustomResourceDefinition/widgets.test.tether.dev": crdAction,
 		"Widget/" + ns + "/sprocket":                       "created",
 	}
 	if diff := cmp.Diff(want, actions(res.ChangeSet)); diff != "" {

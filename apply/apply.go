@@ -34,8 +34,9 @@ type Result struct {
 	// Live holds, by inventory ID (EntryID), the resourceVersion each
 	// applied or unchanged object has in the cluster after Apply: what a
 	// watch cache sees as the echo of this apply. Skipped objects, and
-	// those Options.Skip accepted (not sent), are absent. Only complete when Apply returns no error: after a failure it
-	// lacks the objects not applied.
+	// those Options.Skip accepted (not sent), are absent. Only complete
+	// when Apply returns no error: after a failure it lacks the objects
+	// not applied.
 	Live map[string]string
 }
 
@@ -59,9 +60,9 @@ type Result struct {
 // *OwnershipConflictError per such object and applies nothing (an object
 // without owner labels is adopted). Then every object gets one
 // server-side apply (no dry-run), up to ManagerOptions.ObjectConcurrency
-// at once, and a failing object does not stop the others. An object absent before is created,
-// one whose resourceVersion the apply kept is unchanged, any other is
-// configured.
+// at once, and a failing object does not stop the others. An object
+// absent before is created, one whose resourceVersion the apply kept is
+// unchanged, any other is configured.
 //
 // An object annotated tether.dev/force: enabled is deleted and recreated
 // when an immutable field changed; without it the error names the field.

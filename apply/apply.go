@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fluxcd/cli-utils/pkg/object"
 	"github.com/fluxcd/pkg/ssa"
 	"github.com/fluxcd/pkg/ssa/utils"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -32,9 +33,10 @@ type Result struct {
 	Changed bool
 	// Live holds, by inventory ID (EntryID), the resourceVersion each
 	// applied or unchanged object has in the cluster after Apply: what a
-	// watch cache sees as the echo of this apply. Skipped objects are
-	// absent. Only complete when Apply returns no error: after a failure it
-	// lacks the objects not applied.
+	// watch cache sees as the echo of this apply. Skipped objects, and
+	// those Options.Skip accepted (not sent), are absent. Only complete
+	// when Apply returns no error: after a failure it lacks the objects
+	// not applied.
 	Live map[string]string
 }
 
@@ -51,12 +53,16 @@ type Result struct {
 //  3. webhook configurations, last, so that they cannot block the objects
 //     that serve them.
 //
-// Within a stage or group, one metadata-only LIST per kind and namespace
-// tells what exists; then every object gets one server-side apply (no
-// dry-run), up to ManagerOptions.ObjectConcurrency at once, and a failing
-// object does not stop the others. An object absent before is created,
-// one whose resourceVersion the apply kept is unchanged, any other is
-// configured.
+// Objects Options.Skip accepts are reported unchanged and not sent.
+// Before anything is applied, one metadata-only LIST per kind and
+// namespace tells what exists; when a live object's owner labels name
+// another GitSync, Apply refuses the whole set with an
+// *OwnershipConflictError per such object and applies nothing (an object
+// without owner labels is adopted). Then every object gets one
+// server-side apply (no dry-run), up to ManagerOptions.ObjectConcurrency
+// at once, and a failing object does not stop the others. An object
+// absent before is created, one whose resourceVersion the apply kept is
+// unchanged, any other is configured.
 //
 // An object annotated tether.dev/force: enabled is deleted and recreated
 // when an immutable field changed; without it the error names the field.
@@ -77,12 +83,22 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) (*Result, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	s := splitStages(plan.Objects)
+	send := res.skip(plan.Objects, plan.Options.Skip)
+	// Every lookup before any apply: an object another GitSync owns
+	// refuses the whole set, so that nothing of it is half applied.
+	prev, err := m.existing(ctx, send)
+	if err != nil {
+		return res, err
+	}
+	if err := conflicts(send, prev, plan.Options.Owner); err != nil {
+		return res, err
+	}
+	s := splitStages(send)
 	for _, defs := range [][]*unstructured.Unstructured{s.definitions, s.classes} {
 		if len(defs) == 0 {
 			continue
 		}
-		cs, err := m.applySet(ctx, defs, timeout)
+		cs, err := m.applySet(ctx, defs, prev, timeout)
 		res.add(cs)
 		if err != nil {
 			return res, err
@@ -92,19 +108,41 @@ func (m *Manager) Apply(ctx context.Context, plan *Plan) (*Result, error) {
 			return res, fmt.Errorf("wait for cluster definitions: %w", err)
 		}
 	}
-	cs, err := m.applyGroups(ctx, groupByNamespace(s.rest), timeout)
+	cs, err := m.applyGroups(ctx, groupByNamespace(s.rest), prev, timeout)
 	res.add(cs)
 	if err != nil {
 		return res, err
 	}
 	if len(s.last) > 0 {
-		cs, err := m.applySet(ctx, s.last, timeout)
+		cs, err := m.applySet(ctx, s.last, prev, timeout)
 		res.add(cs)
 		if err != nil {
 			return res, err
 		}
 	}
 	return res, nil
+}
+
+// skip reports the objects skip accepts as unchanged, without a request,
+// and returns the others.
+func (r *Result) skip(objs []*unstructured.Unstructured, skip func(*unstructured.Unstructured) bool) []*unstructured.Unstructured {
+	if skip == nil {
+		return objs
+	}
+	send := make([]*unstructured.Unstructured, 0, len(objs))
+	for _, o := range objs {
+		if !skip(o) {
+			send = append(send, o)
+			continue
+		}
+		r.ChangeSet.Add(ssa.ChangeSetEntry{
+			ObjMetadata:  object.UnstructuredToObjMetadata(o),
+			GroupVersion: o.GroupVersionKind().Version,
+			Subject:      utils.FmtUnstructured(o),
+			Action:       ssa.UnchangedAction,
+		})
+	}
+	return send
 }
 
 func (r *Result) add(cs *ssa.ChangeSet) {
@@ -121,11 +159,11 @@ func (r *Result) add(cs *ssa.ChangeSet) {
 
 // applyGroups applies each group concurrently, at most m.concurrency at a
 // time, and merges their change sets in group order.
-func (m *Manager) applyGroups(ctx context.Context, groups [][]*unstructured.Unstructured, timeout time.Duration) (*ssa.ChangeSet, error) {
+func (m *Manager) applyGroups(ctx context.Context, groups [][]*unstructured.Unstructured, prev *lookup, timeout time.Duration) (*ssa.ChangeSet, error) {
 	sets := make([]*ssa.ChangeSet, len(groups))
 	errs := parallel(ctx, len(groups), m.concurrency, func(i int) error {
 		var err error
-		sets[i], err = m.applySet(ctx, groups[i], timeout)
+		sets[i], err = m.applySet(ctx, groups[i], prev, timeout)
 		return err
 	})
 	out := ssa.NewChangeSet()

@@ -92,9 +92,18 @@ func TestApplyCreatesThenUnchangedThenConfigured(t *testing.T) {
 func TestApplyCRDAndCustomResource(t *testing.T) {
 	ctx := testContext(t)
 	ns := newNamespace(t)
-	res := planAndApply(t, readObjects(t, "crd.yaml", nil), Options{Owner: Owner{Name: "widgets", Namespace: ns}})
+	// The CRD is cluster-scoped: another test (or run, with -count) may
+	// have created it already.
+	crdAction := "unchanged"
+	crd := obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "widgets.test.tether.dev")
+	if err := k8s.Get(ctx, clientKey(crd), crd); apierrors.IsNotFound(err) {
+		crdAction = "created"
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	res := planAndApply(t, readObjects(t, "crd.yaml", nil), crdOptions(ns))
 	want := map[string]string{
-		"CustomResourceDefinition/widgets.test.tether.dev": "created",
+		"CustomResourceDefinition/widgets.test.tether.dev": crdAction,
 		"Widget/" + ns + "/sprocket":                       "created",
 	}
 	if diff := cmp.Diff(want, actions(res.ChangeSet)); diff != "" {
@@ -109,10 +118,17 @@ func TestApplyCRDAndCustomResource(t *testing.T) {
 		t.Errorf("spec.size = %d, want 3", size)
 	}
 	// Applied again, both are unchanged and the CRD wait does not block.
-	again := planAndApply(t, readObjects(t, "crd.yaml", nil), Options{Owner: Owner{Name: "widgets", Namespace: ns}})
+	again := planAndApply(t, readObjects(t, "crd.yaml", nil), crdOptions(ns))
 	if again.Changed {
 		t.Errorf("second apply changed: %v", again.ChangeSet)
 	}
+}
+
+// crdOptions applies crd.yaml's Widget into ns. Every test that applies
+// the cluster-scoped CRD does it as the same GitSync: under two owners the
+// second would get an ownership conflict.
+func crdOptions(ns string) Options {
+	return Options{Owner: Owner{Name: "widgets", Namespace: "crd-tests"}, TargetNamespace: ns}
 }
 
 func TestApplyAcrossNamespaces(t *testing.T) {
@@ -200,7 +216,9 @@ func TestApplyWaitTimeout(t *testing.T) {
 	// A wait that cannot succeed in time reports it instead of hanging.
 	ns := newNamespace(t)
 	objs := readObjects(t, "crd.yaml", nil)
-	plan, err := testManager.Plan(testContext(t), objs, Options{Owner: Owner{Name: "widgets", Namespace: ns}, Timeout: time.Nanosecond})
+	opts := crdOptions(ns)
+	opts.Timeout = time.Nanosecond
+	plan, err := testManager.Plan(testContext(t), objs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

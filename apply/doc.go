@@ -3,7 +3,9 @@
 //
 // It owns four verbs, one file each: Plan normalises and validates a set of
 // objects without writing anything; Apply applies a plan in stages (cluster
-// definitions first, then the rest grouped per namespace); the inventory
+// definitions first, then the rest grouped per namespace), refusing the
+// whole set when another GitSync owns one of its objects, and sending
+// nothing for the objects Options.Skip accepts; the inventory
 // functions record what was applied; Prune deletes what left Git, and only
 // what the inventory and the owner labels say this GitSync owns.
 //

@@ -6,6 +6,7 @@ import (
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
 	"github.com/fluxcd/pkg/ssa"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -53,6 +54,14 @@ type Options struct {
 	// Timeout bounds waiting for CRDs to be Established and Namespaces to
 	// exist; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// Skip, when not nil, is asked about every planned object before
+	// anything is sent: an object for which it returns true is reported
+	// Unchanged and gets no request, not even a lookup. The drift tracker
+	// builds it (drift.Tracker.Unchanged) from what it recorded at the
+	// last apply and what its watch cache shows, so that a forced resync
+	// with nothing changed costs no request. Skipped objects are absent
+	// from Result.Live: the caller already knows their version.
+	Skip func(obj *unstructured.Unstructured) bool
 }
 
 // ManagerOptions configures a Manager.

@@ -49,6 +49,9 @@ func (m *Manager) Plan(ctx context.Context, objs []*unstructured.Unstructured, o
 		allowed[ns] = true
 	}
 	defined := definedKinds(objs)
+	// One RESTMapper lookup per kind, not per object: with thousands of
+	// objects of a few kinds the lookups were most of Plan's time.
+	scopes := map[schema.GroupVersionKind]bool{}
 
 	var errs []error
 	out := make([]*unstructured.Unstructured, 0, len(objs))
@@ -67,7 +70,15 @@ func (m *Manager) Plan(ctx context.Context, objs []*unstructured.Unstructured, o
 				Err: fmt.Errorf("%w: apiVersion, kind and metadata.name are required", ErrInvalidObject)})
 			continue
 		}
-		namespaced, err := m.isNamespaced(o.GroupVersionKind(), defined)
+		gvk := o.GroupVersionKind()
+		namespaced, known := scopes[gvk]
+		var err error
+		if !known {
+			namespaced, err = m.isNamespaced(gvk, defined)
+		}
+		if err == nil {
+			scopes[gvk] = namespaced
+		}
 		if err != nil {
 			if !errors.Is(err, ErrUnknownKind) {
 				// Discovery failed: transient, and no reason to look further.

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	ssaerrors "github.com/fluxcd/pkg/ssa/errors"
 	"github.com/fluxcd/pkg/ssa/utils"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -34,12 +36,25 @@ import (
 var forceSelector = map[string]string{v1alpha1.ForceAnnotation: v1alpha1.Enabled}
 
 // applySet applies objs (one stage or one namespace group) with server-side
-// apply, at most m.objectConcurrency requests at a time. Every object is tried;
+// apply, at most m.objectConcurrency requests at a time. prev tells which
+// existed before; objects of a kind that was not served when prev was
+// made (its CRD is in the plan) are looked up here. Every object is tried;
 // the change set holds those applied, the error names each that failed.
-func (m *Manager) applySet(ctx context.Context, objs []*unstructured.Unstructured, timeout time.Duration) (*ssa.ChangeSet, error) {
-	before, err := m.existing(ctx, objs)
-	if err != nil {
-		return ssa.NewChangeSet(), err
+func (m *Manager) applySet(ctx context.Context, objs []*unstructured.Unstructured, prev *lookup, timeout time.Duration) (*ssa.ChangeSet, error) {
+	var late []*unstructured.Unstructured
+	for _, o := range objs {
+		if prev.unserved[o.GroupVersionKind().GroupKind()] {
+			late = append(late, o)
+		}
+	}
+	before := prev.objs
+	if len(late) > 0 {
+		more, err := m.existing(ctx, late)
+		if err != nil {
+			return ssa.NewChangeSet(), err
+		}
+		before = maps.Clone(before)
+		maps.Copy(before, more.objs)
 	}
 	entries := make([]*ssa.ChangeSetEntry, len(objs))
 	errs := parallel(ctx, len(objs), m.objectConcurrency, func(i int) error {
@@ -119,12 +134,20 @@ func (m *Manager) recreate(ctx context.Context, o *unstructured.Unstructured, ti
 	return nil
 }
 
-// existing returns the metadata of those of objs the cluster has, by
-// object identity. Objects of one kind and namespace are looked up with
-// one metadata-only LIST; a kind with a single object, or one the client
-// may not list (an impersonated service account may only get and patch),
-// with one metadata-only GET per object.
-func (m *Manager) existing(ctx context.Context, objs []*unstructured.Unstructured) (map[object.ObjMetadata]*metav1.PartialObjectMetadata, error) {
+// lookup is what existed before an apply.
+type lookup struct {
+	// objs holds the metadata of the objects the cluster has, by identity.
+	objs map[object.ObjMetadata]*metav1.PartialObjectMetadata
+	// unserved are the kinds the API server did not serve (yet): a
+	// CustomResourceDefinition in the plan defines them.
+	unserved map[schema.GroupKind]bool
+}
+
+// existing looks up which of objs the cluster has. Objects of one kind and
+// namespace are looked up with one metadata-only LIST; a kind with a
+// single object, or one the client may not list (an impersonated service
+// account may only get and patch), with one metadata-only GET per object.
+func (m *Manager) existing(ctx context.Context, objs []*unstructured.Unstructured) (*lookup, error) {
 	type bucket struct {
 		gvk  schema.GroupVersionKind
 		ns   string
@@ -147,20 +170,31 @@ func (m *Manager) existing(ctx context.Context, objs []*unstructured.Unstructure
 		buckets[i].objs = append(buckets[i].objs, o)
 	}
 	var mu sync.Mutex
-	out := make(map[object.ObjMetadata]*metav1.PartialObjectMetadata, len(objs))
+	out := &lookup{
+		objs:     make(map[object.ObjMetadata]*metav1.PartialObjectMetadata, len(objs)),
+		unserved: map[schema.GroupKind]bool{},
+	}
 	put := func(gk schema.GroupKind, pm *metav1.PartialObjectMetadata) {
 		mu.Lock()
-		out[object.ObjMetadata{Namespace: pm.GetNamespace(), Name: pm.GetName(), GroupKind: gk}] = pm
+		out.objs[object.ObjMetadata{Namespace: pm.GetNamespace(), Name: pm.GetName(), GroupKind: gk}] = pm
+		mu.Unlock()
+	}
+	unserved := func(gk schema.GroupKind) {
+		mu.Lock()
+		out.unserved[gk] = true
 		mu.Unlock()
 	}
 	getEach := func(b *bucket) error {
 		errs := parallel(ctx, len(b.objs), m.concurrency, func(i int) error {
 			pm := metaOf(b.objs[i])
 			err := m.client.Get(ctx, client.ObjectKeyFromObject(pm), pm)
-			if apierrors.IsNotFound(err) {
+			switch {
+			case apierrors.IsNotFound(err):
 				return nil
-			}
-			if err != nil {
+			case meta.IsNoMatchError(err):
+				unserved(b.gvk.GroupKind())
+				return nil
+			case err != nil:
 				return &ObjectError{Object: utils.FmtUnstructured(b.objs[i]), Err: fmt.Errorf("read before apply: %w", err)}
 			}
 			put(b.gvk.GroupKind(), pm)
@@ -180,10 +214,13 @@ func (m *Manager) existing(ctx context.Context, objs []*unstructured.Unstructure
 			opts = append(opts, client.InNamespace(b.ns))
 		}
 		if err := m.client.List(ctx, list, opts...); err != nil {
-			if apierrors.IsForbidden(err) || apierrors.IsMethodNotSupported(err) {
+			switch {
+			case apierrors.IsForbidden(err) || apierrors.IsMethodNotSupported(err):
 				return getEach(b)
-			}
-			if apierrors.IsNotFound(err) && b.ns != "" {
+			case meta.IsNoMatchError(err):
+				unserved(b.gvk.GroupKind())
+				return nil
+			case apierrors.IsNotFound(err) && b.ns != "":
 				return nil // no such namespace: nothing in it exists
 			}
 			return fmt.Errorf("list %s in %q before apply: %w", b.gvk.Kind, b.ns, err)
@@ -194,6 +231,26 @@ func (m *Manager) existing(ctx context.Context, objs []*unstructured.Unstructure
 		return nil
 	})
 	return out, join(compact(errs))
+}
+
+// conflicts returns an *OwnershipConflictError for each of objs whose live
+// version (in prev) carries owner labels that name another GitSync. An
+// object without owner labels (made by hand) is no conflict: applying
+// adopts it.
+func conflicts(objs []*unstructured.Unstructured, prev *lookup, owner Owner) error {
+	var errs []error
+	for _, o := range objs {
+		pm := prev.objs[object.UnstructuredToObjMetadata(o)]
+		if pm == nil {
+			continue
+		}
+		l := pm.GetLabels()
+		other := Owner{Name: l[v1alpha1.NameLabel], Namespace: l[v1alpha1.NamespaceLabel]}
+		if other.Name != "" && other != owner {
+			errs = append(errs, &OwnershipConflictError{Object: utils.FmtUnstructured(o), Owner: other})
+		}
+	}
+	return join(errs)
 }
 
 // metaOf is an empty metadata-only object with o's kind and identity.

@@ -194,3 +194,38 @@ func TestApplyWithoutListPermission(t *testing.T) {
 		}
 	}
 }
+
+// TestApplySkip: objects Options.Skip accepts are reported unchanged and
+// cost no request at all; the others are applied as usual. Skipping every
+// object makes no request.
+func TestApplySkip(t *testing.T) {
+	ns := newNamespace(t)
+	m, counter := countingManager(t, testConfig, ns, ManagerOptions{})
+	const n = 6
+	opts := Options{Owner: Owner{Name: "app", Namespace: ns}}
+	applyCounted(t, m, counter, n, opts)
+
+	opts.Skip = func(*unstructured.Unstructured) bool { return true }
+	_, res, got := applyCounted(t, m, counter, n, opts)
+	if len(got) != 0 {
+		t.Errorf("requests with every object skipped: %v, want none", got)
+	}
+	if diff := cmp.Diff(sameAction(ns, n, "unchanged"), actions(res.ChangeSet)); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+	if len(res.Live) != 0 {
+		t.Errorf("Live = %v, want no version for skipped objects", res.Live)
+	}
+
+	opts.Skip = func(o *unstructured.Unstructured) bool { return o.GetName() != "cm-00" }
+	_, res, got = applyCounted(t, m, counter, n, opts)
+	if diff := cmp.Diff(map[string]int{"get": 1, "apply": 1}, got); diff != "" {
+		t.Errorf("requests with one object sent (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(sameAction(ns, n, "unchanged"), actions(res.ChangeSet)); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+	if len(res.Live) != 1 {
+		t.Errorf("Live = %v, want the one object sent", res.Live)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/fluxcd/cli-utils/pkg/object"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -46,4 +48,51 @@ func (t *Tracker) Applied(owner Owner, ids []string) ([]*unstructured.Unstructur
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// Unchanged returns the function apply.Options.Skip takes, for owner's
+// next apply: true for a planned object (after apply.Plan's normalisation)
+// whose fingerprint equals the one recorded at the last apply and whose
+// resourceVersion in the watch cache is still the one recorded after that
+// apply (or a later one Check or a status-only write accepted). Such an
+// object is exactly as Tether left it, so applying it again would change
+// nothing: a forced resync with nothing changed costs no request. Any
+// doubt answers false, and the object is applied: a changed render, an
+// out-of-band edit, a deletion, a version the watch has not caught up
+// with, an object never recorded. The function makes no API request and
+// is safe for concurrent use.
+func (t *Tracker) Unchanged(owner Owner) func(obj *unstructured.Unstructured) bool {
+	t.mu.Lock()
+	byID := map[string]*entry{}
+	if st, ok := t.owners[owner]; ok {
+		for _, e := range st.entries {
+			byID[e.id] = e
+		}
+	}
+	t.mu.Unlock()
+	return func(obj *unstructured.Unstructured) bool {
+		if obj == nil {
+			return false
+		}
+		e := byID[object.UnstructuredToObjMetadata(obj).String()]
+		if e == nil {
+			return false
+		}
+		if _, sum, err := fingerprint(obj); err != nil || sum != e.sum {
+			return false
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		st, ok := t.owners[owner]
+		if !ok || st.entries[e.key] != e || e.rv == "" {
+			return false // recorded again, or forgotten, since
+		}
+		w, ok := t.watches[e.key.gvr]
+		if !ok {
+			return false
+		}
+		cached, exists, err := w.informer.GetStore().GetByKey(e.key.storeKey())
+		m, _ := cached.(*metav1.PartialObjectMetadata)
+		return err == nil && exists && m != nil && m.ResourceVersion == e.rv
+	}
 }

@@ -9,10 +9,9 @@ import (
 	"sync"
 	"time"
 
+	ssajsondiff "github.com/fluxcd/pkg/ssa/jsondiff"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // Change says how a field differs from what Tether applied.
@@ -95,8 +94,9 @@ type checkJob struct {
 // Check decides which of owner's suspects drifted. For each suspect not
 // already checked at its current version it makes a GET and a server-side
 // dry-run apply of the recorded object under Tether's field manager, and
-// compares the dry-run result with the live object: status and
-// server-set metadata are not compared, and paths matched by ignore are
+// compares the dry-run result with the live object, as Diff does (one
+// path for both, on fluxcd/pkg/ssa's jsondiff): status and server-set
+// metadata are not compared, and paths matched by ignore are
 // dropped, as is the replicas field of objects an applied autoscaler
 // scales (see Scaled). It also reports fields other managers added to or took over in
 // the object (see Added and TakenOver), except those of trusted managers.
@@ -192,53 +192,49 @@ func (t *Tracker) acceptLocked(owner Owner, j *checkJob) {
 	}
 }
 
-// checkObject compares one recorded object with the cluster. It returns
-// nil when nothing differs, the live resourceVersion and signature, and
-// the number of requests made.
+// checkObject compares one recorded object with the cluster (see
+// compare). It returns nil when nothing differs, the live resourceVersion
+// and signature, and the number of requests made.
 func (t *Tracker) checkObject(ctx context.Context, e *entry, s Suspect) (*Object, string, string, int, error) {
-	ri := t.dyn.Resource(e.key.gvr)
-	var rc = ri.Namespace(e.key.namespace)
-	if e.key.namespace == "" {
-		rc = ri
-	}
 	out := &Object{
 		ID: e.id, APIVersion: e.gvk.GroupVersion().String(), Kind: e.gvk.Kind,
 		Namespace: e.key.namespace, Name: e.key.name, DetectedAt: s.Since,
 	}
-	live, err := rc.Get(ctx, e.key.name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	applied := &unstructured.Unstructured{}
+	if err := json.Unmarshal(e.applied, &applied.Object); err != nil {
+		return nil, "", "", 0, fmt.Errorf("%s drift check: %w", e.id, err)
+	}
+	d, err := compare(ctx, t.client, applied, t.opts.FieldManager, nil)
+	switch {
+	case apierrors.IsNotFound(err):
+		// The dry-run found no namespace to create the object in.
 		out.Deleted = true
-		return out, "", "", 1, nil
+		return out, "", "", requestsPerCompare, nil
+	case err != nil:
+		return nil, "", "", requestsPerCompare, fmt.Errorf("%s drift check: %w", e.id, err)
+	case d.Type == ssajsondiff.DiffTypeCreate:
+		out.Deleted = true
+		return out, "", "", requestsPerCompare, nil
 	}
-	if err != nil {
-		return nil, "", "", 1, fmt.Errorf("%s drift check: get: %w", e.id, err)
+	live, ok := d.ClusterObject.(*unstructured.Unstructured)
+	if !ok {
+		return nil, "", "", requestsPerCompare, fmt.Errorf("%s drift check: no live object to compare", e.id)
 	}
-	force := true
-	dry, err := rc.Patch(ctx, e.key.name, types.ApplyPatchType, e.applied, metav1.PatchOptions{
-		DryRun: []string{metav1.DryRunAll}, Force: &force, FieldManager: t.opts.FieldManager,
-	})
-	if err != nil {
-		return nil, "", "", 2, fmt.Errorf("%s drift check: dry-run apply: %w", e.id, err)
-	}
-	var applied map[string]any
-	if err := json.Unmarshal(e.applied, &applied); err != nil {
-		return nil, "", "", 2, fmt.Errorf("%s drift check: %w", e.id, err)
-	}
-	out.Fields = t.fields(applied, dry, live)
+	out.Fields = t.fields(applied.Object, patchPaths(d), live)
 	out.ResourceVersion = live.GetResourceVersion()
 	sig := signature(live)
 	if len(out.Fields) == 0 {
-		return nil, out.ResourceVersion, sig, 2, nil
+		return nil, out.ResourceVersion, sig, requestsPerCompare, nil
 	}
-	return out, out.ResourceVersion, sig, 2, nil
+	return out, out.ResourceVersion, sig, requestsPerCompare, nil
 }
 
-// fields lists what differs between the dry-run of the recorded object and
-// the live one, then what other managers added or took over.
-func (t *Tracker) fields(applied map[string]any, dry, live *unstructured.Unstructured) []Field {
+// fields lists the changed paths (those a re-apply would change) with the
+// managers that own them now, then what other managers added or took
+// over.
+func (t *Tracker) fields(applied map[string]any, changed []string, live *unstructured.Unstructured) []Field {
 	owned := ownedPaths(live)
 	var out []Field
-	changed := diffPaths(comparable(dry.Object), comparable(live.Object))
 	for _, p := range changed {
 		out = append(out, Field{Path: p, Change: Changed, Managers: owned.managersOf(p, t.opts.FieldManager)})
 	}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"sort"
 
+	ssajsondiff "github.com/fluxcd/pkg/ssa/jsondiff"
 	"github.com/pmezard/go-difflib/difflib"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -39,8 +39,9 @@ type DiffOptions struct {
 }
 
 // Diff dry-runs a server-side apply of each object, exactly as a sync
-// would, and compares the result with the live object. It writes nothing:
-// every request is a GET or a dry-run.
+// would, and compares the result with the live object, on the same path
+// as Check (see compare). It writes nothing: every request is a GET or a
+// dry-run.
 func Diff(ctx context.Context, c client.Client, objs []*unstructured.Unstructured, o DiffOptions) ([]ObjectDiff, error) {
 	if o.FieldManager == "" {
 		o.FieldManager = DefaultFieldManager
@@ -61,53 +62,80 @@ func diffOne(ctx context.Context, c client.Client, obj *unstructured.Unstructure
 	if obj.GetNamespace() != "" {
 		id = obj.GetKind() + "/" + obj.GetNamespace() + "/" + obj.GetName()
 	}
-	live := &unstructured.Unstructured{}
-	live.SetGroupVersionKind(obj.GroupVersionKind())
-	err := c.Get(ctx, client.ObjectKeyFromObject(obj), live)
-	exists := err == nil
-	if err != nil && !apierrors.IsNotFound(err) {
-		return ObjectDiff{}, fmt.Errorf("%s: read live object: %w", id, err)
-	}
-	after := obj.DeepCopy()
+	desired := obj.DeepCopy()
+	ignore := make([]string, 0, len(o.DropLabels))
 	for _, l := range o.DropLabels {
-		unstructured.RemoveNestedField(after.Object, "metadata", "labels", l)
+		unstructured.RemoveNestedField(desired.Object, "metadata", "labels", l)
+		ignore = append(ignore, "/metadata/labels/"+escape(l))
 	}
-	if err := c.Patch(ctx, after, client.Apply, client.DryRunAll, client.ForceOwnership, client.FieldOwner(o.FieldManager)); err != nil {
-		return ObjectDiff{}, fmt.Errorf("%s: dry-run apply: %w", id, err)
+	d, err := compare(ctx, c, desired, o.FieldManager, ignore)
+	if err != nil {
+		return ObjectDiff{}, fmt.Errorf("%s: %w", id, err)
 	}
-	var before map[string]any
-	if exists {
+	var before, after map[string]any
+	switch d.Type {
+	case ssajsondiff.DiffTypeNone:
+		return ObjectDiff{Object: id, Action: DiffUnchanged}, nil
+	case ssajsondiff.DiffTypeCreate:
+		after = forDiff(desired.Object, o.DropLabels)
+	default:
+		live, ok := d.ClusterObject.(*unstructured.Unstructured)
+		if !ok {
+			return ObjectDiff{}, fmt.Errorf("%s: no live object to compare", id)
+		}
 		before = forDiff(live.Object, o.DropLabels)
+		applied := &unstructured.Unstructured{Object: deepCopyMap(before)}
+		if err := ssajsondiff.ApplyPatchToUnstructured(applied, d.Patch); err != nil {
+			return ObjectDiff{}, fmt.Errorf("%s: %w", id, err)
+		}
+		after = applied.Object
 	}
-	afterMap := forDiff(after.Object, o.DropLabels)
 	if obj.GetKind() == "Secret" && obj.GroupVersionKind().Group == "" {
-		maskSecret(before, afterMap)
+		maskSecret(before, after)
 	}
 	a, err := toYAML(before)
 	if err != nil {
 		return ObjectDiff{}, fmt.Errorf("%s: %w", id, err)
 	}
-	b, err := toYAML(afterMap)
+	b, err := toYAML(after)
 	if err != nil {
 		return ObjectDiff{}, fmt.Errorf("%s: %w", id, err)
 	}
-	d := ObjectDiff{Object: id, Action: DiffUnchanged}
-	switch {
-	case !exists:
-		d.Action = DiffCreate
-	case a != b:
-		d.Action = DiffUpdate
+	action := DiffUpdate
+	if before == nil {
+		action = DiffCreate
 	}
-	if d.Action != DiffUnchanged {
-		d.Unified, err = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-			A: difflib.SplitLines(a), B: difflib.SplitLines(b),
-			FromFile: "live/" + id, ToFile: "git/" + id, Context: 3,
-		})
-		if err != nil {
-			return ObjectDiff{}, fmt.Errorf("%s: %w", id, err)
+	unified, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(a), B: difflib.SplitLines(b),
+		FromFile: "live/" + id, ToFile: "git/" + id, Context: 3,
+	})
+	if err != nil {
+		return ObjectDiff{}, fmt.Errorf("%s: %w", id, err)
+	}
+	return ObjectDiff{Object: id, Action: action, Unified: unified}, nil
+}
+
+// comparable returns the parts of an object that a re-apply can change:
+// everything but status, and of metadata only labels and annotations.
+func comparable(obj map[string]any) map[string]any {
+	out := make(map[string]any, len(obj))
+	for k, v := range obj {
+		switch k {
+		case "status":
+		case "metadata":
+			md, _ := v.(map[string]any)
+			keep := map[string]any{}
+			for _, f := range []string{"labels", "annotations"} {
+				if x, ok := md[f]; ok {
+					keep[f] = x
+				}
+			}
+			out[k] = keep
+		default:
+			out[k] = v
 		}
 	}
-	return d, nil
+	return out
 }
 
 // forDiff is the part of obj a diff shows: what a re-apply can change

@@ -22,9 +22,16 @@
 //     it. So status churn costs no GET and no dry-run.
 //   - Check decides, for suspects only, whether the change is drift: a GET
 //     and a server-side dry-run apply of the recorded object under Tether's
-//     field manager, compared with the live object. Status-only changes and
-//     ignored paths are not drift. Reports carry JSON pointer paths and
-//     field manager names, never values, so Secret data cannot leak.
+//     field manager, compared with the live object by fluxcd/pkg/ssa's
+//     jsondiff, the one compare path that Diff (`tether diff`) uses too.
+//     Status-only changes and ignored paths are not drift. Reports carry
+//     JSON pointer paths and field manager names, never values, so Secret
+//     data cannot leak.
+//   - Unchanged tells apply which planned objects are exactly as the last
+//     apply left them (same fingerprint, same resourceVersion in the watch
+//     cache), so that a forced resync with nothing changed sends nothing.
+//   - Update records a drift correction (only the re-applied objects)
+//     without fingerprinting the whole set again.
 //   - Options.OnChange tells the caller (the sync loop) as soon as a watch
 //     event makes an object of a GitSync a suspect.
 package drift

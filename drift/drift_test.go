@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/api/v1alpha1"
 )
 
 const password = "s3cr3t-value-never-reported"
@@ -27,7 +29,7 @@ func setup(t *testing.T) (*harness, Owner) {
 
 // patch changes obj with a JSON merge patch under field manager manager,
 // as `kubectl edit` or a controller would.
-func patch(t *testing.T, obj client.Object, manager, data string, subresource ...string) {
+func patch(t testing.TB, obj client.Object, manager, data string, subresource ...string) {
 	t.Helper()
 	ctx := testContext(t)
 	p := client.RawPatch(types.MergePatchType, []byte(data))
@@ -78,8 +80,8 @@ func check(t *testing.T, h *harness, owner Owner, ignore ...IgnoreRule) *Report 
 
 func TestNoChangeMakesNoRequest(t *testing.T) {
 	h, owner := setup(t)
-	// Let the watch echoes of the apply arrive: they must not count.
-	time.Sleep(500 * time.Millisecond)
+	// The watch echoes of the apply arrive first: they must not count.
+	h.waitEchoes(t, owner)
 	before := h.requests.n.Load()
 	if s := h.tracker.Suspects(owner); len(s) != 0 {
 		t.Fatalf("suspects after a clean apply: %+v", s)
@@ -91,11 +93,7 @@ func TestNoChangeMakesNoRequest(t *testing.T) {
 	if n := h.requests.n.Load() - before; n != 0 {
 		t.Errorf("Suspects+Check made %d API requests, want 0", n)
 	}
-	select {
-	case c := <-h.changes:
-		t.Errorf("OnChange(%s) without a change", c.owner)
-	default:
-	}
+	h.noChange(t)
 	// A second sync of the same Git content keeps the record clean.
 	h.applyAndRecord(t, owner, readObjects(t, "app.yaml", map[string]string{"PASSWORD": password}))
 	if s := h.tracker.Suspects(owner); len(s) != 0 {
@@ -188,14 +186,16 @@ func TestNotDrift(t *testing.T) {
 		t.Errorf("without the rule (-want +got):\n%s", diff)
 	}
 
-	// A label added to an object Tether does not own is none of its business.
+	// A label added to an object of another GitSync, which this tracker
+	// watches but has no record of, is none of its business.
 	other := configMap(ns, "not-ours")
+	other.Labels = map[string]string{v1alpha1.NameLabel: "other", v1alpha1.NamespaceLabel: ns}
 	if err := k8s.Create(testContext(t), other); err != nil {
 		t.Fatal(err)
 	}
 	before := h.requests.n.Load()
 	patch(t, other, "kubectl-label", `{"metadata":{"labels":{"team":"a"}}}`)
-	time.Sleep(300 * time.Millisecond)
+	h.waitCached(t, configMapsGVR, ns, "not-ours", other.ResourceVersion)
 	if s := h.tracker.Suspects(owner); len(s) != 1 || s[0].Kind != "Deployment" {
 		t.Errorf("suspects = %+v, want only the Deployment", s)
 	}
@@ -264,12 +264,8 @@ func TestHoldSuppressesOwnEchoes(t *testing.T) {
 	objs := readObjects(t, "app.yaml", map[string]string{"PASSWORD": password})
 	objs[0].Object["data"] = map[string]any{"greeting": "hi"}
 	h.applyAndRecord(t, owner, objs)
-	time.Sleep(300 * time.Millisecond)
-	select {
-	case c := <-h.changes:
-		t.Errorf("OnChange(%s) for Tether's own apply", c.owner)
-	default:
-	}
+	h.waitEchoes(t, owner)
+	h.noChange(t)
 	release() // a no-op after Record
 
 	// A change made while held is told when the hold ends.

@@ -2,7 +2,6 @@ package drift
 
 import (
 	"encoding/json"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,76 +9,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
-
-// comparable returns the parts of an object that a re-apply can change:
-// everything but status, and of metadata only labels and annotations.
-func comparable(obj map[string]any) map[string]any {
-	out := make(map[string]any, len(obj))
-	for k, v := range obj {
-		switch k {
-		case "status":
-		case "metadata":
-			md, _ := v.(map[string]any)
-			keep := map[string]any{}
-			for _, f := range []string{"labels", "annotations"} {
-				if x, ok := md[f]; ok {
-					keep[f] = x
-				}
-			}
-			out[k] = keep
-		default:
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// diffPaths returns the JSON pointers where a and b differ, sorted: a key
-// present on one side only, a differing scalar, or a list whose length
-// differs (the list itself).
-func diffPaths(a, b map[string]any) []string {
-	var out []string
-	diffValue(a, b, "", &out)
-	sort.Strings(out)
-	return out
-}
-
-func diffValue(a, b any, path string, out *[]string) {
-	switch av := a.(type) {
-	case map[string]any:
-		bv, ok := b.(map[string]any)
-		if !ok {
-			*out = append(*out, path)
-			return
-		}
-		for k, x := range av {
-			y, ok := bv[k]
-			if !ok {
-				*out = append(*out, path+"/"+escape(k))
-				continue
-			}
-			diffValue(x, y, path+"/"+escape(k), out)
-		}
-		for k := range bv {
-			if _, ok := av[k]; !ok {
-				*out = append(*out, path+"/"+escape(k))
-			}
-		}
-	case []any:
-		bv, ok := b.([]any)
-		if !ok || len(av) != len(bv) {
-			*out = append(*out, path)
-			return
-		}
-		for i := range av {
-			diffValue(av[i], bv[i], path+"/"+strconv.Itoa(i), out)
-		}
-	default:
-		if !reflect.DeepEqual(a, b) {
-			*out = append(*out, path)
-		}
-	}
-}
 
 // escape encodes one JSON pointer segment (RFC 6901).
 func escape(s string) string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -57,12 +58,57 @@ type entry struct {
 // applied HorizontalPodAutoscaler whose target is applied too makes the
 // target's replicas ignored (see Scaled).
 //
+// Objects apply skipped as unchanged (see Unchanged) have no version in
+// liveRV; as their content did not change either, they keep their state.
+//
 // Record starts a watch for each kind not yet watched and waits for its
 // first list (one LIST request per new kind); with every kind watched it
 // makes no request. It also ends a Hold on owner. It waits for Start.
-// Record and Forget of one owner must not run concurrently (the sync loop
-// runs one reconcile per GitSync at a time).
+// Record, Update and Forget of one owner must not run concurrently (the
+// sync loop runs one reconcile per GitSync at a time).
 func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructured.Unstructured, liveRV map[string]string) error {
+	return t.record(ctx, owner, applied, liveRV, false)
+}
+
+// Update records objects re-applied for owner outside a full sync: drift
+// correction re-applies only the drifted objects (see Applied), and
+// Update records those, each as sent with the resourceVersion it ended
+// with (liveRV by inventory ID), keeping the rest of owner's record as
+// it is. It costs nothing per object not in applied, where Record of the
+// whole set fingerprints every object again: with thousands of objects
+// that is most of the time from an out-of-band change to its correction.
+// Objects not recorded before are added. It ends a Hold on owner, and
+// needs a Record of owner first. An applied HorizontalPodAutoscaler can
+// change what is scaled (see Scaled): then Update records the whole set
+// again, as Record does.
+func (t *Tracker) Update(ctx context.Context, owner Owner, applied []*unstructured.Unstructured, liveRV map[string]string) error {
+	if !t.Tracking(owner) {
+		return fmt.Errorf("update %s: nothing recorded yet", owner)
+	}
+	if !slices.ContainsFunc(applied, isAutoscaler) {
+		return t.record(ctx, owner, applied, liveRV, true)
+	}
+	all, err := t.Applied(owner, nil)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", owner, err)
+	}
+	byID := make(map[string]int, len(all))
+	for i, o := range all {
+		byID[object.UnstructuredToObjMetadata(o).String()] = i
+	}
+	for _, o := range applied {
+		if i, ok := byID[object.UnstructuredToObjMetadata(o).String()]; ok {
+			all[i] = o
+		} else {
+			all = append(all, o)
+		}
+	}
+	return t.record(ctx, owner, all, liveRV, false)
+}
+
+// record is Record, or with partial Update: then entries not in applied
+// stay as they are.
+func (t *Tracker) record(ctx context.Context, owner Owner, applied []*unstructured.Unstructured, liveRV map[string]string, partial bool) error {
 	select {
 	case <-t.started:
 	case <-ctx.Done():
@@ -77,15 +123,18 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 		e.rv = liveRV[e.id]
 		entries[e.key] = e
 	}
-
-	scaled := scaledIn(applied)
-	if err := t.ensureWatches(ctx, gvrsOf(entries)); err != nil {
+	added := gvrsOf(entries)
+	if err := t.ensureWatches(ctx, added); err != nil {
 		return fmt.Errorf("record %s: %w", owner, err)
 	}
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.ownerLocked(owner)
+	scaled := st.scaled
+	if !partial {
+		scaled = scaledIn(applied)
+	}
 	// An old entry's accepted version was judged under the old autoscalers:
 	// keep it only while they are the same.
 	sameScaled := slices.Equal(st.scaled, scaled)
@@ -99,8 +148,21 @@ func (t *Tracker) Record(ctx context.Context, owner Owner, applied []*unstructur
 			t.baselineLocked(e)
 		}
 	}
-	// Each owner holds one reference per resource of its current record.
-	t.releaseWatchesLocked(gvrsOf(st.entries))
+	if partial {
+		merged := maps.Clone(st.entries)
+		maps.Copy(merged, entries)
+		entries = merged
+	}
+	// Each owner holds one reference per resource of its record: drop the
+	// ones ensureWatches took twice, and those of resources it left.
+	kept := gvrsOf(entries)
+	release := map[schema.GroupVersionResource]bool{}
+	for gvr := range gvrsOf(st.entries) {
+		if added[gvr] || !kept[gvr] {
+			release[gvr] = true
+		}
+	}
+	t.releaseWatchesLocked(release)
 	st.entries = entries
 	st.scaled = scaled
 	st.recorded = true
@@ -143,17 +205,27 @@ func (t *Tracker) newEntry(o *unstructured.Unstructured) (*entry, error) {
 	if mapping.Scope.Name() != meta.RESTScopeNameNamespace {
 		ns = ""
 	}
-	data, err := json.Marshal(o.Object)
+	data, sum, err := fingerprint(o)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", object.UnstructuredToObjMetadata(o), err)
+		return nil, err
 	}
 	return &entry{
 		id:      object.UnstructuredToObjMetadata(o).String(),
 		gvk:     gvk,
 		key:     objKey{gvr: mapping.Resource, namespace: ns, name: o.GetName()},
 		applied: data,
-		sum:     sha256.Sum256(data),
+		sum:     sum,
 	}, nil
+}
+
+// fingerprint returns o as compact JSON (map keys sorted, so the same
+// object always gives the same bytes) and its digest.
+func fingerprint(o *unstructured.Unstructured) ([]byte, [sha256.Size]byte, error) {
+	data, err := json.Marshal(o.Object)
+	if err != nil {
+		return nil, [sha256.Size]byte{}, fmt.Errorf("%s: %w", object.UnstructuredToObjMetadata(o), err)
+	}
+	return data, sha256.Sum256(data), nil
 }
 
 // mapping resolves gvk once; later calls are answered from memory so that

@@ -11,11 +11,12 @@ import (
 const ReplicasPath = "/spec/replicas"
 
 // Scaled is an applied object whose replicas an autoscaler applied with it
-// manages: a HorizontalPodAutoscaler of the same owner whose
-// scaleTargetRef names it. Check ignores its ReplicasPath, as if an
-// ignore rule named it, so drift correction never fights the autoscaler;
-// unlike a caller's rule, it also accepts a version that differs there
-// only, so scaling costs one Check, not one per later event.
+// manages: an object of the same owner whose spec.scaleTargetRef names it
+// (a HorizontalPodAutoscaler, or any scaler of that shape, such as KEDA's
+// ScaledObject). Check ignores its ReplicasPath, as if an ignore rule
+// named it, so drift correction never fights the autoscaler; unlike a
+// caller's rule, it also accepts a version that differs there only, so
+// scaling costs one Check, not one per later event.
 type Scaled struct {
 	// Group, Kind, Namespace and Name identify the scaled object.
 	Group, Kind, Namespace, Name string
@@ -34,9 +35,10 @@ func (s Scaled) rule() IgnoreRule {
 }
 
 // scaledIn finds the autoscalers among applied whose target is applied
-// too. Only autoscaling/* HorizontalPodAutoscalers count: their target is
-// in their own namespace, by spec.scaleTargetRef (apiVersion, kind, name).
-// A target outside the set is none of this owner's drift.
+// too: objects with spec.scaleTargetRef (apiVersion, kind, name), whose
+// target is in their own namespace. Where the reference leaves apiVersion
+// or kind out, they mean apps/v1 and Deployment, as in KEDA. A target
+// outside the set is none of this owner's drift.
 func scaledIn(applied []*unstructured.Unstructured) []Scaled {
 	type id struct{ group, kind, ns, name string }
 	present := make(map[id]bool, len(applied))
@@ -49,27 +51,39 @@ func scaledIn(applied []*unstructured.Unstructured) []Scaled {
 	}
 	var out []Scaled
 	for _, o := range applied {
-		if o == nil {
+		if !isAutoscaler(o) {
 			continue
 		}
-		if gvk := o.GroupVersionKind(); gvk.Group != "autoscaling" || gvk.Kind != "HorizontalPodAutoscaler" {
-			continue
+		ref, _, _ := unstructured.NestedStringMap(o.Object, "spec", "scaleTargetRef")
+		apiVersion, kind, name := ref["apiVersion"], ref["kind"], ref["name"]
+		if apiVersion == "" {
+			apiVersion = "apps/v1"
 		}
-		apiVersion, _, _ := unstructured.NestedString(o.Object, "spec", "scaleTargetRef", "apiVersion")
-		kind, _, _ := unstructured.NestedString(o.Object, "spec", "scaleTargetRef", "kind")
-		name, _, _ := unstructured.NestedString(o.Object, "spec", "scaleTargetRef", "name")
+		if kind == "" {
+			kind = "Deployment"
+		}
 		gv, err := schema.ParseGroupVersion(apiVersion)
-		if err != nil || kind == "" || name == "" {
+		if err != nil || name == "" {
 			continue
 		}
 		if !present[id{gv.Group, kind, o.GetNamespace(), name}] {
 			continue
 		}
 		out = append(out, Scaled{Group: gv.Group, Kind: kind, Namespace: o.GetNamespace(), Name: name,
-			By: "HorizontalPodAutoscaler/" + o.GetName()})
+			By: o.GetKind() + "/" + o.GetName()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String()+out[i].Namespace < out[j].String()+out[j].Namespace })
 	return out
+}
+
+// isAutoscaler reports whether o scales another object: it has a
+// spec.scaleTargetRef.
+func isAutoscaler(o *unstructured.Unstructured) bool {
+	if o == nil {
+		return false
+	}
+	_, ok, _ := unstructured.NestedMap(o.Object, "spec", "scaleTargetRef")
+	return ok
 }
 
 // Scaled returns owner's applied objects whose replicas an applied

@@ -47,7 +47,10 @@ func TestScaledIn(t *testing.T) {
 		{"target of another group", []string{`{"apiVersion": "extensions/v1beta1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "ns"}}`, hpaYAML}, nil},
 		{"no scaleTargetRef", []string{deploy, `{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "x", "namespace": "ns"}, "spec": {}}`}, nil},
 		{"bad apiVersion", []string{deploy, `{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "x", "namespace": "ns"}, "spec": {"scaleTargetRef": {"apiVersion": "a/b/c", "kind": "Deployment", "name": "web"}}}`}, nil},
-		{"not an HPA", []string{deploy, `{"apiVersion": "example.com/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "x", "namespace": "ns"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}`}, nil},
+		{"any scaler with a scaleTargetRef", []string{deploy, `{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "web-scaler", "namespace": "ns"}, "spec": {"scaleTargetRef": {"name": "web"}}}`},
+			[]Scaled{{Group: "apps", Kind: "Deployment", Namespace: "ns", Name: "web", By: "ScaledObject/web-scaler"}}},
+		{"scaleTargetRef not a reference", []string{deploy, `{"apiVersion": "example.com/v1", "kind": "Scaler", "metadata": {"name": "x", "namespace": "ns"}, "spec": {"scaleTargetRef": "web"}}`}, nil},
+		{"a reference elsewhere", []string{deploy, `{"apiVersion": "example.com/v1", "kind": "Scaler", "metadata": {"name": "x", "namespace": "ns"}, "spec": {"targetRef": {"name": "web"}}}`}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, scaledIn(objectsOf(t, tc.docs...))); diff != "" {

@@ -35,35 +35,58 @@ func writeStatus(tb testing.TB, ns string, n int) string {
 }
 
 // waitCached waits until the tracker's watch cache holds the object at
-// resourceVersion rv or later, so that what a test asserts next is about
-// that version.
+// resourceVersion rv or later, and the tracker has handled that version,
+// so that what a test asserts next is about that version.
 func (h *harness) waitCached(tb testing.TB, gvr schema.GroupVersionResource, ns, name, rv string) {
 	tb.Helper()
+	key := name
+	if ns != "" {
+		key = ns + "/" + name
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		h.tracker.mu.Lock()
 		w := h.tracker.watches[gvr]
-		h.tracker.mu.Unlock()
+		var seen string
 		if w != nil {
-			if obj, ok, _ := w.informer.GetStore().GetByKey(ns + "/" + name); ok {
+			seen = w.seen
+		}
+		h.tracker.mu.Unlock()
+		if w != nil && !newer(rv, seen) {
+			if obj, ok, _ := w.informer.GetStore().GetByKey(key); ok {
 				if m := obj.(*metav1.PartialObjectMetadata); !newer(rv, m.ResourceVersion) {
 					return
 				}
 			}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("the watch cache did not reach %s/%s at version %s within 10s", ns, name, rv)
+			tb.Fatalf("the watch cache did not reach %s at version %s within 10s", key, rv)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 }
 
-// noChange fails when OnChange was called.
+// noChange fails when OnChange was called for what the tracker has
+// handled so far (see waitCached): it waits until no notification is
+// queued or being delivered, then looks.
 func (h *harness) noChange(tb testing.TB) {
 	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.tracker.mu.Lock()
+		pending := len(h.tracker.notify) + h.tracker.delivering
+		h.tracker.mu.Unlock()
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d OnChange calls still pending after 10s", pending)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	select {
 	case c := <-h.changes:
-		tb.Errorf("OnChange(%s) for status writes", c.owner)
+		tb.Errorf("OnChange(%s) without a change", c.owner)
 	default:
 	}
 }

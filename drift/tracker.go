@@ -10,9 +10,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
 )
@@ -67,7 +67,7 @@ type Tracker struct {
 	opts    Options
 	trusted map[string]bool
 	meta    metadata.Interface
-	dyn     dynamic.Interface
+	client  client.Client
 	mapper  meta.RESTMapper
 	log     *slog.Logger
 
@@ -80,6 +80,9 @@ type Tracker struct {
 	watches  map[schema.GroupVersionResource]*watch
 	mappings map[schema.GroupVersionKind]*meta.RESTMapping
 	notify   map[Owner]bool // owners to tell OnChange about
+	// delivering counts the OnChange calls taken from notify and not yet
+	// returned: with notify, it tells whether a notification is pending.
+	delivering int
 }
 
 // ownerState is the record of one owner.
@@ -113,9 +116,9 @@ func NewTracker(cfg *rest.Config, mapper meta.RESTMapper, opts Options) (*Tracke
 	if err != nil {
 		return nil, fmt.Errorf("drift: metadata client: %w", err)
 	}
-	dc, err := dynamic.NewForConfig(cfg)
+	cc, err := client.New(cfg, client.Options{Mapper: mapper})
 	if err != nil {
-		return nil, fmt.Errorf("drift: dynamic client: %w", err)
+		return nil, fmt.Errorf("drift: client: %w", err)
 	}
 	if opts.FieldManager == "" {
 		opts.FieldManager = DefaultFieldManager
@@ -139,7 +142,7 @@ func NewTracker(cfg *rest.Config, mapper meta.RESTMapper, opts Options) (*Tracke
 		opts:     opts,
 		trusted:  trusted,
 		meta:     mc,
-		dyn:      dc,
+		client:   cc,
 		mapper:   mapper,
 		log:      log.With("component", "drift"),
 		started:  make(chan struct{}),
@@ -256,9 +259,13 @@ func (t *Tracker) deliver() {
 			owners = append(owners, o)
 		}
 	}
+	t.delivering += len(owners)
 	t.mu.Unlock()
 	for _, o := range owners {
 		t.log.Debug("watched object changed", "gitsync", o.String())
 		t.opts.OnChange(o)
+		t.mu.Lock()
+		t.delivering--
+		t.mu.Unlock()
 	}
 }

@@ -22,6 +22,11 @@ type watch struct {
 	informer cache.SharedIndexInformer
 	cancel   context.CancelFunc
 	refs     int // owners with entries of this resource
+	// seen is the newest resourceVersion observe has handled. The
+	// informer updates its store before it calls observe, so only this
+	// says that the tracker has reacted to a version (tests wait for it
+	// instead of sleeping).
+	seen string
 }
 
 func (w *watch) stop() { w.cancel() }
@@ -165,6 +170,9 @@ func (t *Tracker) observe(gvr schema.GroupVersionResource, obj any, deleted bool
 	owner := Owner{Name: m.Labels[v1alpha1.NameLabel], Namespace: m.Labels[v1alpha1.NamespaceLabel]}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if w, ok := t.watches[gvr]; ok && newer(m.ResourceVersion, w.seen) {
+		w.seen = m.ResourceVersion
+	}
 	st, ok := t.owners[owner]
 	if !ok {
 		return

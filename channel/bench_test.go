@@ -210,7 +210,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopControlPlane()
+	os.Exit(code)
 }
 
 // simulateAgents opens n agents against hubURL, each on its own connection:

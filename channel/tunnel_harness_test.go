@@ -98,6 +98,8 @@ type rigOptions struct {
 	noTunnel     bool // an agent from before the tunnel
 	proxyRecheck time.Duration
 	quiet        bool
+	// externalAgent: the caller runs the agent (startAgentProcess).
+	externalAgent bool
 }
 
 func newTunnelRig(t testing.TB, o rigOptions) *tunnelRig {
@@ -141,6 +143,9 @@ func newTunnelRig(t testing.TB, o rigOptions) *tunnelRig {
 	}
 	r.ns = r.namespace("tether-system")
 	r.agentTok = r.token(store.KindAgent, r.agentName)
+	if o.externalAgent {
+		return r
+	}
 	r.startAgent(!o.noTunnel, log)
 	eventually(t, "the agent is connected", func() bool { return len(ch.ConnectedAgents()) == 1 })
 	return r

@@ -59,6 +59,7 @@ const (
 	defaultConcurrent    = 256
 	defaultMaxResponse   = 1 << 30
 	responseCopyBuffer   = MaxChunk
+	watchCopyBuffer      = 4 << 10
 	maxMethodLength      = 32
 	maxRequestPathLength = 8 << 10
 )
@@ -184,10 +185,14 @@ func (a *Agent) serve(st *Stream, req *channelpb.TunnelRequest) {
 	}
 	var body io.Reader = resp.Body
 	limited := !streaming(req)
+	// A watch spends its life waiting with its buffer: a small one keeps
+	// many open watches cheap; a list wants full frames.
+	buf := make([]byte, watchCopyBuffer)
 	if limited {
 		body = io.LimitReader(resp.Body, a.opts.MaxResponseBytes+1)
+		buf = make([]byte, responseCopyBuffer)
 	}
-	n, err := io.CopyBuffer(st, body, make([]byte, responseCopyBuffer))
+	n, err := io.CopyBuffer(st, body, buf)
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {

@@ -5,7 +5,9 @@
 // The channel server (package channel/server) owns the agents' streams; it
 // calls the hub through the Authenticator and Sink methods of *Server, and
 // the hub sends "sync now" back through the Dispatcher it is given. The hub
-// never talks to a cluster.
+// never talks to a cluster: /k8s-proxy/{agent}/... hands a request to the
+// agent's own stream (Tunnels), names the caller, and the agent decides
+// what that caller may do. The hub holds no cluster credentials.
 //
 // Badges and /healthz are for anyone; everything else a token opens (see
 // Handler). The hub stores and shows no credentials: URL userinfo is

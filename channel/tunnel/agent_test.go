@@ -187,3 +187,25 @@ func TestAgentRefuses(t *testing.T) {
 }
 
 func containsStr(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestForwardDropsCookies: an answer from the cluster side cannot set a
+// cookie on the hub's origin (where the hub's page keeps its session).
+func TestForwardDropsCookies(t *testing.T) {
+	l := newLink(t, func(s *Stream, _ *channelpb.TunnelRequest) {
+		defer s.Close()
+		_ = s.Respond(s.Context(), &channelpb.TunnelResponse{Status: 200, Headers: []*channelpb.Header{
+			{Name: "Set-Cookie", Values: []string{"tether_session=attacker"}},
+			{Name: "Content-Type", Values: []string{"application/json"}},
+		}})
+		_, _ = s.Write([]byte("{}"))
+		_ = s.CloseWrite()
+	}, 4)
+	w := httptest.NewRecorder()
+	Forward(w, httptest.NewRequest("GET", "/k8s-proxy/prod/api", nil), l.hub, "/api", user("alice"))
+	if w.Code != 200 || w.Body.String() != "{}" || w.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("%d %q %v", w.Code, w.Body, w.Header())
+	}
+	if c := w.Header().Values("Set-Cookie"); len(c) != 0 {
+		t.Errorf("Set-Cookie passed: %q", c)
+	}
+}

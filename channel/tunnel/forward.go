@@ -64,7 +64,10 @@ func Forward(w http.ResponseWriter, r *http.Request, m *Mux, path string, caller
 		return
 	}
 	for _, h := range resp.GetHeaders() {
-		if hopByHop[http.CanonicalHeaderKey(h.GetName())] {
+		name := http.CanonicalHeaderKey(h.GetName())
+		if hopByHop[name] || name == "Set-Cookie" {
+			// The answer is served from the hub's origin: a cookie from
+			// the cluster side would land on the hub's page.
 			continue
 		}
 		for _, v := range h.GetValues() {

@@ -307,12 +307,12 @@ func (r *tunnelRig) run(kubeconfig string, args ...string) (string, string, erro
 	return out.String(), errb.String(), err
 }
 
-// mustRun runs kubectl and fails the test when it fails.
-func (r *tunnelRig) mustRun(kubeconfig string, args ...string) string {
-	r.t.Helper()
+// mustRun runs kubectl and fails t (the test or subtest) when it fails.
+func (r *tunnelRig) mustRun(t testing.TB, kubeconfig string, args ...string) string {
+	t.Helper()
 	out, stderr, err := r.run(kubeconfig, args...)
 	if err != nil {
-		r.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, stderr)
 	}
 	return out
 }

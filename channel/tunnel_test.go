@@ -43,11 +43,11 @@ func TestTunnelKubectl(t *testing.T) {
 	}
 
 	t.Run("get", func(t *testing.T) {
-		out := r.mustRun(alice, "get", "configmap", "app", "-n", team, "-o", "jsonpath={.data.v}")
+		out := r.mustRun(t, alice, "get", "configmap", "app", "-n", team, "-o", "jsonpath={.data.v}")
 		if out != "1" {
 			t.Errorf("got %q, want 1", out)
 		}
-		out = r.mustRun(alice, "describe", "configmap", "app", "-n", team)
+		out = r.mustRun(t, alice, "describe", "configmap", "app", "-n", team)
 		if !strings.Contains(out, "Name:") || !strings.Contains(out, "app") {
 			t.Errorf("describe: %s", out)
 		}
@@ -55,7 +55,7 @@ func TestTunnelKubectl(t *testing.T) {
 
 	t.Run("acts as the granted user, whatever the caller asks", func(t *testing.T) {
 		// --as sends Impersonate-User; the hub and the agent drop it.
-		out := r.mustRun(alice, "auth", "whoami", "--as", "system:admin", "--as-group", "system:masters", "-o", "json")
+		out := r.mustRun(t, alice, "auth", "whoami", "--as", "system:admin", "--as-group", "system:masters", "-o", "json")
 		var review struct {
 			Status struct {
 				UserInfo struct {
@@ -138,7 +138,7 @@ func TestTunnelList1000(t *testing.T) {
 	r.setAccess("users:\n- name: alice\n")
 	createConfigMaps(t, r, ns, 1000)
 	eventuallyRun(t, r, kc, "the agent read its access ConfigMap", "get", "configmaps", "-n", ns)
-	out := r.mustRun(kc, "get", "configmaps", "-n", ns, "-o", "name", "--chunk-size", "0")
+	out := r.mustRun(t, kc, "get", "configmaps", "-n", ns, "-o", "name", "--chunk-size", "0")
 	if n := strings.Count(out, "configmap/cm-"); n != 1000 {
 		t.Errorf("listed %d ConfigMaps, want 1000", n)
 	}
@@ -347,11 +347,11 @@ func TestTunnelProjects(t *testing.T) {
 	r.setAccess(fmt.Sprintf("projects:\n- name: shop\n- name: billing\n  serviceAccount: %s/deployer\n", billing))
 	kc := r.kubeconfig("billing-token")
 	eventuallyRun(t, r, kc, "the agent read its access ConfigMap", "get", "configmaps", "-n", billing)
-	out := r.mustRun(kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+	out := r.mustRun(t, kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
 	if out != "system:serviceaccount:"+billing+":deployer" {
 		t.Errorf("billing acts as %q", out)
 	}
-	out = r.mustRun(r.kubeconfig("shop-token"), "auth", "whoami", "-o", `jsonpath={.status.userInfo.username} {.status.userInfo.groups}`)
+	out = r.mustRun(t, r.kubeconfig("shop-token"), "auth", "whoami", "-o", `jsonpath={.status.userInfo.username} {.status.userInfo.groups}`)
 	if !strings.HasPrefix(out, "tether:project:shop ") || !strings.Contains(out, "tether:projects") {
 		t.Errorf("shop acts as %q", out)
 	}

@@ -202,6 +202,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(tunnelAgentEnv); spec != "" {
+		if err := runTunnelAgent(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "tunnel agent:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if hub := os.Getenv(simEnv); hub != "" {
 		n, _ := strconv.Atoi(os.Getenv(simCountEnv))
 		if err := simulateAgents(hub, n); err != nil {
@@ -210,7 +217,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopControlPlane()
+	os.Exit(code)
 }
 
 // simulateAgents opens n agents against hubURL, each on its own connection:

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,7 +226,8 @@ func TestHubDown(t *testing.T) {
 	tok, sk := newTokens("tok-a", "a"), newSink()
 	opts := server.ServerOptions{Authenticator: tok, Sink: sk}
 	h := startHub(t, "127.0.0.1:0", opts, nil)
-	c := startAgent(t, agent.Options{HubURL: h.url("http"), AgentName: "a", Token: "tok-a"})
+	logs := &syncBuffer{}
+	c := startAgent(t, agent.Options{HubURL: h.url("http"), AgentName: "a", Token: "tok-a", Logger: testLogger(t, logs)})
 	eventually(t, "connected", c.Connected)
 	c.Report(gitSync("apps", "web", "main@sha1:rev0"))
 	c.Report(gitSync("apps", "gone", "main@sha1:rev0"))
@@ -241,7 +243,9 @@ func TestHubDown(t *testing.T) {
 	if c.Pending() != 3 {
 		t.Errorf("pending = %d, want 3 (the newest per GitSync)", c.Pending())
 	}
-	time.Sleep(300 * time.Millisecond) // a few failed attempts while the hub is away
+	eventually(t, "a few failed attempts while the hub is away", func() bool {
+		return strings.Count(logs.String(), "cannot reach the hub") >= 3
+	})
 
 	startHub(t, h.addr, opts, nil)
 	eventually(t, "everything acked", func() bool { return c.Connected() && c.Pending() == 0 })

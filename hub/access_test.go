@@ -26,6 +26,7 @@ func serveLikeTetherHub(t testing.TB, s *Server, opts server.ServerOptions) stri
 	opts.Authenticator, opts.Sink, opts.Fallback, opts.Logger = s, s, s.Handler(), s.log
 	ch := server.NewServer(opts)
 	s.SetDispatcher(ch)
+	s.SetTunnels(ch)
 	hs := ch.HTTPServer(nil)
 	addr := strings.TrimPrefix(listenServer(t, hs), "http://")
 	t.Cleanup(func() {
@@ -120,6 +121,9 @@ func TestEveryEndpointRefusesBadTokens(t *testing.T) {
 		{"POST", "/api/v1/agents/prod-eu/gitsyncs/apps/web/resync"},
 		{"POST", "/hooks/gitlab"},
 		{"POST", "/hooks/github"},
+		// The proxy: the hub refuses before any agent is asked.
+		{"GET", "/k8s-proxy/prod-eu/api/v1/secrets"},
+		{"DELETE", "/k8s-proxy/prod-eu/api/v1/namespaces/kube-system"},
 	}
 	badTokens := map[string]string{
 		"no token":      "",

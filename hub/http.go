@@ -16,6 +16,7 @@ import (
 //	webhook secret         /hooks/*
 //	API token or session   the page, GET /api/v1/*, /metrics (anyone with PublicRead)
 //	bearer API token       POST .../resync
+//	token with "proxy"     /k8s-proxy/{agent}/... (then the agent decides)
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.readers(true, s.servePage))
@@ -30,6 +31,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/agents/{agent}/gitsyncs/{ns}/{name}/resync", s.resync)
 	mux.Handle("POST /hooks/gitlab", s.hooks.GitLab())
 	mux.Handle("POST /hooks/github", s.hooks.GitHub())
+	mux.HandleFunc("/k8s-proxy/{agent}/{path...}", s.proxy)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /metrics", s.readers(false, promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}).ServeHTTP))
 	return mux

@@ -12,10 +12,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/hub/status"
@@ -409,29 +412,39 @@ func TestCommitStatusesFromReports(t *testing.T) {
 		r.SourceUrl = src
 		mustReport(t, s, "prod", r)
 	}
-	report(1, "progressing", "", shaA)
-	waitPosts := func(n int) []string {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			mu.Lock()
-			got := append([]string(nil), posts...)
-			mu.Unlock()
-			if len(got) >= n || time.Now().After(deadline) {
-				return got
+	// Each report's status is handled (posted, or found unchanged) before
+	// the next is sent, so none replaces another in the poster's queue and
+	// the posts are exactly those the states imply.
+	handled := func() int {
+		n := 0.0
+		for _, result := range []string{"posted", "unchanged"} {
+			var m dto.Metric
+			if err := s.metrics.statusPosts.WithLabelValues("gitlab", result).Write(&m); err != nil {
+				t.Fatal(err)
 			}
-			time.Sleep(10 * time.Millisecond)
+			n += m.GetCounter().GetValue()
+		}
+		return int(n)
+	}
+	step := func(v uint64, phase, rev, attempted string) {
+		t.Helper()
+		before := handled()
+		report(v, phase, rev, attempted)
+		deadline := time.Now().Add(10 * time.Second)
+		for handled() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("report %d: no commit status handled", v)
+			}
+			runtime.Gosched()
 		}
 	}
-	waitPosts(1)
-	report(2, "synced", shaA, shaA)
-	waitPosts(2)
-	report(3, "synced", shaA, shaA) // same state again: no post
-	report(4, "drifted", shaA, shaA)
-	report(5, "failed", shaA, shaB)
-	got := waitPosts(3)
-	time.Sleep(100 * time.Millisecond)
+	step(1, "progressing", "", shaA)
+	step(2, "synced", shaA, shaA)
+	step(3, "synced", shaA, shaA) // same state again: no post
+	step(4, "drifted", shaA, shaA)
+	step(5, "failed", shaA, shaB)
 	mu.Lock()
-	got = append([]string(nil), posts...)
+	got := append([]string(nil), posts...)
 	mu.Unlock()
 	p := "/api/v4/projects/team%2Fapp/statuses/"
 	want := []string{

@@ -5,7 +5,9 @@
 // The channel server (package channel/server) owns the agents' streams; it
 // calls the hub through the Authenticator and Sink methods of *Server, and
 // the hub sends "sync now" back through the Dispatcher it is given. The hub
-// never talks to a cluster.
+// never talks to a cluster: /k8s-proxy/{agent}/... hands a request to the
+// agent's own stream (Tunnels), names the caller, and the agent decides
+// what that caller may do. The hub holds no cluster credentials.
 //
 // Badges and /healthz are for anyone; everything else a token opens (see
 // Handler). The hub stores and shows no credentials: URL userinfo is
@@ -58,6 +60,12 @@ type Options struct {
 	// clusters. Without it they need an API token (or a session of the
 	// page's login form). Badges and /healthz are public either way.
 	PublicRead bool
+	// Principals turns bearer tokens into principals for the proxy.
+	// Defaults to the store's API tokens as operators.
+	Principals Principals
+	// ProxyRecheck is how often an open /k8s-proxy/ request's token is
+	// checked again (default 10 s).
+	ProxyRecheck time.Duration
 	// WebhookMaxBody bounds a webhook payload (default
 	// webhook.DefaultMaxBody, 1 MiB).
 	WebhookMaxBody int64
@@ -77,6 +85,8 @@ type Server struct {
 
 	mu         sync.Mutex
 	dispatcher Dispatcher
+	tunnels    Tunnels
+	principals Principals
 	streams    map[string]int // open channel streams per agent
 }
 
@@ -102,7 +112,14 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("hub database %s: %w", opt.DB, err)
 	}
+	if opt.ProxyRecheck <= 0 {
+		opt.ProxyRecheck = defaultProxyRecheck
+	}
 	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}, sessions: newSessions()}
+	s.principals = opt.Principals
+	if s.principals == nil {
+		s.principals = operatorTokens{store: st}
+	}
 	s.poster = status.NewPoster(opt.GitHosts, st, status.Options{
 		Client: opt.StatusClient, Log: opt.Log, Backoff: opt.StatusBackoff,
 		Result: s.metrics.statusResult,

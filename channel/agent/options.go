@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/channel/tunnel"
 )
 
 // Options configure a Client.
@@ -39,6 +40,10 @@ type Options struct {
 	// OnSyncNow is called for every "sync now" from the hub. It runs on the
 	// stream's receiving goroutine, so it must return quickly.
 	OnSyncNow func(*channelpb.SyncNow)
+	// Tunnel, when set, serves the hub's tunnelled Kubernetes API
+	// requests on the stream (the agent announces FEATURE_TUNNEL). Its Run
+	// must be running for it to grant anything.
+	Tunnel *tunnel.Agent
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Backoff between connection attempts.

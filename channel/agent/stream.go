@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/channel/tunnel"
 )
 
 type stream = grpc.BidiStreamingClient[channelpb.AgentMessage, channelpb.HubMessage]
@@ -35,6 +36,7 @@ func (c *Client) connect(ctx context.Context) (welcomed bool, err error) {
 		AgentName:  c.opts.AgentName,
 		Version:    c.opts.Version,
 		ClusterUid: c.opts.ClusterUID,
+		Features:   c.features(),
 	}}})
 	if err != nil {
 		return false, recvError(st, err)
@@ -58,15 +60,34 @@ func (c *Client) connect(ctx context.Context) (welcomed bool, err error) {
 	hb := heartbeat(c.opts.Heartbeat, w)
 	c.log.Info("connected to the hub", "hubVersion", w.GetHubVersion(), "heartbeat", hb, "pending", c.buf.len())
 
+	// Tunnel frames go through the one sender, like reports: a gRPC
+	// stream allows one sending goroutine.
+	frames := make(chan *channelpb.AgentMessage)
+	var mux *tunnel.Mux
+	if c.opts.Tunnel != nil {
+		mux = c.opts.Tunnel.NewMux(func(fctx context.Context, f *channelpb.TunnelFrame) error {
+			select {
+			case frames <- &channelpb.AgentMessage{Msg: &channelpb.AgentMessage_Tunnel{Tunnel: f}}:
+				return nil
+			case <-fctx.Done():
+				return context.Cause(fctx)
+			case <-ctx.Done():
+				return tunnel.ErrClosed
+			}
+		})
+		// The session's end cancels every request it carried.
+		defer mux.Close(nil)
+	}
+
 	sendErr := make(chan error, 1)
 	go func() {
-		err := c.send(ctx, st, session, hb)
+		err := c.send(ctx, st, session, hb, frames)
 		if err != nil && !errors.Is(err, io.EOF) {
 			cancel(err)
 		}
 		sendErr <- err
 	}()
-	err = c.receive(st)
+	err = c.receive(st, mux)
 	cancel(nil)
 	if serr := <-sendErr; status.Code(err) == codes.Canceled && serr != nil && !errors.Is(serr, io.EOF) {
 		err = serr
@@ -76,7 +97,7 @@ func (c *Client) connect(ctx context.Context) (welcomed bool, err error) {
 
 // send drains the buffer whenever it has something due on this session
 // and sends a heartbeat every hb.
-func (c *Client) send(ctx context.Context, st stream, session uint64, hb time.Duration) error {
+func (c *Client) send(ctx context.Context, st stream, session uint64, hb time.Duration, frames <-chan *channelpb.AgentMessage) error {
 	tick := time.NewTicker(hb)
 	defer tick.Stop()
 	for {
@@ -96,6 +117,10 @@ func (c *Client) send(ctx context.Context, st stream, session uint64, hb time.Du
 		case <-ctx.Done():
 			return nil
 		case <-c.buf.notify:
+		case f := <-frames:
+			if err := st.Send(f); err != nil {
+				return err
+			}
 		case <-tick.C:
 			err := st.Send(&channelpb.AgentMessage{Msg: &channelpb.AgentMessage_Heartbeat{
 				Heartbeat: &channelpb.Heartbeat{SentUnixMs: time.Now().UnixMilli()},
@@ -107,8 +132,9 @@ func (c *Client) send(ctx context.Context, st stream, session uint64, hb time.Du
 	}
 }
 
-// receive handles acks and "sync now" until the stream ends.
-func (c *Client) receive(st stream) error {
+// receive handles acks, "sync now" and tunnel frames until the stream
+// ends.
+func (c *Client) receive(st stream, mux *tunnel.Mux) error {
 	for {
 		msg, err := st.Recv()
 		if err != nil {
@@ -124,6 +150,10 @@ func (c *Client) receive(st stream) error {
 				for _, msg := range c.sources.resolve(m.SyncNow) {
 					c.opts.OnSyncNow(msg)
 				}
+			}
+		case *channelpb.HubMessage_Tunnel:
+			if mux != nil {
+				mux.Deliver(m.Tunnel)
 			}
 		default:
 			// A repeated Welcome or a message from a newer hub: nothing to do.
@@ -148,4 +178,12 @@ func causeOr(ctx context.Context, err error) error {
 		return cause
 	}
 	return err
+}
+
+// features lists what this agent announces in its Hello.
+func (c *Client) features() []channelpb.Feature {
+	if c.opts.Tunnel != nil {
+		return []channelpb.Feature{channelpb.Feature_FEATURE_TUNNEL}
+	}
+	return nil
 }

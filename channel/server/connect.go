@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/channel/tunnel"
 )
 
 type stream = grpc.BidiStreamingServer[channelpb.AgentMessage, channelpb.HubMessage]
@@ -41,6 +43,21 @@ func (s *Server) Connect(st channelpb.AgentChannel_ConnectServer) error {
 		agent:  who.agent,
 		out:    make(chan *channelpb.HubMessage, s.opts.SendQueue),
 		cancel: cancel,
+		frames: make(chan *channelpb.HubMessage),
+	}
+	if slices.Contains(hello.GetFeatures(), channelpb.Feature_FEATURE_TUNNEL) {
+		sess.mux = tunnel.NewMux(func(fctx context.Context, f *channelpb.TunnelFrame) error {
+			select {
+			case sess.frames <- &channelpb.HubMessage{Msg: &channelpb.HubMessage_Tunnel{Tunnel: f}}:
+				return nil
+			case <-fctx.Done():
+				return context.Cause(fctx)
+			case <-ctx.Done():
+				return tunnel.ErrClosed
+			}
+		}, nil, s.opts.MaxTunnelStreams)
+		// Every tunnelled request on this stream fails when it ends.
+		defer sess.mux.Close(nil)
 	}
 	sess.out <- &channelpb.HubMessage{Msg: &channelpb.HubMessage_Welcome{Welcome: &channelpb.Welcome{
 		HubVersion:       s.opts.HubVersion,
@@ -80,6 +97,10 @@ func (s *Server) serve(ctx context.Context, st stream, sess *session, who caller
 			}
 			return err
 		case m := <-sess.out:
+			if err := st.Send(m); err != nil {
+				return err
+			}
+		case m := <-sess.frames:
 			if err := st.Send(m); err != nil {
 				return err
 			}
@@ -126,6 +147,12 @@ func (s *Server) handle(ctx context.Context, st stream, sess *session, m *channe
 			Name:         r.GetName(),
 			StateVersion: r.GetStateVersion(),
 		}}})
+	case *channelpb.AgentMessage_Tunnel:
+		if sess.mux == nil {
+			return status.Error(codes.InvalidArgument, "a tunnel frame from an agent that did not announce the tunnel")
+		}
+		sess.mux.Deliver(msg.Tunnel)
+		return nil
 	case *channelpb.AgentMessage_Hello:
 		return status.Error(codes.InvalidArgument, "a second Hello on one stream")
 	default:

@@ -1,18 +1,21 @@
 package server
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/channel/tunnel"
 )
 
 // FuzzChannelMessage: whatever bytes arrive as an agent's message, the
 // hub decodes them, validates them as the stream does (a Hello, or a
 // report after it) and masks credentials in what it would store, without
-// a panic; what it accepts holds to what the hub relies on.
+// a panic; what it accepts holds to what the hub relies on. Tunnel frames
+// go to a hub-side multiplexer, which never panics or blocks on them.
 func FuzzChannelMessage(f *testing.F) {
 	for _, m := range []*channelpb.AgentMessage{
 		{Msg: &channelpb.AgentMessage_Hello{Hello: &channelpb.Hello{AgentName: "prod", Version: "v1", ClusterUid: "uid"}}},
@@ -24,6 +27,9 @@ func FuzzChannelMessage(f *testing.F) {
 			Namespaces: []*channelpb.NamespaceCount{{Namespace: "apps", Objects: 2}},
 			Drift:      &channelpb.DriftSummary{Count: 1, Objects: []*channelpb.DriftedObject{{Kind: "ConfigMap", Name: "c", Paths: []string{"/data"}}}},
 		}}},
+		{Msg: &channelpb.AgentMessage_Tunnel{Tunnel: &channelpb.TunnelFrame{StreamId: 1, Data: []byte("{}"), End: true,
+			Response: &channelpb.TunnelResponse{Status: 200, Headers: []*channelpb.Header{{Name: "Content-Type", Values: []string{"application/json"}}}}}}},
+		{Msg: &channelpb.AgentMessage_Tunnel{Tunnel: &channelpb.TunnelFrame{StreamId: 2, WindowUpdate: 1 << 31, Abort: "x"}}},
 		{},
 	} {
 		b, err := proto.Marshal(m)
@@ -42,6 +48,18 @@ func FuzzChannelMessage(f *testing.F) {
 			if msg.Hello.Validate() == nil && (msg.Hello.GetAgentName() == "" || strings.Contains(msg.Hello.GetAgentName(), "/")) {
 				t.Fatalf("accepted hello %v", msg.Hello)
 			}
+		case *channelpb.AgentMessage_Tunnel:
+			// The hub's multiplexer takes any frame from the agent,
+			// twice, without blocking or panicking.
+			mux := tunnel.NewMux(func(context.Context, *channelpb.TunnelFrame) error { return nil }, nil, 4)
+			for range 3 {
+				if _, err := mux.Open(context.Background(), &channelpb.TunnelRequest{}, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mux.Deliver(msg.Tunnel)
+			mux.Deliver(msg.Tunnel)
+			mux.Close(nil)
 		case *channelpb.AgentMessage_Report:
 			r := msg.Report
 			if validReport(r) != nil {

@@ -41,6 +41,8 @@ func (s *Server) Handler() http.Handler {
 			s.serveH2C(w, r)
 		case r.URL.Path == WebSocketPath:
 			s.serveWebSocket(w, r)
+		case strings.HasPrefix(r.URL.Path, ProxyPrefix) && s.opts.Fallback != nil:
+			s.serveProxy(w, r)
 		case s.opts.Fallback != nil:
 			s.serveFallback(w, r)
 		default:
@@ -71,6 +73,29 @@ func (s *Server) serveFallback(w http.ResponseWriter, r *http.Request) {
 	// HTTP/1 connection (only ReadTimeout's read deadline); IdleTimeout
 	// bounds the connection from here on.
 	defer rc.SetWriteDeadline(time.Time{})
+	s.opts.Fallback.ServeHTTP(w, r)
+}
+
+// ProxyPrefix is where the hub serves the Kubernetes API of an agent's
+// cluster: /k8s-proxy/{agent}/... The Fallback handles these requests
+// (the hub checks the caller's token), without RequestTimeout: a watch or
+// a log follow stays open as long as the client wants.
+const ProxyPrefix = "/k8s-proxy/"
+
+// serveProxy runs one tunnelled request under MaxProxyRequests.
+func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.proxies <- struct{}{}:
+		defer func() { <-s.proxies }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the hub is busy; retry later", http.StatusServiceUnavailable)
+		return
+	}
+	// Deadlines a previous request on this connection left behind go.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	s.opts.Fallback.ServeHTTP(w, r)
 }
 

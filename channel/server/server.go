@@ -83,28 +83,37 @@ type ServerOptions struct {
 	// wait for keepalive to notice that the old connection died); over the
 	// cap a stream is refused with ResourceExhausted. Defaults to 3.
 	MaxStreamsPerAgent int
+	// MaxTunnelStreams caps the tunnelled Kubernetes API requests open at
+	// once to one agent; more get 429. Defaults to 256.
+	MaxTunnelStreams int
+	// MaxProxyRequests caps the tunnelled requests open at once on the
+	// hub's port, across agents (they are exempt from RequestTimeout: a
+	// watch stays open); more get 503. Defaults to 4096.
+	MaxProxyRequests int
 }
 
 // Keepalive: the hub pings an idle connection every 30 s (under 60 s load
 // balancer idle timeouts) and lets agents ping as often as every 20 s.
 const (
-	keepaliveTime     = 30 * time.Second
-	keepaliveTimeout  = 15 * time.Second
-	keepaliveMinPing  = 20 * time.Second
-	maxHeartbeat      = 55 * time.Second
-	maxAuthRecheck    = 30 * time.Second
-	defaultHeartbeat  = 20 * time.Second
-	defaultHello      = 10 * time.Second
-	defaultSendQueue  = 64
-	defaultRequest    = 30 * time.Second
-	defaultConcurrent = 256
-	defaultPerAgent   = 3
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
-	maxStreamsPerConn = 16
-	idleHeartbeats    = 3
-	readHeaderTimeout = 10 * time.Second
-	connReadBuffer    = 8 << 10
+	keepaliveTime        = 30 * time.Second
+	keepaliveTimeout     = 15 * time.Second
+	keepaliveMinPing     = 20 * time.Second
+	maxHeartbeat         = 55 * time.Second
+	maxAuthRecheck       = 30 * time.Second
+	defaultHeartbeat     = 20 * time.Second
+	defaultHello         = 10 * time.Second
+	defaultSendQueue     = 64
+	defaultRequest       = 30 * time.Second
+	defaultConcurrent    = 256
+	defaultPerAgent      = 3
+	defaultTunnelStreams = 256
+	defaultProxyRequests = 4096
+	idleTimeout          = 2 * time.Minute
+	maxHeaderBytes       = 64 << 10
+	maxStreamsPerConn    = 16
+	idleHeartbeats       = 3
+	readHeaderTimeout    = 10 * time.Second
+	connReadBuffer       = 8 << 10
 )
 
 // ErrNotConnected is returned by SyncNow for an agent without a stream.
@@ -124,6 +133,8 @@ type Server struct {
 	// unknown holds a token per request not yet known to be someone's;
 	// see ServerOptions.MaxConcurrentRequests.
 	unknown chan struct{}
+	// proxies holds a token per open tunnelled request on Handler.
+	proxies chan struct{}
 
 	mu       sync.Mutex
 	slots    map[string]*slot
@@ -171,10 +182,17 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.MaxStreamsPerAgent <= 0 {
 		opts.MaxStreamsPerAgent = defaultPerAgent
 	}
+	if opts.MaxTunnelStreams <= 0 {
+		opts.MaxTunnelStreams = defaultTunnelStreams
+	}
+	if opts.MaxProxyRequests <= 0 {
+		opts.MaxProxyRequests = defaultProxyRequests
+	}
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger,
 		unknown:   make(chan struct{}, opts.MaxConcurrentRequests),
+		proxies:   make(chan struct{}, opts.MaxProxyRequests),
 		slots:     map[string]*slot{},
 		streams:   map[string]int{},
 		live:      map[*context.CancelCauseFunc]struct{}{},

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/channel/tunnel"
 )
 
 var (
@@ -21,6 +23,28 @@ type session struct {
 	id     uint64
 	out    chan *channelpb.HubMessage
 	cancel func(cause error)
+	// frames carries tunnel frames down; the stream's one sender takes
+	// them. mux is nil for an agent without the tunnel.
+	frames chan *channelpb.HubMessage
+	mux    *tunnel.Mux
+}
+
+// ErrNoTunnel is returned by Tunnel for an agent that does not serve the
+// tunnel (an older agent, or one started without it).
+var ErrNoTunnel = errors.New("the agent does not serve the Kubernetes API tunnel (upgrade it)")
+
+// Tunnel returns the multiplexer of the agent's open stream, on which the
+// hub opens tunnelled requests. It fails with ErrNotConnected or
+// ErrNoTunnel.
+func (s *Server) Tunnel(agent string) (*tunnel.Mux, error) {
+	sess := s.current(agent)
+	if sess == nil {
+		return nil, fmt.Errorf("agent %q: %w", agent, ErrNotConnected)
+	}
+	if sess.mux == nil {
+		return nil, fmt.Errorf("agent %q: %w", agent, ErrNoTunnel)
+	}
+	return sess.mux, nil
 }
 
 // register makes sess the agent's stream, ending the one it replaces, and

@@ -82,6 +82,10 @@ HTTP endpoints, and who may call them:
        'tether hub token create --api --name NAME' (agent tokens don't work)
   POST /api/v1/agents/{agent}/gitsyncs/{namespace}/{name}/resync
        needs "Authorization: Bearer <API token>", even with --public-read
+  ANY  /k8s-proxy/{agent}/...   the agent's Kubernetes API, through its
+       channel: needs a token with the proxy action (API tokens have it);
+       the agent's ConfigMap tether-access decides what the caller may do
+       ('tether hub kubeconfig' writes a kubeconfig for it)
   POST /hooks/gitlab   X-Gitlab-Token must equal the webhook secret
   POST /hooks/github   GitHub and Gitea: X-Hub-Signature-256 HMAC of the body
 
@@ -100,7 +104,7 @@ A GitSync's source URL selects the host by its host name.`,
 		},
 	}
 	o.bind(cmd)
-	cmd.AddCommand(newHubTokenCmd())
+	cmd.AddCommand(newHubTokenCmd(), newHubKubeconfigCmd())
 	return cmd
 }
 
@@ -183,6 +187,7 @@ func serveHub(ctx context.Context, o *hubOptions, l net.Listener) error {
 		HubVersion:    version,
 	})
 	srv.SetDispatcher(ch)
+	srv.SetTunnels(ch)
 	httpSrv := ch.HTTPServer(nil)
 	if o.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)

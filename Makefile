@@ -69,7 +69,8 @@ FUZZ_TARGETS := \
 	./render:FuzzSubstitute \
 	./hub/webhook:FuzzGitLabPush \
 	./hub/webhook:FuzzGitHubPush \
-	./channel/server:FuzzChannelMessage
+	./channel/server:FuzzChannelMessage \
+	./channel/tunnel:FuzzParseAccess
 FUZZ_TIME ?= 10s
 
 fuzz: ## Run each fuzz target for FUZZ_TIME

@@ -73,6 +73,16 @@ func BenchmarkRender(b *testing.B) {
 				}
 			}
 		})
+		// kustomize is the same folder built the way it was before plain
+		// folders were rendered directly, for comparison.
+		b.Run(fmt.Sprintf("objects=%d/kustomize", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := render(context.Background(), Options{Root: root}, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		b.Run(fmt.Sprintf("objects=%d/substitute", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

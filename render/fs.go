@@ -475,7 +475,7 @@ func (f *rootFS) inspect(abs string, data []byte) error {
 	case r == roleResource:
 		n, ok := f.counts[abs]
 		if !ok {
-			objs, err := decodeManifests(data, f.lim.objects-f.objects)
+			objs, err := decodeManifests(data, f.lim.objects-f.objects, nil)
 			if errors.Is(err, errTooManyObjects) {
 				err = tooManyObjects(f.lim.objects)
 			}

@@ -94,6 +94,7 @@ type Fetcher struct {
 	mu       sync.Mutex
 	listed   map[string]listing     // key: repoKey.listing()
 	repoLock map[string]*sync.Mutex // key: cache folder of a repoKey
+	trees    map[string]string      // TreeHash's answers, key: checkout dir + "\x00" + folder
 }
 
 type listing struct {
@@ -136,6 +137,7 @@ func NewFetcher(cacheDir string, opts Options) *Fetcher {
 		grace:    inUseGrace,
 		listed:   map[string]listing{},
 		repoLock: map[string]*sync.Mutex{},
+		trees:    map[string]string{},
 	}
 }
 

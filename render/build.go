@@ -58,12 +58,12 @@ func schemaReady() {
 	})
 }
 
-// build runs kustomize on dir, holding schemaMu shared. When a
+// kustomize runs kustomize on dir, holding schemaMu shared. When a
 // kustomization turns out to need it exclusively (checkKustomization
 // returns errNeedExclusive as kustomize reads it, before kustomize acts on
 // it), the build starts again, exclusively: the lock stays shared for every
 // build that does not change the schema or clone.
-func build(fsys *rootFS, dir string) (resmap.ResMap, error) {
+func kustomize(fsys *rootFS, dir string) (resmap.ResMap, error) {
 	m, err := buildLocked(fsys, dir, false)
 	if errors.Is(err, errNeedExclusive) {
 		fsys.reset()

@@ -86,6 +86,9 @@ type Result struct {
 	// Hash is the hex sha256 over the objects in order, each serialized as
 	// JSON with sorted keys: the same tree and options give the same hash.
 	Hash string
+
+	scope string // the folder, relative to the root, holding all the render read
+	size  int64  // bytes of the objects as JSON, what a Cache counts
 }
 
 // Error is a user error: the tree or the options are wrong, and retrying with
@@ -130,6 +133,21 @@ func render(ctx context.Context, opts Options, direct bool) (*Result, error) {
 		return nil, err
 	}
 	fsys := newRootFS(root, opts.limits(), opts.AllowRemoteBases)
+	// Where opts.Path is in Git (a symlink, maybe), and where it leads.
+	fsys.touch(filepath.Join(root, opts.Path))
+	fsys.touch(dir)
+	res, err := build(ctx, fsys, dir, opts, direct)
+	if err != nil {
+		return nil, err
+	}
+	res.scope = fsys.rel(fsys.scope)
+	return res, nil
+}
+
+// build renders the folder dir with fsys: directly when it is a plain
+// folder that kustomize would not change and direct is set, else with
+// kustomize.
+func build(ctx context.Context, fsys *rootFS, dir string, opts Options, direct bool) (*Result, error) {
 	if kustomizationFile(fsys, dir) == "" {
 		folder, err := scanPlain(fsys, dir)
 		if err != nil {
@@ -145,7 +163,7 @@ func render(ctx context.Context, opts Options, direct bool) (*Result, error) {
 			return nil, err
 		}
 	}
-	m, err := build(fsys, dir)
+	m, err := kustomize(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +286,7 @@ func collect(objs []*unstructured.Unstructured, vars map[string]string, lim limi
 		}
 		h.Write(canon)
 		h.Write([]byte{'\n'})
+		res.size += int64(len(canon))
 		res.Objects = append(res.Objects, obj)
 	}
 	res.Hash = hex.EncodeToString(h.Sum(nil))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"golang.org/x/sync/singleflight"
 )
 
 // Options tune a Fetcher. The zero value is usable.
@@ -199,44 +200,23 @@ func redactedEndpoint(rawURL string) string {
 	return RedactURL(u.String())
 }
 
-// flight collapses concurrent calls with the same key into one (the idea of
-// golang.org/x/sync/singleflight, which this module does not require).
+// flight collapses concurrent calls with the same key into one, with
+// golang.org/x/sync/singleflight, typed.
 type flight[T any] struct {
-	mu    sync.Mutex
-	calls map[string]*flightCall[T]
-}
-
-type flightCall[T any] struct {
-	done chan struct{}
-	val  T
-	err  error
+	g singleflight.Group
 }
 
 // do runs fn once for all callers that arrive while it runs. A caller whose
 // ctx ends stops waiting; fn keeps running for the others.
-func (g *flight[T]) do(ctx context.Context, key string, fn func() (T, error)) (T, error) {
-	g.mu.Lock()
-	if g.calls == nil {
-		g.calls = map[string]*flightCall[T]{}
-	}
-	c, ok := g.calls[key]
-	if !ok {
-		c = &flightCall[T]{done: make(chan struct{})}
-		g.calls[key] = c
-		go func() {
-			defer func() {
-				g.mu.Lock()
-				delete(g.calls, key)
-				g.mu.Unlock()
-				close(c.done)
-			}()
-			c.val, c.err = fn()
-		}()
-	}
-	g.mu.Unlock()
+func (f *flight[T]) do(ctx context.Context, key string, fn func() (T, error)) (T, error) {
+	ch := f.g.DoChan(key, func() (any, error) { return fn() })
 	select {
-	case <-c.done:
-		return c.val, c.err
+	case r := <-ch:
+		if r.Err != nil {
+			var zero T
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
 	case <-ctx.Done():
 		var zero T
 		return zero, ctx.Err()

@@ -23,7 +23,6 @@ func TestManyCallersShareListingAndFetch(t *testing.T) {
 	repo := createRepo(t, srv, "app")
 	commit(t, repo, map[string]string{"a.yaml": "a: 1\n"})
 	f := newFetcher(t, Options{ResolveTTL: time.Hour})
-	ctx := context.Background()
 	// Two credential identities for one account: an Auth, and the same
 	// user and password in the URL.
 	u, err := url.Parse(repo.URL)
@@ -33,25 +32,8 @@ func TestManyCallersShareListingAndFetch(t *testing.T) {
 	auths := []*Auth{{Username: "u", Password: "p"}, nil}
 
 	round := func() []string {
-		const callers = 1000
-		var wg sync.WaitGroup
-		dirs := make([]string, callers)
-		errs := make([]error, callers)
-		for i := range callers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rev, err := f.Resolve(ctx, urls[i%2], Ref{Branch: "main"}, auths[i%2])
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				dirs[i], errs[i] = f.Checkout(ctx, urls[i%2], rev, auths[i%2])
-			}()
-		}
-		wg.Wait()
-		for i := range callers {
-			must(t, errs[i])
+		dirs := resolveAndCheckout(t, f, 1000, func(i int) (string, *Auth) { return urls[i%2], auths[i%2] })
+		for i := range dirs {
 			if dirs[i] != dirs[i%2] {
 				t.Fatalf("caller %d got %s, caller %d got %s", i, dirs[i], i%2, dirs[i%2])
 			}
@@ -75,6 +57,35 @@ func TestManyCallersShareListingAndFetch(t *testing.T) {
 	}
 }
 
+// resolveAndCheckout runs n callers at once, each resolving main of the
+// repository caller(i) names and checking it out, and returns their
+// checkouts.
+func resolveAndCheckout(t *testing.T, f *Fetcher, n int, caller func(i int) (string, *Auth)) []string {
+	t.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	dirs := make([]string, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			url, auth := caller(i)
+			rev, err := f.Resolve(ctx, url, Ref{Branch: "main"}, auth)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			dirs[i], errs[i] = f.Checkout(ctx, url, rev, auth)
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		must(t, errs[i])
+	}
+	return dirs
+}
+
 // BenchmarkResolveCheckout measures what one GitSync's use of the source
 // costs once the repository is cached (a poll within the TTL: Resolve and
 // Checkout of the same revision), and what 1,000 GitSyncs arriving at once
@@ -82,22 +93,13 @@ func TestManyCallersShareListingAndFetch(t *testing.T) {
 // shared), reported per caller. retained-B/caller is the heap the Fetcher
 // still holds after the round, per caller.
 func BenchmarkResolveCheckout(b *testing.B) {
-	srv, err := testenv.StartGitServer(b.TempDir(), testenv.GitServerOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	repo, err := srv.CreateRepo("app")
-	if err != nil {
-		b.Fatal(err)
-	}
+	srv := startServer(b, testenv.GitServerOptions{})
+	repo := createRepo(b, srv, "app")
 	files := map[string]string{}
 	for i := range 10 {
 		files[fmt.Sprintf("objects/cm-%d.yaml", i)] = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%d\n", i)
 	}
-	if _, err := repo.Commit(files, "objects"); err != nil {
-		b.Fatal(err)
-	}
+	commit(b, repo, files)
 	ctx := context.Background()
 	use := func(f *Fetcher) error {
 		rev, err := f.Resolve(ctx, repo.URL, Ref{Branch: "main"}, nil)

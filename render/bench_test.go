@@ -120,3 +120,23 @@ func BenchmarkRenderParallel(b *testing.B) {
 		})
 	}
 }
+
+// fixedHasher gives every folder the same tree hash: the cache then always
+// hits, and BenchmarkCacheHit measures what a hit costs (the copy).
+type fixedHasher struct{}
+
+func (fixedHasher) TreeHash(string, string) (string, error) { return "tree", nil }
+
+func BenchmarkCacheHit(b *testing.B) {
+	root := plainFixture(b, 1000)
+	c := NewCache(fixedHasher{}, CacheOptions{})
+	if _, err := c.Render(context.Background(), Options{Root: root}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Render(context.Background(), Options{Root: root}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"tether.dev/tether/source"
 )
 
-
 // TestCacheWithGit renders a folder of a real repository, served over
 // smart HTTP, through a Cache keyed by source.Fetcher's tree hashes: a
 // commit that does not touch the folder is a hit, one that does is a

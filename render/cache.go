@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"encoding/json"
+	"fmt"
 	"path"
 	"path/filepath"
 	"strings"
@@ -25,15 +26,16 @@ type TreeHasher interface {
 type CacheOptions struct {
 	// MaxEntries caps the renders kept; default DefaultCacheEntries.
 	MaxEntries int
-	// MaxBytes caps the bytes of the objects kept (as JSON); a render
-	// larger than this is never kept. Default DefaultCacheBytes.
+	// MaxBytes caps the bytes of the objects kept, as JSON (how the cache
+	// holds them: about a tenth of the heap the decoded objects take); a
+	// render larger than this is never kept. Default DefaultCacheBytes.
 	MaxBytes int64
 }
 
 // Defaults of CacheOptions.
 const (
 	DefaultCacheEntries = 512
-	DefaultCacheBytes   = 256 << 20
+	DefaultCacheBytes   = 64 << 20
 )
 
 // CacheStats counts what a Cache did.
@@ -62,8 +64,9 @@ type CacheStats struct {
 // network, not on the tree) are rendered every time. Failed renders are
 // not kept; concurrent identical renders run once (singleflight).
 //
-// Every caller gets its own deep copy of the objects, so a caller may change
-// them without touching the cache or other callers. A Cache is safe for
+// Renders are kept as JSON, and every caller gets objects decoded for it
+// alone, so a caller may change them without touching the cache or other
+// callers. A Cache is safe for
 // concurrent use; one per process serves every GitSync.
 type Cache struct {
 	trees TreeHasher
@@ -85,9 +88,14 @@ type cacheKey struct {
 	tree  string // its Git tree hash
 }
 
+// cacheEntry is a render as the cache keeps it: each object as JSON, a
+// tenth of the memory of the object itself, and what every caller's copy
+// is decoded from.
 type cacheEntry struct {
-	key cacheKey
-	res *Result
+	key     cacheKey
+	hash    string
+	objects [][]byte
+	size    int64 // bytes of objects
 }
 
 // NewCache returns a Cache that asks trees for tree hashes.
@@ -127,24 +135,28 @@ func (c *Cache) Render(ctx context.Context, opts Options) (*Result, error) {
 		return Render(ctx, opts)
 	}
 	key := cacheKey{spec: spec, scope: scope, tree: tree}
-	if res := c.get(key); res != nil {
+	if e := c.get(key); e != nil {
 		c.hits.Add(1)
-		return copyResult(res), nil
+		return e.result()
 	}
 	// The render goes on for the callers that share it if this one's ctx
 	// ends; kustomize could not be interrupted anyway.
 	ch := c.flight.DoChan(key.spec+"\x00"+key.scope+"\x00"+key.tree, func() (any, error) {
-		if res := c.get(key); res != nil {
+		if e := c.get(key); e != nil {
 			c.hits.Add(1)
-			return res, nil
+			return e, nil
 		}
 		c.renders.Add(1)
 		res, err := Render(context.WithoutCancel(ctx), opts)
 		if err != nil {
 			return nil, err
 		}
-		c.keep(key, opts.Root, res)
-		return res, nil
+		e, err := encode(key, res)
+		if err != nil {
+			return nil, err
+		}
+		c.keep(e, opts.Root, res.scope)
+		return e, nil
 	})
 	select {
 	case <-ctx.Done():
@@ -153,7 +165,7 @@ func (c *Cache) Render(ctx context.Context, opts Options) (*Result, error) {
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		return copyResult(r.Val.(*Result)), nil
+		return r.Val.(*cacheEntry).result()
 	}
 }
 
@@ -167,45 +179,45 @@ func (c *Cache) Stats() CacheStats {
 	}
 }
 
-// keep stores res, rendered under key. When the render read outside the
-// folder key names (an overlay's bases), it is stored under its own scope
-// instead, and later renders of the same spec start from that scope.
-func (c *Cache) keep(key cacheKey, root string, res *Result) {
-	if res.size > c.opts.MaxBytes {
+// keep stores e. When the render read outside the folder its key names
+// (an overlay's bases), it is stored under its own scope instead, and later
+// renders of the same spec start from that scope.
+func (c *Cache) keep(e *cacheEntry, root, scope string) {
+	if e.size > c.opts.MaxBytes {
 		return
 	}
-	if !withinSlash(key.scope, res.scope) {
-		tree, err := c.trees.TreeHash(root, res.scope)
+	if !withinSlash(e.key.scope, scope) {
+		tree, err := c.trees.TreeHash(root, scope)
 		if err != nil {
 			return
 		}
-		key.scope, key.tree = res.scope, tree
+		e.key.scope, e.key.tree = scope, tree
 		c.mu.Lock()
 		if len(c.scopes) >= 4*c.opts.MaxEntries {
 			clear(c.scopes) // forgetting a scope costs one render
 		}
-		c.scopes[key.spec] = res.scope
+		c.scopes[e.key.spec] = scope
 		c.mu.Unlock()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.entries[key]; ok {
+	if el, ok := c.entries[e.key]; ok {
 		c.lru.MoveToFront(el)
 		return
 	}
-	c.entries[key] = c.lru.PushFront(&cacheEntry{key: key, res: res})
-	c.bytes += res.size
+	c.entries[e.key] = c.lru.PushFront(e)
+	c.bytes += e.size
 	for c.lru.Len() > c.opts.MaxEntries || c.bytes > c.opts.MaxBytes {
 		el := c.lru.Back()
-		e := el.Value.(*cacheEntry)
+		old := el.Value.(*cacheEntry)
 		c.lru.Remove(el)
-		delete(c.entries, e.key)
-		c.bytes -= e.res.size
+		delete(c.entries, old.key)
+		c.bytes -= old.size
 	}
 }
 
-// get returns the render kept under key, or nil.
-func (c *Cache) get(key cacheKey) *Result {
+// get returns the entry kept under key, or nil.
+func (c *Cache) get(key cacheKey) *cacheEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.entries[key]
@@ -213,17 +225,36 @@ func (c *Cache) get(key cacheKey) *Result {
 		return nil
 	}
 	c.lru.MoveToFront(el)
-	return el.Value.(*cacheEntry).res
+	return el.Value.(*cacheEntry)
 }
 
-// copyResult returns res with objects of the caller's own.
-func copyResult(res *Result) *Result {
-	out := *res
-	out.Objects = make([]*unstructured.Unstructured, len(res.Objects))
+// encode turns res into an entry for key. The JSON round trip changes
+// nothing: every object already is what JSON decodes to (int64, float64,
+// string, bool, nil, maps and slices), as render builds it.
+func encode(key cacheKey, res *Result) (*cacheEntry, error) {
+	e := &cacheEntry{key: key, hash: res.Hash, objects: make([][]byte, len(res.Objects))}
 	for i, o := range res.Objects {
-		out.Objects[i] = o.DeepCopy()
+		b, err := o.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("render cache: %s: %w", objectID(o), err)
+		}
+		e.objects[i] = b
+		e.size += int64(len(b))
 	}
-	return &out
+	return e, nil
+}
+
+// result decodes a Result of the caller's own.
+func (e *cacheEntry) result() (*Result, error) {
+	res := &Result{Hash: e.hash, Objects: make([]*unstructured.Unstructured, len(e.objects))}
+	for i, b := range e.objects {
+		o := &unstructured.Unstructured{}
+		if err := o.UnmarshalJSON(b); err != nil {
+			return nil, fmt.Errorf("render cache: object %d: %w", i, err)
+		}
+		res.Objects[i] = o
+	}
+	return res, nil
 }
 
 // specKey returns the part of a cache key that opts decide: spec.path and

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // contentHasher stands in for Git's tree hashes in unit tests: a hash of
@@ -83,6 +85,12 @@ func TestCacheHitsAndMisses(t *testing.T) {
 		{"same folder spelt otherwise", nil, with(web, func(o *Options) { o.Path = "./apps/web/" }), "hit"},
 		{"change outside the folder", func() { write(t, root, "apps/db/cm.yaml", configMap("db2")) }, web, "hit"},
 		{"change inside the folder", func() { write(t, root, "apps/web/cm.yaml", configMap("web2")) }, web, "render"},
+		{"numbers and nulls", func() {
+			write(t, root, "apps/web/cm.yaml", configMap("web3")+"spec:\n  nums: {a: 1, b: 1.0, c: 1.5, d: 1e21, e: null, f: [true, \"1\"]}\n  g: ${N:=2}\n")
+		}, web, "render"},
+		{"numbers and nulls again", nil, web, "hit"},
+		{"numbers substituted", nil, with(web, func(o *Options) { o.Substitute = map[string]string{"N": "3.0"} }), "render"},
+		{"numbers substituted again", nil, with(web, func(o *Options) { o.Substitute = map[string]string{"N": "3.0"} }), "hit"},
 		{"substitution", nil, with(web, func(o *Options) { o.Substitute = map[string]string{} }), "render"},
 		{"substitution again", nil, with(web, func(o *Options) { o.Substitute = map[string]string{} }), "hit"},
 		{"other variables", nil, with(web, func(o *Options) { o.Substitute = map[string]string{"A": "b"} }), "render"},
@@ -135,6 +143,9 @@ func TestCacheHitsAndMisses(t *testing.T) {
 		}
 		if res.Hash != direct.Hash {
 			t.Errorf("%s: cached hash %s, a render gives %s", s.name, res.Hash, direct.Hash)
+		}
+		if diff := cmp.Diff(direct.Objects, res.Objects); diff != "" {
+			t.Errorf("%s: cached objects differ from a render's (-render +cached):\n%s", s.name, diff)
 		}
 	}
 }
@@ -194,7 +205,11 @@ func TestCacheBounds(t *testing.T) {
 	for _, name := range []string{"a", "b", "c"} {
 		write(t, root, name+"/cm.yaml", configMap(name))
 	}
-	one, err := Render(context.Background(), Options{Root: root, Path: "a"})
+	res, err := Render(context.Background(), Options{Root: root, Path: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := encode(cacheKey{}, res) // what the cache counts of one render
 	if err != nil {
 		t.Fatal(err)
 	}

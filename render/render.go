@@ -88,7 +88,6 @@ type Result struct {
 	Hash string
 
 	scope string // the folder, relative to the root, holding all the render read
-	size  int64  // bytes of the objects as JSON, what a Cache counts
 }
 
 // Error is a user error: the tree or the options are wrong, and retrying with
@@ -286,7 +285,6 @@ func collect(objs []*unstructured.Unstructured, vars map[string]string, lim limi
 		}
 		h.Write(canon)
 		h.Write([]byte{'\n'})
-		res.size += int64(len(canon))
 		res.Objects = append(res.Objects, obj)
 	}
 	res.Hash = hex.EncodeToString(h.Sum(nil))

@@ -54,14 +54,20 @@ func (f *Fetcher) list(ctx context.Context, rawURL string, auth *Auth, maxAge ti
 		return l.refs, nil
 	}
 	refs, err := f.resolveFlight.do(ctx, key, func() ([]*plumbing.Reference, error) {
-		return f.listRemote(ctx, rawURL, auth)
+		refs, err := f.listRemote(ctx, rawURL, auth)
+		if err != nil {
+			return nil, err
+		}
+		// Stored before the flight ends: a caller that arrives after it
+		// ended finds the listing rather than making another one.
+		f.mu.Lock()
+		f.listed[key] = listing{refs: refs, at: f.now()}
+		f.mu.Unlock()
+		return refs, nil
 	})
 	if err != nil {
 		return nil, wrap(rawURL, "list refs", err)
 	}
-	f.mu.Lock()
-	f.listed[key] = listing{refs: refs, at: f.now()}
-	f.mu.Unlock()
 	return refs, nil
 }
 

@@ -96,11 +96,14 @@ type Fetcher struct {
 	listed   map[string]listing     // key: repoKey.listing()
 	repoLock map[string]*sync.Mutex // key: cache folder of a repoKey
 	trees    map[string]string      // TreeHash's answers, key: checkout dir + "\x00" + folder
+	// forgotten counts the Forget calls of each normalised URL.
+	forgotten map[string]uint64
 }
 
 type listing struct {
 	refs []*plumbing.Reference
 	at   time.Time
+	gen  uint64 // the URL's Forget generation when it was made
 }
 
 // NewFetcher returns a Fetcher that keeps its bare repositories and
@@ -139,6 +142,8 @@ func NewFetcher(cacheDir string, opts Options) *Fetcher {
 		listed:   map[string]listing{},
 		repoLock: map[string]*sync.Mutex{},
 		trees:    map[string]string{},
+
+		forgotten: map[string]uint64{},
 	}
 }
 
@@ -149,7 +154,8 @@ func (f *Fetcher) Stats() Stats {
 
 // Forget drops cached listings of url, under any spelling and for every
 // caller's credentials, so the next Resolve asks the server (for a push
-// webhook or a manual resync).
+// webhook or a manual resync). A Resolve after Forget never shares a
+// listing that began before it: that one may predate the push.
 func (f *Fetcher) Forget(rawURL string) {
 	ep, err := endpoint(rawURL)
 	if err != nil {
@@ -157,7 +163,9 @@ func (f *Fetcher) Forget(rawURL string) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	prefix := normalizeURL(ep) + "\x00"
+	u := normalizeURL(ep)
+	f.forgotten[u]++
+	prefix := u + "\x00"
 	for k := range f.listed {
 		if strings.HasPrefix(k, prefix) {
 			delete(f.listed, k)

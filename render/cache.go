@@ -32,9 +32,11 @@ type CacheOptions struct {
 	MaxBytes int64
 }
 
-// Defaults of CacheOptions.
+// Defaults of CacheOptions: enough entries that 1,000 GitSyncs rendering
+// folders of their own each keep theirs (an LRU smaller than the working
+// set misses every time), and the bytes bound what they weigh.
 const (
-	DefaultCacheEntries = 512
+	DefaultCacheEntries = 4096
 	DefaultCacheBytes   = 64 << 20
 )
 

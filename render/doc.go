@@ -16,6 +16,10 @@
 // strict decoder (decode.go), so that a hostile tree gets an error, not the
 // agent's memory.
 //
+// Cache (cache.go) keeps successful renders by the Git tree hash of the
+// folder they read, spec.path and the options, shared by every GitSync of
+// the process.
+//
 // Errors that a retry will not fix (the tree or the spec is wrong) are
 // returned as *Error.
 package render

@@ -91,6 +91,7 @@ type Fetcher struct {
 
 	resolveFlight  flight[[]*plumbing.Reference]
 	checkoutFlight flight[string]
+	treeFlight     flight[string]
 
 	mu       sync.Mutex
 	listed   map[string]listing     // key: repoKey.listing()

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -39,17 +40,21 @@ func (f *Fetcher) TreeHash(dir, p string) (string, error) {
 	if ok {
 		return h, nil
 	}
-	h, err := f.treeHash(base, plumbing.NewHash(sha), p)
-	if err != nil {
-		return "", err
-	}
-	f.mu.Lock()
-	if len(f.trees) >= maxTreeHashes {
-		clear(f.trees)
-	}
-	f.trees[memo] = h
-	f.mu.Unlock()
-	return h, nil
+	// Concurrent first asks (every GitSync of a repository at a new
+	// commit) share one look.
+	return f.treeFlight.do(context.Background(), memo, func() (string, error) {
+		h, err := f.treeHash(base, plumbing.NewHash(sha), p)
+		if err != nil {
+			return "", err
+		}
+		f.mu.Lock()
+		if len(f.trees) >= maxTreeHashes {
+			clear(f.trees)
+		}
+		f.trees[memo] = h
+		f.mu.Unlock()
+		return h, nil
+	})
 }
 
 // treeHash looks p up in the commit's tree, in whichever of the cache's

@@ -68,8 +68,8 @@ type CacheStats struct {
 //
 // Renders are kept as JSON, and every caller gets objects decoded for it
 // alone, so a caller may change them without touching the cache or other
-// callers. A Cache is safe for
-// concurrent use; one per process serves every GitSync.
+// callers. A Cache is safe for concurrent use; one per process serves
+// every GitSync.
 type Cache struct {
 	trees TreeHasher
 	opts  CacheOptions

@@ -48,12 +48,22 @@ func warmSchema() {
 	openapi.SchemaForResourceType(kyaml.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"})
 }
 
-// build runs kustomize on dir, holding schemaMu shared. When a
+// schemaReady parses kyaml's default OpenAPI schema the first time it is
+// called; callers then take schemaMu to read it.
+func schemaReady() {
+	schemaOnce.Do(func() {
+		schemaMu.Lock()
+		defer schemaMu.Unlock()
+		warmSchema()
+	})
+}
+
+// kustomize runs kustomize on dir, holding schemaMu shared. When a
 // kustomization turns out to need it exclusively (checkKustomization
 // returns errNeedExclusive as kustomize reads it, before kustomize acts on
 // it), the build starts again, exclusively: the lock stays shared for every
 // build that does not change the schema or clone.
-func build(fsys *rootFS, dir string) (resmap.ResMap, error) {
+func kustomize(fsys *rootFS, dir string) (resmap.ResMap, error) {
 	m, err := buildLocked(fsys, dir, false)
 	if errors.Is(err, errNeedExclusive) {
 		fsys.reset()
@@ -68,11 +78,7 @@ func build(fsys *rootFS, dir string) (resmap.ResMap, error) {
 // errors (a kustomization it cannot read is "missing"), and a refused
 // read must never turn into a build without that file.
 func buildLocked(fsys *rootFS, dir string, exclusive bool) (m resmap.ResMap, err error) {
-	schemaOnce.Do(func() {
-		schemaMu.Lock()
-		defer schemaMu.Unlock()
-		warmSchema()
-	})
+	schemaReady()
 	if exclusive {
 		schemaMu.Lock()
 		defer schemaMu.Unlock()

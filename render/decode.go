@@ -44,8 +44,9 @@ type object struct {
 // returns the objects. It is the gate every manifest passes before kustomize
 // sees it, so it refuses what kustomize would choke on or silently misread
 // (see parseYAML), and more than max objects, as soon as it has seen one
-// too many. Empty documents are skipped.
-func decodeManifests(data []byte, max int) ([]object, error) {
+// too many. Empty documents are skipped. When each is not nil, it is called
+// with every document that passed, in order.
+func decodeManifests(data []byte, max int, each func(doc *yaml.Node)) ([]object, error) {
 	var objs []object
 	err := parseYAML(data, func(doc *yaml.Node, i int) error {
 		var err error
@@ -54,6 +55,9 @@ func decodeManifests(data []byte, max int) ([]object, error) {
 		}
 		if len(objs) > max {
 			return errTooManyObjects
+		}
+		if each != nil {
+			each(doc)
 		}
 		return nil
 	})

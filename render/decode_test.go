@@ -25,7 +25,7 @@ func TestDecodeManifests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			objs, err := decodeManifests([]byte(tt.in), 3)
+			objs, err := decodeManifests([]byte(tt.in), 3, nil)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want %q", err, tt.err)
@@ -61,7 +61,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("? [a, b]\n: c\n"))
 	const max = 100
 	f.Fuzz(func(t *testing.T, data []byte) {
-		objs, err := decodeManifests(data, max)
+		objs, err := decodeManifests(data, max, nil)
 		if err != nil {
 			if objs != nil {
 				t.Fatalf("objects and an error: %v", err)

@@ -71,6 +71,11 @@ type rootFS struct {
 	// readable (see startClones).
 	clones *cloneDirs
 
+	// scope is the deepest folder (absolute) holding every path inside the
+	// root that this render looked at, symlinks followed or not: nothing
+	// outside it can change the result (see Cache).
+	scope string
+
 	files  map[string][]byte // content read so far, by absolute path
 	parsed map[string]bool   // files that passed parseYAML
 	counts map[string]int    // files that passed decodeManifests: their objects
@@ -222,14 +227,29 @@ func (f *rootFS) check(p string) (string, error) {
 	if jail == "" {
 		return "", &escapeError{path: f.rel(abs)}
 	}
+	f.touch(abs)
 	real, err := resolve(abs)
 	if err != nil {
 		return "", err
 	}
+	f.touch(real)
 	if !within(jail, real) {
 		return "", &escapeError{path: f.rel(abs), symlink: true}
 	}
 	return abs, nil
+}
+
+// touch widens the scope to hold p, when p is inside the root.
+func (f *rootFS) touch(p string) {
+	if !within(f.root, p) {
+		return
+	}
+	if f.scope == "" {
+		f.scope = p
+	}
+	for !within(f.scope, p) {
+		f.scope = filepath.Dir(f.scope)
+	}
 }
 
 // checkRead is check for a read: an escape is a refusal.
@@ -475,7 +495,7 @@ func (f *rootFS) inspect(abs string, data []byte) error {
 	case r == roleResource:
 		n, ok := f.counts[abs]
 		if !ok {
-			objs, err := decodeManifests(data, f.lim.objects-f.objects)
+			objs, err := decodeManifests(data, f.lim.objects-f.objects, nil)
 			if errors.Is(err, errTooManyObjects) {
 				err = tooManyObjects(f.lim.objects)
 			}

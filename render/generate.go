@@ -8,13 +8,28 @@ import (
 	"path/filepath"
 	"strings"
 
+	yaml "go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/api/types"
 	sigsyaml "sigs.k8s.io/yaml"
 )
 
-// generateKustomization gives the plain folder dir a kustomization listing
-// its manifests, laid over the checkout in memory (never written to disk):
+// plainFolder is what scanPlain found in a folder without a kustomization.
+type plainFolder struct {
+	// resources are the files with objects, and the subfolders with a
+	// kustomization, relative to the folder, in lexical order: what a
+	// generated kustomization lists.
+	resources []string
+	// direct is true when no subfolder has a kustomization and every
+	// document is one plainObject could build as kustomize would; objects
+	// are then the folder's objects, in kustomize's order.
+	direct  bool
+	objects []*unstructured.Unstructured
+}
+
+// scanPlain reads the plain folder dir, and everything below it, the way a
+// generated kustomization lists it:
 //
 //   - every *.yaml and *.yml file below dir, in lexical order;
 //   - hidden files and directories (".git", ".github", ...) are skipped;
@@ -30,9 +45,23 @@ import (
 //     prune its object). Empty documents are ignored; files, and the
 //     objects in them, are held to the Options limits;
 //   - a folder with no manifest at all is an error, for the same reason.
-func generateKustomization(fsys *rootFS, dir string) error {
-	var resources []string
+//
+// While nothing needs kustomize, it also builds the objects (plainObject),
+// so that the common folder of plain manifests needs no kustomize build.
+func scanPlain(fsys *rootFS, dir string) (*plainFolder, error) {
+	folder := &plainFolder{direct: true}
 	objects := 0
+	each := func(doc *yaml.Node) {
+		if !folder.direct {
+			return
+		}
+		obj, ok := plainObject(doc)
+		if !ok {
+			folder.direct, folder.objects = false, nil
+			return
+		}
+		folder.objects = append(folder.objects, obj)
+	}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -52,7 +81,8 @@ func generateKustomization(fsys *rootFS, dir string) error {
 		}
 		if d.IsDir() {
 			if kustomizationFile(fsys, p) != "" {
-				resources = append(resources, filepath.ToSlash(rel))
+				folder.resources = append(folder.resources, filepath.ToSlash(rel))
+				folder.direct, folder.objects = false, nil
 				return filepath.SkipDir
 			}
 			return nil
@@ -71,7 +101,10 @@ func generateKustomization(fsys *rootFS, dir string) error {
 		if err != nil {
 			return &Error{Path: fsys.rel(p), Err: err}
 		}
-		objs, err := decodeManifests(data, fsys.lim.objects-objects)
+		if folder.direct && !plainSeparators(data) {
+			folder.direct, folder.objects = false, nil
+		}
+		objs, err := decodeManifests(data, fsys.lim.objects-objects, each)
 		switch {
 		case errors.Is(err, errNotObject):
 			err = fmt.Errorf("%w; move the file out of the folder or add a kustomization.yaml", err)
@@ -86,23 +119,30 @@ func generateKustomization(fsys *rootFS, dir string) error {
 		// be decoded twice.
 		fsys.counts[p], fsys.parsed[p] = len(objs), true
 		if len(objs) > 0 {
-			resources = append(resources, filepath.ToSlash(rel))
+			folder.resources = append(folder.resources, filepath.ToSlash(rel))
 		}
 		return nil
 	})
 	if err != nil {
 		var rerr *Error
 		if errors.As(err, &rerr) {
-			return err
+			return nil, err
 		}
-		return &Error{Path: fsys.rel(dir), Err: err}
+		return nil, &Error{Path: fsys.rel(dir), Err: err}
 	}
-	if len(resources) == 0 {
-		return &Error{Path: fsys.rel(dir), Err: errors.New("no kustomization and no Kubernetes manifests (*.yaml, *.yml) in this folder")}
+	if len(folder.resources) == 0 {
+		return nil, &Error{Path: fsys.rel(dir), Err: errors.New("no kustomization and no Kubernetes manifests (*.yaml, *.yml) in this folder")}
 	}
+	return folder, nil
+}
+
+// generateKustomization gives the plain folder dir a kustomization listing
+// what scanPlain found there, laid over the checkout in memory (never
+// written to disk).
+func generateKustomization(fsys *rootFS, dir string, folder *plainFolder) error {
 	k := types.Kustomization{
 		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
-		Resources: resources,
+		Resources: folder.resources,
 	}
 	data, err := sigsyaml.Marshal(k)
 	if err != nil {

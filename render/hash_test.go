@@ -112,7 +112,7 @@ func TestBuildLockMode(t *testing.T) {
 	write(t, root, "overlay/kustomization.yaml", "resources: [../base]\n")
 	for path, want := range map[string]bool{"plain": false, "overlay": true} {
 		fsys := newRootFS(root, (&Options{}).limits(), true)
-		m, err := build(fsys, filepath.Join(root, path))
+		m, err := kustomize(fsys, filepath.Join(root, path))
 		if err != nil {
 			t.Fatal(err)
 		}

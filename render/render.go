@@ -86,6 +86,8 @@ type Result struct {
 	// Hash is the hex sha256 over the objects in order, each serialized as
 	// JSON with sorted keys: the same tree and options give the same hash.
 	Hash string
+
+	scope string // the folder, relative to the root, holding all the render read
 }
 
 // Error is a user error: the tree or the options are wrong, and retrying with
@@ -109,9 +111,16 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Render builds the kustomization at opts.Path (or the plain folder of YAML
-// there) inside opts.Root and returns its objects. Kustomize cannot be
+// there, decoded directly when kustomize would not change it: see plain.go)
+// inside opts.Root and returns its objects. Kustomize cannot be
 // interrupted, so ctx is only checked before and after the build.
 func Render(ctx context.Context, opts Options) (*Result, error) {
+	return render(ctx, opts, true)
+}
+
+// render is Render; direct false builds plain folders with kustomize too,
+// for the tests that hold the direct path to kustomize's result.
+func render(ctx context.Context, opts Options, direct bool) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -123,19 +132,48 @@ func Render(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	fsys := newRootFS(root, opts.limits(), opts.AllowRemoteBases)
+	// Where opts.Path is in Git (a symlink, maybe), and where it leads.
+	fsys.touch(filepath.Join(root, opts.Path))
+	fsys.touch(dir)
+	res, err := build(ctx, fsys, dir, opts, direct)
+	if err != nil {
+		return nil, err
+	}
+	res.scope = fsys.rel(fsys.scope)
+	return res, nil
+}
+
+// build renders the folder dir with fsys: directly when it is a plain
+// folder that kustomize would not change and direct is set, else with
+// kustomize.
+func build(ctx context.Context, fsys *rootFS, dir string, opts Options, direct bool) (*Result, error) {
 	if kustomizationFile(fsys, dir) == "" {
-		if err := generateKustomization(fsys, dir); err != nil {
+		folder, err := scanPlain(fsys, dir)
+		if err != nil {
+			return nil, err
+		}
+		if direct && folder.direct && distinctIDs(folder.objects) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return collect(folder.objects, opts.Substitute, fsys.lim)
+		}
+		if err := generateKustomization(fsys, dir, folder); err != nil {
 			return nil, err
 		}
 	}
-	m, err := build(fsys, dir)
+	m, err := kustomize(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return collect(m, opts.Substitute, fsys.lim)
+	objs, err := resMapObjects(m, fsys.lim)
+	if err != nil {
+		return nil, err
+	}
+	return collect(objs, opts.Substitute, fsys.lim)
 }
 
 // resolvePath returns the root and the directory to render, both absolute
@@ -203,15 +241,12 @@ func krustyOptions() *krusty.Options {
 	return o
 }
 
-// collect turns kustomize's output into objects, substituting variables
-// when asked, and hashes the result.
-func collect(m resmap.ResMap, vars map[string]string, lim limits) (*Result, error) {
+// resMapObjects turns kustomize's output into objects.
+func resMapObjects(m resmap.ResMap, lim limits) ([]*unstructured.Unstructured, error) {
 	if m.Size() > lim.objects {
 		return nil, &Error{Err: tooManyObjects(lim.objects)}
 	}
-	budget := &substBudget{object: lim.file, total: lim.total}
-	h := sha256.New()
-	res := &Result{Objects: make([]*unstructured.Unstructured, 0, m.Size())}
+	objs := make([]*unstructured.Unstructured, 0, m.Size())
 	for _, r := range m.Resources() {
 		raw, err := r.MarshalJSON()
 		if err != nil {
@@ -221,8 +256,23 @@ func collect(m resmap.ResMap, vars map[string]string, lim limits) (*Result, erro
 		if err := obj.UnmarshalJSON(raw); err != nil {
 			return nil, &Error{Err: fmt.Errorf("%s: %w", r.CurId(), err)}
 		}
+		objs = append(objs, obj)
+	}
+	return objs, nil
+}
+
+// collect substitutes variables in objs when asked, and hashes the result.
+func collect(objs []*unstructured.Unstructured, vars map[string]string, lim limits) (*Result, error) {
+	if len(objs) > lim.objects {
+		return nil, &Error{Err: tooManyObjects(lim.objects)}
+	}
+	budget := &substBudget{object: lim.file, total: lim.total}
+	h := sha256.New()
+	res := &Result{Objects: make([]*unstructured.Unstructured, 0, len(objs))}
+	for _, obj := range objs {
 		if vars != nil && obj.GetAnnotations()[DisableSubstituteAnnotation] != "disabled" {
 			id := objectID(obj)
+			var err error
 			if obj, err = substituteObject(obj, vars, budget); err != nil {
 				return nil, &Error{Err: fmt.Errorf("%s: %w", id, err)}
 			}
@@ -231,7 +281,7 @@ func collect(m resmap.ResMap, vars map[string]string, lim limits) (*Result, erro
 		// in which fields were written in Git.
 		canon, err := json.Marshal(obj.Object)
 		if err != nil {
-			return nil, fmt.Errorf("render: %s: %w", r.CurId(), err)
+			return nil, fmt.Errorf("render: %s: %w", objectID(obj), err)
 		}
 		h.Write(canon)
 		h.Write([]byte{'\n'})

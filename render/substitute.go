@@ -49,6 +49,11 @@ type substBudget struct {
 // a manifest in Git (parseYAML): a default can hold YAML anchors and
 // aliases, so substitution could otherwise build an alias bomb.
 func substituteObject(obj *unstructured.Unstructured, vars map[string]string, b *substBudget) (*unstructured.Unstructured, error) {
+	// "${" can only come from a key or a string value: an object without one
+	// stays as it is, and need not be written as YAML to learn that.
+	if !hasRef(obj.Object) {
+		return obj, nil
+	}
 	data, err := sigsyaml.Marshal(obj.Object)
 	if err != nil {
 		return nil, err
@@ -165,4 +170,25 @@ func parseRef(s string, vars map[string]string) (string, int, bool) {
 		val = def
 	}
 	return val, end + 1, true
+}
+
+// hasRef reports whether a key or a string in v contains "${".
+func hasRef(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.Contains(v, "${")
+	case map[string]any:
+		for k, e := range v {
+			if strings.Contains(k, "${") || hasRef(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if hasRef(e) {
+				return true
+			}
+		}
+	}
+	return false
 }

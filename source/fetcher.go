@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"golang.org/x/sync/singleflight"
 )
 
 // Options tune a Fetcher. The zero value is usable.
@@ -90,15 +91,20 @@ type Fetcher struct {
 
 	resolveFlight  flight[[]*plumbing.Reference]
 	checkoutFlight flight[string]
+	treeFlight     flight[string]
 
 	mu       sync.Mutex
 	listed   map[string]listing     // key: repoKey.listing()
 	repoLock map[string]*sync.Mutex // key: cache folder of a repoKey
+	trees    map[string]string      // TreeHash's answers, key: checkout dir + "\x00" + folder
+	// forgotten counts the Forget calls of each normalised URL.
+	forgotten map[string]uint64
 }
 
 type listing struct {
 	refs []*plumbing.Reference
 	at   time.Time
+	gen  uint64 // the URL's Forget generation when it was made
 }
 
 // NewFetcher returns a Fetcher that keeps its bare repositories and
@@ -136,6 +142,9 @@ func NewFetcher(cacheDir string, opts Options) *Fetcher {
 		grace:    inUseGrace,
 		listed:   map[string]listing{},
 		repoLock: map[string]*sync.Mutex{},
+		trees:    map[string]string{},
+
+		forgotten: map[string]uint64{},
 	}
 }
 
@@ -146,7 +155,8 @@ func (f *Fetcher) Stats() Stats {
 
 // Forget drops cached listings of url, under any spelling and for every
 // caller's credentials, so the next Resolve asks the server (for a push
-// webhook or a manual resync).
+// webhook or a manual resync). A Resolve after Forget never shares a
+// listing that began before it: that one may predate the push.
 func (f *Fetcher) Forget(rawURL string) {
 	ep, err := endpoint(rawURL)
 	if err != nil {
@@ -154,7 +164,9 @@ func (f *Fetcher) Forget(rawURL string) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	prefix := normalizeURL(ep) + "\x00"
+	u := normalizeURL(ep)
+	f.forgotten[u]++
+	prefix := u + "\x00"
 	for k := range f.listed {
 		if strings.HasPrefix(k, prefix) {
 			delete(f.listed, k)
@@ -197,44 +209,23 @@ func redactedEndpoint(rawURL string) string {
 	return RedactURL(u.String())
 }
 
-// flight collapses concurrent calls with the same key into one (the idea of
-// golang.org/x/sync/singleflight, which this module does not require).
+// flight collapses concurrent calls with the same key into one, with
+// golang.org/x/sync/singleflight, typed.
 type flight[T any] struct {
-	mu    sync.Mutex
-	calls map[string]*flightCall[T]
-}
-
-type flightCall[T any] struct {
-	done chan struct{}
-	val  T
-	err  error
+	g singleflight.Group
 }
 
 // do runs fn once for all callers that arrive while it runs. A caller whose
 // ctx ends stops waiting; fn keeps running for the others.
-func (g *flight[T]) do(ctx context.Context, key string, fn func() (T, error)) (T, error) {
-	g.mu.Lock()
-	if g.calls == nil {
-		g.calls = map[string]*flightCall[T]{}
-	}
-	c, ok := g.calls[key]
-	if !ok {
-		c = &flightCall[T]{done: make(chan struct{})}
-		g.calls[key] = c
-		go func() {
-			defer func() {
-				g.mu.Lock()
-				delete(g.calls, key)
-				g.mu.Unlock()
-				close(c.done)
-			}()
-			c.val, c.err = fn()
-		}()
-	}
-	g.mu.Unlock()
+func (f *flight[T]) do(ctx context.Context, key string, fn func() (T, error)) (T, error) {
+	ch := f.g.DoChan(key, func() (any, error) { return fn() })
 	select {
-	case <-c.done:
-		return c.val, c.err
+	case r := <-ch:
+		if r.Err != nil {
+			var zero T
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
 	case <-ctx.Done():
 		var zero T
 		return zero, ctx.Err()

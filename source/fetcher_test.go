@@ -22,7 +22,7 @@ import (
 // Integration tests: real Git (git http-backend and git-upload-pack) served
 // on loopback by internal/testenv.
 
-func startServer(t *testing.T, opts testenv.GitServerOptions) *testenv.GitServer {
+func startServer(t testing.TB, opts testenv.GitServerOptions) *testenv.GitServer {
 	t.Helper()
 	srv, err := testenv.StartGitServer(t.TempDir(), opts)
 	if err != nil {
@@ -41,7 +41,7 @@ func newFetcher(t *testing.T, opts Options) *Fetcher {
 	return NewFetcher(t.TempDir(), opts)
 }
 
-func createRepo(t *testing.T, srv *testenv.GitServer, name string) *testenv.GitRepo {
+func createRepo(t testing.TB, srv *testenv.GitServer, name string) *testenv.GitRepo {
 	t.Helper()
 	r, err := srv.CreateRepo(name)
 	if err != nil {
@@ -50,7 +50,7 @@ func createRepo(t *testing.T, srv *testenv.GitServer, name string) *testenv.GitR
 	return r
 }
 
-func commit(t *testing.T, r *testenv.GitRepo, files map[string]string) string {
+func commit(t testing.TB, r *testenv.GitRepo, files map[string]string) string {
 	t.Helper()
 	sha, err := r.Commit(files, "test commit")
 	if err != nil {
@@ -59,7 +59,7 @@ func commit(t *testing.T, r *testenv.GitRepo, files map[string]string) string {
 	return sha
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -206,25 +206,8 @@ func TestSharedURLAndRefWithinTTL(t *testing.T) {
 	f := newFetcher(t, Options{ResolveTTL: time.Hour})
 	ctx := context.Background()
 
-	const callers = 8
-	var wg sync.WaitGroup
-	dirs := make([]string, callers)
-	errs := make([]error, callers)
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rev, err := f.Resolve(ctx, repo.URL, Ref{Branch: "main"}, nil)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			dirs[i], errs[i] = f.Checkout(ctx, repo.URL, rev, nil)
-		}()
-	}
-	wg.Wait()
-	for i := range callers {
-		must(t, errs[i])
+	dirs := resolveAndCheckout(t, f, 8, func(int) (string, *Auth) { return repo.URL, nil })
+	for i := range dirs {
 		if dirs[i] != dirs[0] || filepath.Base(dirs[i]) != sha {
 			t.Fatalf("caller %d got %s, caller 0 got %s", i, dirs[i], dirs[0])
 		}

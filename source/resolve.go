@@ -49,19 +49,39 @@ func (f *Fetcher) list(ctx context.Context, rawURL string, auth *Auth, maxAge ti
 	key := rk.listing()
 	f.mu.Lock()
 	l, ok := f.listed[key]
+	gen := f.forgotten[rk.url]
 	f.mu.Unlock()
 	if ok && f.now().Sub(l.at) < maxAge {
 		return l.refs, nil
 	}
-	refs, err := f.resolveFlight.do(ctx, key, func() ([]*plumbing.Reference, error) {
-		return f.listRemote(ctx, rawURL, auth)
+	// The flight is per Forget generation: a call after a Forget never
+	// joins a listing that began before it (and may predate a push).
+	refs, err := f.resolveFlight.do(ctx, fmt.Sprintf("%s\x00%d", key, gen), func() ([]*plumbing.Reference, error) {
+		// A flight that ended between the look above and this one stored
+		// a listing made after this call began: share it, as if the call
+		// had joined that flight.
+		f.mu.Lock()
+		newer, ok := f.listed[key]
+		f.mu.Unlock()
+		if ok && newer.gen == gen && newer.at.After(l.at) {
+			return newer.refs, nil
+		}
+		refs, err := f.listRemote(ctx, rawURL, auth)
+		if err != nil {
+			return nil, err
+		}
+		// Stored before the flight ends, so that a caller arriving after
+		// it ended finds it; not stored if a Forget came meanwhile.
+		f.mu.Lock()
+		if f.forgotten[rk.url] == gen {
+			f.listed[key] = listing{refs: refs, at: f.now(), gen: gen}
+		}
+		f.mu.Unlock()
+		return refs, nil
 	})
 	if err != nil {
 		return nil, wrap(rawURL, "list refs", err)
 	}
-	f.mu.Lock()
-	f.listed[key] = listing{refs: refs, at: f.now()}
-	f.mu.Unlock()
 	return refs, nil
 }
 

@@ -1,0 +1,67 @@
+package source
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"tether.dev/tether/internal/testenv"
+)
+
+// TestTreeHash checks TreeHash against git's own answer (git rev-parse
+// <commit>:<path>) for the root and folders of two commits, one of which
+// changes only one folder, and its refusals.
+func TestTreeHash(t *testing.T) {
+	srv := startServer(t, testenv.GitServerOptions{})
+	repo := createRepo(t, srv, "app")
+	c1 := commit(t, repo, map[string]string{"apps/web/a.yaml": "a: 1\n", "apps/db/b.yaml": "b: 1\n", "README.md": "x\n"})
+	c2 := commit(t, repo, map[string]string{"apps/db/b.yaml": "b: 2\n"})
+	f := newFetcher(t, Options{})
+	ctx := context.Background()
+	dirs := map[string]string{}
+	for _, sha := range []string{c1, c2} {
+		dir, err := f.Checkout(ctx, repo.URL, Revision{Ref: "main", SHA: sha}, nil)
+		must(t, err)
+		dirs[sha] = dir
+	}
+	want := func(sha, p string) string {
+		t.Helper()
+		out, err := repo.Git("rev-parse", sha+":"+p)
+		must(t, err)
+		return strings.TrimSpace(out)
+	}
+	for _, sha := range []string{c1, c2} {
+		for _, p := range []string{"", ".", "./apps", "apps/web", "apps/db/", "apps/db/b.yaml"} {
+			got, err := f.TreeHash(dirs[sha], p)
+			must(t, err)
+			gitPath := strings.TrimSuffix(strings.TrimPrefix(p, "./"), "/")
+			if gitPath == "." {
+				gitPath = ""
+			}
+			if w := want(sha, gitPath); got != w {
+				t.Errorf("TreeHash(%s, %q) = %s, git says %s", sha[:7], p, got, w)
+			}
+		}
+	}
+	same := func(p string) bool {
+		h1, err := f.TreeHash(dirs[c1], p)
+		must(t, err)
+		h2, err := f.TreeHash(dirs[c2], p)
+		must(t, err)
+		return h1 == h2
+	}
+	if !same("apps/web") || same("apps/db") || same("apps") || same(".") {
+		t.Error("a commit changing apps/db only must change apps/db, apps and the root, and nothing else")
+	}
+	for name, call := range map[string]func() (string, error){
+		"outside the repository": func() (string, error) { return f.TreeHash(dirs[c1], "../x") },
+		"absent folder":          func() (string, error) { return f.TreeHash(dirs[c1], "nope") },
+		"not a checkout":         func() (string, error) { return f.TreeHash(t.TempDir(), ".") },
+		"another cache":          func() (string, error) { return f.TreeHash(filepath.Join(t.TempDir(), "x", checkoutsDir, c1), ".") },
+	} {
+		if h, err := call(); err == nil {
+			t.Errorf("%s: TreeHash = %s, want an error", name, h)
+		}
+	}
+}

@@ -329,4 +329,3 @@ func summarize(counts map[ssa.Action]int) string {
 	}
 	return strings.Join(parts, ", ")
 }
-

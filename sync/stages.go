@@ -104,11 +104,6 @@ func (s *Stages) Render(ctx context.Context, gs *v1alpha1.GitSync, root string, 
 	return res, nil
 }
 
-// Planner is the part of an Applier that validates a set of objects.
-type Planner interface {
-	Plan(ctx context.Context, objs []*unstructured.Unstructured, opts apply.Options) (*apply.Plan, error)
-}
-
 // Plan normalises and validates objs with gs's apply settings (owner
 // labels, target and allowed namespaces).
 func Plan(ctx context.Context, p Planner, gs *v1alpha1.GitSync, objs []*unstructured.Unstructured) (*apply.Plan, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	gosync "sync"
 	"time"
@@ -193,8 +194,9 @@ func (r *Reconciler) recordInventory(ctx context.Context, key types.NamespacedNa
 }
 
 // outcome is what a run did. When applied is set, inventory is what the
-// GitSync owns now, also after a failure: what it owned before plus what
-// this run applied until prune has run, what it applied after.
+// GitSync owns now, also after a failure: until prune has run, what it
+// owned before plus what this run applied (or may have: every object of
+// the plan, when the apply stopped early); after prune, what it applied.
 type outcome struct {
 	hash       string
 	applied    bool // false when the render matched the last applied one
@@ -238,20 +240,23 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		defer release()
 	}
 	result, err := applier.Apply(ctx, plan)
-	if result != nil && result.ChangeSet != nil && len(result.ChangeSet.Entries) > 0 {
-		// Own what was written, also when another group then failed.
-		out.applied = true
-		out.inventory = apply.AddChangeSet(gs.Status.Inventory, result.ChangeSet)
-	}
 	if err != nil {
+		// Any object of the plan may have been written before the apply
+		// stopped (a failed group, newer work, the timeout): own them all,
+		// so that a later sync prunes those that leave Git. Owning one that
+		// was not written costs nothing: prune skips what is gone or
+		// carries no owner labels of this GitSync.
+		out.applied = true
+		out.inventory = unionInventory(gs.Status.Inventory, plan.Inventory())
 		return out, applyError(err)
 	}
+	out.applied = true
+	out.inventory = unionInventory(gs.Status.Inventory, result.Inventory)
 	if err := ctx.Err(); err != nil {
 		// Superseded or timed out after the apply: never prune on what
 		// may no longer be the newest state.
 		return out, err
 	}
-	out.applied = true
 	out.changed = result.Changed
 	out.namespaces = result.Namespaces
 	counts := countActions(result.ChangeSet)
@@ -285,6 +290,25 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		}
 	}
 	return out, nil
+}
+
+// unionInventory is every entry of a and b, sorted by ID.
+func unionInventory(a, b *v1alpha1.ResourceInventory) *v1alpha1.ResourceInventory {
+	out := &v1alpha1.ResourceInventory{}
+	seen := map[string]bool{}
+	for _, inv := range []*v1alpha1.ResourceInventory{a, b} {
+		if inv == nil {
+			continue
+		}
+		for _, e := range inv.Entries {
+			if !seen[e.ID] {
+				seen[e.ID] = true
+				out.Entries = append(out.Entries, e)
+			}
+		}
+	}
+	slices.SortFunc(out.Entries, func(x, y v1alpha1.ResourceRef) int { return strings.Compare(x.ID, y.ID) })
+	return out
 }
 
 // reportKept warns, in an event each, of the Namespaces a prune left in

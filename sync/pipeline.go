@@ -241,13 +241,23 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 	}
 	result, err := applier.Apply(ctx, plan)
 	if err != nil {
-		// Any object of the plan may have been written before the apply
-		// stopped (a failed group, newer work, the timeout): own them all,
-		// so that a later sync prunes those that leave Git. Owning one that
-		// was not written costs nothing: prune skips what is gone or
-		// carries no owner labels of this GitSync.
 		out.applied = true
-		out.inventory = unionInventory(gs.Status.Inventory, plan.Inventory())
+		// Own what was written, so that a later sync prunes it when it
+		// leaves Git: what the change set reports, and when the apply was
+		// stopped (newer work, the timeout) every object of the plan, as a
+		// request in flight then may have been written without its answer
+		// arriving. Owning one that was not written costs nothing: prune
+		// skips what is gone. A plain failure reports all it wrote, and
+		// objects refused (e.g. forbidden) must not be owned: prune could
+		// not even read them.
+		var cs *ssa.ChangeSet
+		if result != nil {
+			cs = result.ChangeSet
+		}
+		out.inventory = apply.AddChangeSet(gs.Status.Inventory, cs)
+		if ctx.Err() != nil {
+			out.inventory = unionInventory(out.inventory, plan.Inventory())
+		}
 		return out, applyError(err)
 	}
 	out.applied = true

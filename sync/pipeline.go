@@ -241,7 +241,6 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 	}
 	result, err := applier.Apply(ctx, plan)
 	if err != nil {
-		out.applied = true
 		// Own what was written, so that a later sync prunes it when it
 		// leaves Git: what the change set reports, and when the apply was
 		// stopped (newer work, the timeout) every object of the plan, as a
@@ -258,6 +257,9 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		if ctx.Err() != nil {
 			out.inventory = unionInventory(out.inventory, plan.Inventory())
 		}
+		// An inventory of no entries is refused by the CRD, and nothing
+		// was owned nor written then.
+		out.applied = len(out.inventory.Entries) > 0
 		return out, applyError(err)
 	}
 	out.applied = true
@@ -304,7 +306,7 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 
 // unionInventory is every entry of a and b, sorted by ID.
 func unionInventory(a, b *v1alpha1.ResourceInventory) *v1alpha1.ResourceInventory {
-	out := &v1alpha1.ResourceInventory{}
+	out := &v1alpha1.ResourceInventory{Entries: []v1alpha1.ResourceRef{}}
 	seen := map[string]bool{}
 	for _, inv := range []*v1alpha1.ResourceInventory{a, b} {
 		if inv == nil {

@@ -143,12 +143,8 @@ func startAgent(cp *testenv.ControlPlane) (func() error, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A health wait holds one of the agent's workers for as long as it
-	// lasts, as in kustomize-controller; the package's tests run several
-	// at once beside the rest, so the agent gets more workers than the
-	// default 4.
 	if _, err := New(mgr, cfg, Options{
-		CacheDir: cacheDir, ResolveTTL: testResolveTTL, Concurrency: 8, Logger: slogger,
+		CacheDir: cacheDir, ResolveTTL: testResolveTTL, Concurrency: 4, Logger: slogger,
 		AgentNamespace: testAgentNamespace, DefaultServiceAccount: testenv.DeployerAccount,
 	}); err != nil {
 		return nil, err

@@ -36,7 +36,10 @@ type StageError struct {
 	Err    error
 }
 
+// Error is the stage's error message.
 func (e *StageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the stage's error.
 func (e *StageError) Unwrap() error { return e.Err }
 
 // Resolve lists gs's ref and returns the revision it points at now, with

@@ -26,7 +26,8 @@ type Options struct {
 	// ResolveTTL is how long one listing of a ref serves every GitSync
 	// that follows it.
 	ResolveTTL time.Duration
-	// Concurrency bounds how many syncs run at once.
+	// Concurrency is how many GitSyncs reconcile at once (the
+	// controller's workers); it also bounds each apply's parallel requests.
 	Concurrency int
 	// Reporter, when set, receives every status change.
 	Reporter Reporter
@@ -81,8 +82,10 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 	tracker, err := drift.NewTracker(cfg, mgr.GetRESTMapper(), drift.Options{
 		FieldManager: apply.DefaultFieldManager,
 		Logger:       o.Logger,
+		// A drift notification only enqueues the GitSync: its reconcile
+		// runs the drift stage; a sync running now is not cancelled.
 		OnChange: func(owner drift.Owner) {
-			r.SyncNow(types.NamespacedName{Namespace: owner.Namespace, Name: owner.Name})
+			r.enqueue(types.NamespacedName{Namespace: owner.Namespace, Name: owner.Name})
 		},
 	})
 	if err != nil {

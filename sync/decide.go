@@ -19,14 +19,6 @@ const (
 	whyUntracked  = "agent started: re-apply to watch for drift"
 )
 
-// want identifies one piece of sync work. Two requests with the same want
-// are the same work; a different want supersedes a running one.
-type want struct {
-	Revision   string
-	Generation int64
-	Resync     string
-}
-
 // decide says whether a GitSync needs a full sync at revision rev, and why.
 // It is pure: everything it needs is in the object and the revision.
 func decide(gs *v1alpha1.GitSync, rev string) string {
@@ -39,7 +31,7 @@ func decide(gs *v1alpha1.GitSync, rev string) string {
 		return whyResync
 	case gs.Generation != st.ObservedGeneration:
 		return whySpec
-	case rev != st.LastAppliedRevision:
+	case rev != st.LastAppliedRevision && (rev != st.LastAttemptedRevision || ready == nil || ready.Status != metav1.ConditionFalse):
 		return whyRevision
 	case ready == nil || ready.Status == metav1.ConditionUnknown:
 		return whyIncomplete
@@ -52,4 +44,10 @@ func decide(gs *v1alpha1.GitSync, rev string) string {
 // resyncValue is the GitSync's resync annotation, or "".
 func resyncValue(gs *v1alpha1.GitSync) string {
 	return gs.Annotations[v1alpha1.ResyncAnnotation]
+}
+
+// resyncPending reports whether gs asks for a resync its status has not
+// echoed yet.
+func resyncPending(gs *v1alpha1.GitSync) bool {
+	return resyncValue(gs) != gs.Status.LastHandledResyncAt
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
@@ -59,36 +60,45 @@ func withNote(msg, note string) string {
 	return msg + "; " + note
 }
 
-// checkDriftIfSuspect checks drift when the watch cache saw a managed
-// object change and no sync of gs is running (a sync applies everything
-// anyway). Deciding that reads only the cache: no API request.
-func (r *Reconciler) checkDriftIfSuspect(ctx context.Context, gs *v1alpha1.GitSync) {
-	if r.Drift == nil || r.runner.busy(client.ObjectKeyFromObject(gs)) || len(r.Drift.Suspects(driftOwner(gs))) == 0 {
-		return
+// driftStage is the pipeline's stage for a reconcile that applies nothing
+// new: when the drift tracker's watch cache saw an object of gs change
+// (knowing that costs no API request), it checks whether it drifted,
+// reports it and, in mode correct, re-applies what drifted — in this
+// reconcile, under the worker limit and the sync timeout like any apply.
+// It returns when to reconcile again: the next poll, or the retry interval
+// when the check or the correction failed.
+func (r *Reconciler) driftStage(ctx context.Context, gs *v1alpha1.GitSync) ctrl.Result {
+	res := ctrl.Result{RequeueAfter: nextPoll(gs)}
+	if r.Drift == nil || len(r.Drift.Suspects(driftOwner(gs))) == 0 {
+		return res
 	}
-	r.checkDrift(ctx, gs)
+	if err := r.checkDrift(ctx, gs); err != nil && !superseded(ctx) {
+		res.RequeueAfter = min(res.RequeueAfter, retryInterval(gs))
+	}
+	return res
 }
 
 // checkDrift decides whether the suspects of gs really drifted, reports
 // it in the status and, in mode correct, re-applies the drifted objects as
-// they were last applied (no fetch or render needed). It runs inside the
-// reconcile of gs, never beside a sync of the same GitSync.
-func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
+// they were last applied (no fetch or render needed).
+func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) error {
 	log := logr.FromContextOrDiscard(ctx)
-	key := client.ObjectKeyFromObject(gs)
 	owner := driftOwner(gs)
 	report, err := r.Drift.Check(ctx, owner, ignoreRules(gs))
+	if superseded(ctx) {
+		return ctx.Err()
+	}
 	if err != nil {
 		log.Error(err, "drift check failed")
 		r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
 			setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionUnknown, v1alpha1.ReasonDriftCheckFailed, err.Error())
 		})
-		return
+		return err
 	}
 	note := r.scaledNote(gs)
 	if report.Count == 0 {
 		r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) { markNoDrift(live, note) })
-		return
+		return nil
 	}
 
 	now := metav1.Now()
@@ -97,8 +107,8 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
 	log.Info("drift detected", "objects", report.Count, "mode", driftMode(gs))
 	var news bool
 	detected := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
-		// Decided on the status being patched, not on gs: the cache may
-		// not show the last check's write yet.
+		// Decided on the status being patched (optimistic lock): the
+		// cache may not show the last check's write yet.
 		prev := live.Status.Drift
 		news = !sameDrift(prev, objects)
 		setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionTrue, v1alpha1.ReasonDriftDetected, withNote(msg, note))
@@ -111,12 +121,12 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
 		r.Recorder.Eventf(detected, nil, corev1.EventTypeWarning, v1alpha1.ReasonDriftDetected, "DetectDrift", "%s", msg)
 	}
 	if driftMode(gs) != v1alpha1.DriftCorrect {
-		return
+		return nil
 	}
 	if pol, err := policy(gs); err == nil {
 		if b := windowGate(pol, r.now(), false); b != nil {
 			log.Info("drift correction held back by a sync window", "message", b.msg)
-			return
+			return nil
 		}
 	}
 
@@ -125,14 +135,16 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
 		ids = append(ids, o.ID)
 	}
 	if err := r.correct(ctx, gs, ids); err != nil {
+		if superseded(ctx) {
+			return err
+		}
 		log.Error(err, "drift correction failed")
 		if updated := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
 			setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionTrue, v1alpha1.ReasonApplyFailed, "correcting drift failed: "+err.Error())
 		}); updated != nil {
 			r.Recorder.Eventf(updated, nil, corev1.EventTypeWarning, v1alpha1.ReasonApplyFailed, "CorrectDrift", "correcting drift failed: %s", err.Error())
 		}
-		r.kickAfter(key, backoff(gs, r.addFailure(key)))
-		return
+		return err
 	}
 	corrected := metav1.Now()
 	for i := range objects {
@@ -145,7 +157,9 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) {
 	}); updated != nil {
 		r.Recorder.Eventf(updated, nil, corev1.EventTypeNormal, v1alpha1.ReasonDriftCorrected, "CorrectDrift", "%s", done)
 	}
+	observeDriftCorrected(client.ObjectKeyFromObject(gs), report.Count)
 	log.Info("drift corrected", "objects", report.Count)
+	return nil
 }
 
 // correct re-applies the recorded objects ids of gs and records the
@@ -162,7 +176,7 @@ func (r *Reconciler) correct(ctx context.Context, gs *v1alpha1.GitSync, ids []st
 	}
 	release := r.Drift.Hold(owner)
 	defer release()
-	plan, err := applier.Plan(ctx, objs, ApplyOptions(gs))
+	plan, err := Plan(ctx, applier, gs, objs)
 	if err != nil {
 		return err
 	}
@@ -180,7 +194,7 @@ func (r *Reconciler) correct(ctx context.Context, gs *v1alpha1.GitSync, ids []st
 // patchDrift writes drift status, logging a failure; it returns the
 // updated GitSync or nil.
 func (r *Reconciler) patchDrift(ctx context.Context, gs *v1alpha1.GitSync, mutate func(*v1alpha1.GitSync)) *v1alpha1.GitSync {
-	updated, err := r.status.patch(ctx, client.ObjectKeyFromObject(gs), mutate)
+	updated, err := r.status.patch(context.WithoutCancel(ctx), client.ObjectKeyFromObject(gs), mutate)
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Error(err, "cannot record drift")
 	}

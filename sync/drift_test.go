@@ -220,7 +220,7 @@ func TestNotDrift(t *testing.T) {
 }
 
 // A reconcile that finds Git unchanged and nothing changed in the cluster
-// makes no API request at all. Not parallel: the agent then works for this
+// makes no API request at all, also for a GitSync with a secretRef. Not parallel: the agent then works for this
 // test alone, so every request it makes is this GitSync's.
 func TestNoChangeReconcileMakesNoRequests(t *testing.T) {
 	ns := newNamespace(t, "no-requests")
@@ -228,15 +228,18 @@ func TestNoChangeReconcileMakesNoRequests(t *testing.T) {
 	key := create(t, newGitSync(ns, "app", repo.URL, "./app"))
 	waitApplied(t, key, mainRev(sha))
 	waitEvent(t, key, corev1.EventTypeNormal, v1alpha1.ReasonSucceeded, mainRev(sha))
-	time.Sleep(testInterval) // let the last status write and its event settle
+	// A GitSync whose source needs credentials from a Secret: its polls
+	// reuse what was read (Credentials), no GET of the Secret each time.
+	auth := newAuthApp(t, "no-requests-auth")
 	// kube-controller-manager runs beside the API server (TestMain): it
 	// fills in the Deployment's status after the apply. Status writes cost
 	// nothing, but one that lands between the apply and the drift record
 	// costs one check. Wait until the cluster is quiet: two polls in a row
-	// without an agent request.
+	// (the agent's clock: it lists the ref once per poll) without an agent
+	// request.
 	eventually(t, waitTimeout, func() error {
 		n := agentRequests.count()
-		time.Sleep(2 * testInterval)
+		waitPolls(t, srv, "app", 2)
 		if reqs := agentRequests.since(n); len(reqs) != 0 {
 			return fmt.Errorf("the agent is still busy: %v", reqs)
 		}
@@ -255,6 +258,7 @@ func TestNoChangeReconcileMakesNoRequests(t *testing.T) {
 		}
 		return nil
 	})
+	waitPolls(t, auth.srv, "app", 2)
 	if reqs := agentRequests.since(start); len(reqs) != 0 {
 		t.Fatalf("%d API requests during no-change reconciles, want 0: %v", len(reqs), reqs)
 	}

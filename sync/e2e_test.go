@@ -57,7 +57,7 @@ func inventoryIDs(gs *v1alpha1.GitSync) []string {
 func TestCommitDeploysUpdatesAndPrunes(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, "deploy")
-	_, repo, sha1 := appRepo(t)
+	srv, repo, sha1 := appRepo(t)
 	key := create(t, newGitSync(ns, "app", repo.URL, "./app"))
 
 	gs := waitApplied(t, key, mainRev(sha1))
@@ -114,7 +114,7 @@ func TestCommitDeploysUpdatesAndPrunes(t *testing.T) {
 		t.Errorf("event %q does not tell about the pruned object", ev.Note)
 	}
 	// Polls that find nothing new record nothing: one event per revision.
-	time.Sleep(3 * testInterval)
+	waitPolls(t, srv, "app", 3)
 	if n := countEvents(t, key, corev1.EventTypeNormal, v1alpha1.ReasonSucceeded); n != 2 {
 		t.Errorf("%d Succeeded events for two revisions, want 2", n)
 	}
@@ -372,19 +372,38 @@ func checkNoSecret(t *testing.T, key types.NamespacedName, secrets ...string) {
 	}
 }
 
-// checkBackoff watches counter for window: it must grow (the agent
-// retries) but slowly (it backs off).
-func checkBackoff(t *testing.T, what string, counter func() int, window time.Duration) {
+// checkBackoff waits until counter shows a few more attempts (the agent
+// retries) and checks that they came slowly (it backs off): a hot loop
+// makes dozens between two looks. The bound is loose and only an upper
+// one, so a slow machine can never fail it.
+func checkBackoff(t *testing.T, what string, counter func() int) {
 	t.Helper()
-	start := counter()
-	time.Sleep(window)
-	n := counter() - start
-	// retryInterval 500ms doubling up to the 2s interval: a handful of
-	// attempts (each at most two requests) in a few seconds. The bound is
-	// loose; it catches a hot loop, not a few extra requests.
-	limit := int(window.Seconds())*4 + 8
-	if n < 1 || n > limit {
-		t.Errorf("%s: %d in %s, want between 1 and %d", what, n, window, limit)
+	start, began := counter(), time.Now()
+	var n int
+	eventually(t, waitTimeout, func() error {
+		if n = counter() - start; n < 3 {
+			return fmt.Errorf("%s: %d so far", what, n)
+		}
+		return nil
+	})
+	// retryInterval 500ms doubling up to the interval, each attempt at
+	// most two requests: far below four a second.
+	elapsed := time.Since(began)
+	if limit := 8 + int(4*elapsed.Seconds()); n > limit {
+		t.Errorf("%s: %d in %s, want at most %d", what, n, elapsed.Round(time.Millisecond), limit)
 	}
-	t.Logf("%s: %d in %s", what, n, window)
+	t.Logf("%s: %d in %s", what, n, elapsed.Round(time.Millisecond))
+}
+
+// waitPolls waits until the agent has listed repo name on srv n more
+// times: n polls of the GitSyncs that follow it, the agent's own clock.
+func waitPolls(t testing.TB, srv *testenv.GitServer, name string, n int) {
+	t.Helper()
+	start := srv.Counts().Repos[name].Advertisements
+	eventually(t, waitTimeout, func() error {
+		if got := srv.Counts().Repos[name].Advertisements - start; got < n {
+			return fmt.Errorf("%d polls of %s so far, want %d", got, name, n)
+		}
+		return nil
+	})
 }

@@ -92,7 +92,7 @@ func TestFetchFailsOnWrongCredentials(t *testing.T) {
 	t.Logf("message: %s", readyOf(gs).Message)
 	waitEvent(t, a.key, corev1.EventTypeWarning, v1alpha1.ReasonFetchFailed, "authentication failed")
 	a.checkKept(t)
-	checkBackoff(t, "denied requests", func() int { return a.srv.Counts().Repos["app"].Denied }, 6*time.Second)
+	checkBackoff(t, "denied requests", func() int { return a.srv.Counts().Repos["app"].Denied })
 	checkNoSecret(t, a.key, gitPassword, gitRotated)
 	if n := countEvents(t, a.key, corev1.EventTypeWarning, v1alpha1.ReasonFetchFailed); n != 1 {
 		t.Errorf("%d FetchFailed warnings for one failure retried, want 1", n)
@@ -117,7 +117,7 @@ func TestFetchFailsOnMissingBranch(t *testing.T) {
 	gs := waitFailed(t, a.key, v1alpha1.ReasonFetchFailed, `"release"`, "does not exist")
 	t.Logf("message: %s", readyOf(gs).Message)
 	a.checkKept(t)
-	checkBackoff(t, "ref listings", func() int { return a.srv.Counts().Repos["app"].Advertisements }, 6*time.Second)
+	checkBackoff(t, "ref listings", func() int { return a.srv.Counts().Repos["app"].Advertisements })
 	checkNoSecret(t, a.key, gitPassword)
 
 	if err := a.repo.Branch("release", ""); err != nil {
@@ -205,8 +205,9 @@ func TestSuspendAndResume(t *testing.T) {
 	waitApplied(t, key, mainRev(sha1))
 
 	update(t, key, func(gs *v1alpha1.GitSync) { gs.Spec.Suspend = true })
-	// Wait until the agent's cache holds the suspended spec, and a little
-	// more for a reconcile that read the old one to finish.
+	// Wait until the agent's cache holds the suspended spec. A reconcile
+	// that read the old one is cancelled by the change (latest wins), and
+	// a sync can only begin on the generation the API server holds.
 	eventually(t, waitTimeout, func() error {
 		gs := &v1alpha1.GitSync{}
 		if err := agentCache.Get(testContext(t), key, gs); err != nil {
@@ -217,8 +218,6 @@ func TestSuspendAndResume(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(time.Second)
-
 	sha2 := commit(t, repo, map[string]string{
 		"app/configmap.yaml": configMapYAML("web-config", "", map[string]string{"greeting": "while suspended"}),
 	}, nil, "while suspended")

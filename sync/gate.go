@@ -38,11 +38,10 @@ type blocked struct {
 // only answers to the windows. On success it returns the schedule time the
 // sync stands for (zero when the schedule played no part).
 func timeGate(gs *v1alpha1.GitSync, c *window.Compiled, now time.Time, why string) (*blocked, time.Time) {
-	// Fix (found by TestScheduleHoldsRevisions): decide reports a GitSync
-	// that never synced as whyNew even when its resync annotation asks for
-	// a sync, so a resync of a GitSync whose first sync waited for the
-	// schedule (or a manualSync window) was held back as well. An
-	// unhandled resync value makes the first sync a manual one.
+	// decide reports a GitSync that never synced as whyNew even when its
+	// resync annotation asks for a sync: an unhandled resync value makes
+	// that first sync a manual one, so that the schedule (or a manualSync
+	// window) does not hold back what was asked for by hand.
 	manual := why == whyResync || (why == whyNew && resyncValue(gs) != gs.Status.LastHandledResyncAt)
 	var scheduled time.Time
 	if c.HasSchedule() && !manual && (why == whyNew || why == whyRevision || why == whySpec) {

@@ -179,7 +179,6 @@ func TestNewRevisionCancelsHealthWait(t *testing.T) {
 		}
 		return get(t, deployment(ns, "web"))
 	})
-	time.Sleep(time.Second) // well inside the health wait
 
 	start := time.Now()
 	sha3 := commit(t, repo, map[string]string{

@@ -34,9 +34,15 @@ func (f RenderFunc) Render(ctx context.Context, opts render.Options) (*render.Re
 	return f(ctx, opts)
 }
 
+// Planner validates a set of objects for apply: the plan stage, all that
+// `tether diff` needs of an applier.
+type Planner interface {
+	Plan(ctx context.Context, objs []*unstructured.Unstructured, opts apply.Options) (*apply.Plan, error)
+}
+
 // Applier validates, applies and prunes objects in the cluster.
 type Applier interface {
-	Plan(ctx context.Context, objs []*unstructured.Unstructured, opts apply.Options) (*apply.Plan, error)
+	Planner
 	Apply(ctx context.Context, plan *apply.Plan) (*apply.Result, error)
 	Prune(ctx context.Context, old, new *v1alpha1.ResourceInventory, owner apply.Owner) (*apply.PruneResult, error)
 	Wait(ctx context.Context, inv *v1alpha1.ResourceInventory, interval time.Duration) error

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,159 +14,63 @@ import (
 	"tether.dev/tether/source"
 )
 
-// recv waits (generously) for a value on ch.
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(30 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-	var zero T
-	return zero
-}
+var registryKey = types.NamespacedName{Namespace: "ns", Name: "gs"}
 
-// none checks that nothing arrives on ch for a short while.
-func none[T any](t *testing.T, ch <-chan T, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-		t.Fatalf("unexpected %s", what)
-	case <-time.After(100 * time.Millisecond):
-	}
-}
-
-// blocking returns a job that reports its start, blocks until its context
-// ends, then reports the end.
-func blocking(started, stopped chan<- string, name string) func(ctx context.Context) {
-	return func(ctx context.Context) {
-		started <- name
-		<-ctx.Done()
-		stopped <- name
-	}
-}
-
-var runnerKey = types.NamespacedName{Namespace: "ns", Name: "gs"}
-
-func TestRunnerLatestWins(t *testing.T) {
+// The cancel registry cancels a running reconcile for newer work only,
+// with errSuperseded as the cause, and forgets it when it ends.
+func TestInflightSupersede(t *testing.T) {
 	t.Parallel()
-	r := newRunner(4)
-	started, stopped := make(chan string, 10), make(chan string, 10)
-	w1 := want{Revision: "main@sha1:1", Generation: 1}
-	w2 := want{Revision: "main@sha1:2", Generation: 1}
-
-	if !r.start(context.Background(), runnerKey, w1, blocking(started, stopped, "one")) {
-		t.Fatal("first start refused")
+	var f inflight
+	w1 := work{generation: 1}
+	ctx, done := f.begin(context.Background(), registryKey, w1)
+	if f.supersede(registryKey, w1) || ctx.Err() != nil {
+		t.Fatal("the same work cancelled the reconcile doing it")
 	}
-	if got := recv(t, started, "first start"); got != "one" {
-		t.Fatalf("started %q", got)
+	if f.supersede(types.NamespacedName{Namespace: "ns", Name: "other"}, work{generation: 9}) || ctx.Err() != nil {
+		t.Fatal("work for another GitSync cancelled this one")
 	}
-	if !r.busy(runnerKey) {
-		t.Error("not busy while a job runs")
+	if !f.supersede(registryKey, work{generation: 1, resync: "t1"}) {
+		t.Fatal("a new resync value did not supersede the running reconcile")
 	}
-	// Same work again: a no-op, the running job is not disturbed.
-	if r.start(context.Background(), runnerKey, w1, blocking(started, stopped, "dup")) {
-		t.Error("same work started twice")
+	if !superseded(ctx) || !errors.Is(context.Cause(ctx), errSuperseded) {
+		t.Fatalf("cause = %v, want errSuperseded", context.Cause(ctx))
 	}
-	none(t, started, "start of a duplicate")
-	none(t, stopped, "stop of the first job by a duplicate")
-
-	// Different work: the running job is cancelled first, then the new one
-	// runs.
-	if !r.start(context.Background(), runnerKey, w2, blocking(started, stopped, "two")) {
-		t.Fatal("newer work refused")
-	}
-	if got := recv(t, stopped, "cancel of the first job"); got != "one" {
-		t.Fatalf("stopped %q", got)
-	}
-	if got := recv(t, started, "second start"); got != "two" {
-		t.Fatalf("started %q", got)
-	}
-	// Asking for the older work again is different work too.
-	if r.start(context.Background(), runnerKey, w2, blocking(started, stopped, "dup2")) {
-		t.Error("same work started twice")
-	}
-
-	// cancel stops the job and returns only once it has stopped.
-	r.cancel(runnerKey)
-	select {
-	case got := <-stopped:
-		if got != "two" {
-			t.Fatalf("stopped %q", got)
-		}
-	default:
-		t.Fatal("cancel returned before the job stopped")
-	}
-	if r.busy(runnerKey) {
-		t.Error("busy after cancel")
-	}
-	r.wait()
-}
-
-func TestRunnerFinishedWorkCanRunAgain(t *testing.T) {
-	t.Parallel()
-	r := newRunner(1)
-	var runs atomic.Int32
-	done := make(chan struct{}, 2)
-	w := want{Revision: "main@sha1:1"}
-	fn := func(context.Context) { runs.Add(1); done <- struct{}{} }
-	if !r.start(context.Background(), runnerKey, w, fn) {
-		t.Fatal("start refused")
-	}
-	recv(t, done, "first run")
-	r.wait()
-	if r.busy(runnerKey) {
-		t.Error("busy after the job returned")
-	}
-	// A failed sync of the same revision is retried later: the runner must
-	// accept the same work once the earlier run is over.
-	if !r.start(context.Background(), runnerKey, w, fn) {
-		t.Fatal("same work refused after the first run finished")
-	}
-	recv(t, done, "second run")
-	r.wait()
-	if n := runs.Load(); n != 2 {
-		t.Errorf("%d runs, want 2", n)
+	done()
+	if f.supersede(registryKey, work{generation: 2}) || f.cancel(registryKey) {
+		t.Fatal("a finished reconcile was still registered")
 	}
 }
 
-func TestRunnerLimitAndCancelWhileWaiting(t *testing.T) {
+// A reconcile that ended is not cancelled by newer work for the next one,
+// and a late done of an older reconcile does not unregister a newer one.
+func TestInflightDoneKeepsNewer(t *testing.T) {
 	t.Parallel()
-	r := newRunner(1)
-	started, stopped := make(chan string, 10), make(chan string, 10)
-	other := types.NamespacedName{Namespace: "ns", Name: "other"}
-	r.start(context.Background(), runnerKey, want{Revision: "a"}, blocking(started, stopped, "a"))
-	recv(t, started, "first job")
-	// One slot: the second key waits.
-	r.start(context.Background(), other, want{Revision: "b"}, blocking(started, stopped, "b"))
-	none(t, started, "second job beyond the limit")
-	if !r.busy(other) {
-		t.Error("a waiting job is not busy")
+	var f inflight
+	_, doneOld := f.begin(context.Background(), registryKey, work{generation: 1})
+	ctx, doneNew := f.begin(context.Background(), registryKey, work{generation: 2})
+	doneOld()
+	if !f.cancel(registryKey) || !superseded(ctx) {
+		t.Fatal("the newer reconcile was unregistered by the older one's done")
 	}
-	// Cancelled while waiting: it never runs.
-	r.cancel(other)
-	if r.busy(other) {
-		t.Error("busy after cancel")
-	}
-	r.cancel(runnerKey)
-	recv(t, stopped, "first job's stop")
-	r.wait()
-	none(t, started, "start of a job cancelled while waiting")
+	doneNew()
 }
 
-func TestRunnerParentCancel(t *testing.T) {
+// Only newer work or an explicit cancel counts as superseded; the sync
+// timeout does not.
+func TestSupersededIsNotTimeout(t *testing.T) {
 	t.Parallel()
-	r := newRunner(2)
-	ctx, cancel := context.WithCancel(context.Background())
-	started, stopped := make(chan string, 10), make(chan string, 10)
-	r.start(ctx, runnerKey, want{Revision: "a"}, blocking(started, stopped, "a"))
-	recv(t, started, "start")
-	cancel()
-	recv(t, stopped, "stop on the parent's cancel")
-	r.wait()
-	if r.busy(runnerKey) {
-		t.Error("busy after the job stopped")
+	var f inflight
+	ctx, done := f.begin(context.Background(), registryKey, work{generation: 1})
+	defer done()
+	tctx, cancel := context.WithTimeout(ctx, time.Nanosecond)
+	defer cancel()
+	<-tctx.Done()
+	if superseded(tctx) {
+		t.Fatal("a timed-out sync counted as superseded")
+	}
+	f.cancel(registryKey)
+	if !superseded(ctx) {
+		t.Fatal("cancel did not supersede")
 	}
 }
 
@@ -182,6 +85,11 @@ func gitSyncFor(gen, observed int64, applied, resyncAnn, resyncHandled string, r
 	if ready != "" {
 		gs.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ReadyCondition, Status: ready, Reason: "X"}}
 	}
+	return gs
+}
+
+func attempted(gs *v1alpha1.GitSync, rev string) *v1alpha1.GitSync {
+	gs.Status.LastAttemptedRevision = rev
 	return gs
 }
 
@@ -210,6 +118,9 @@ func TestDecide(t *testing.T) {
 		{"applied but no condition", gitSyncFor(1, 1, r1, "", "", ""), r1, whyIncomplete},
 		{"first sync failed, same revision", gitSyncFor(1, 1, "", "", "", F), r1, whyRevision},
 		{"first sync failed, generation moved", gitSyncFor(2, 1, "", "", "", F), r1, whySpec},
+		{"attempted revision failed", attempted(gitSyncFor(1, 1, r1, "", "", F), r2), r2, whyRetry},
+		{"first attempted revision failed", attempted(gitSyncFor(1, 1, "", "", "", F), r1), r1, whyRetry},
+		{"newer revision after a failed one", attempted(gitSyncFor(1, 1, r1, "", "", F), r2), "main@sha1:3333333333333333333333333333333333333333", whyRevision},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := decide(tc.gs, tc.rev); got != tc.want {
@@ -223,33 +134,46 @@ func dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d
 
 func TestBackoff(t *testing.T) {
 	t.Parallel()
-	spec := func(interval time.Duration, retry *metav1.Duration) *v1alpha1.GitSync {
-		return &v1alpha1.GitSync{Spec: v1alpha1.GitSyncSpec{Interval: metav1.Duration{Duration: interval}, RetryInterval: retry}}
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	// failing gives a GitSync whose Ready condition went False d ago (no
+	// condition when d < 0).
+	failing := func(interval time.Duration, retry *metav1.Duration, d time.Duration) *v1alpha1.GitSync {
+		gs := &v1alpha1.GitSync{Spec: v1alpha1.GitSyncSpec{Interval: metav1.Duration{Duration: interval}, RetryInterval: retry}}
+		if d >= 0 {
+			gs.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ReadyCondition, Status: metav1.ConditionFalse,
+				Reason: "X", LastTransitionTime: metav1.NewTime(now.Add(-d))}}
+		}
+		return gs
 	}
+	half := dur(500 * time.Millisecond)
 	for _, tc := range []struct {
-		name     string
-		gs       *v1alpha1.GitSync
-		failures int
-		want     time.Duration
+		name string
+		gs   *v1alpha1.GitSync
+		want time.Duration
 	}{
-		{"first failure", spec(2*time.Second, dur(500*time.Millisecond)), 1, 500 * time.Millisecond},
-		{"zero failures", spec(2*time.Second, dur(500*time.Millisecond)), 0, 500 * time.Millisecond},
-		{"second doubles", spec(2*time.Second, dur(500*time.Millisecond)), 2, time.Second},
-		{"third reaches interval", spec(2*time.Second, dur(500*time.Millisecond)), 3, 2 * time.Second},
-		{"capped at interval", spec(2*time.Second, dur(500*time.Millisecond)), 4, 2 * time.Second},
-		{"many failures stay capped", spec(2*time.Second, dur(500*time.Millisecond)), 1 << 20, 2 * time.Second},
-		{"cap is not a power of two", spec(3*time.Second, dur(time.Second)), 3, 3 * time.Second},
-		{"defaults", spec(0, nil), 1, DefaultRetryInterval},
-		{"defaults capped at default interval", spec(0, nil), 100, DefaultInterval},
-		{"default retry above a short interval", spec(3*time.Second, nil), 1, 3 * time.Second},
-		{"retry above interval", spec(time.Second, dur(10*time.Second)), 1, time.Second},
-		{"zero retry interval means default", spec(time.Hour, dur(0)), 2, 2 * DefaultRetryInterval},
+		{"first failure", failing(2*time.Second, half, 0), 500 * time.Millisecond},
+		{"no Ready condition", failing(2*time.Second, half, -1), 500 * time.Millisecond},
+		{"failing for one retry doubles", failing(2*time.Second, half, 500*time.Millisecond), time.Second},
+		{"failing for three retries", failing(8*time.Second, half, 1500*time.Millisecond), 2 * time.Second},
+		{"reaches the interval", failing(2*time.Second, half, 1500*time.Millisecond), 2 * time.Second},
+		{"capped at interval", failing(2*time.Second, half, time.Hour), 2 * time.Second},
+		{"cap is not a power of two", failing(3*time.Second, dur(time.Second), 3*time.Second), 3 * time.Second},
+		{"defaults", failing(0, nil, 0), DefaultRetryInterval},
+		{"defaults capped at default interval", failing(0, nil, 24*time.Hour), DefaultInterval},
+		{"default retry above a short interval", failing(3*time.Second, nil, 0), 3 * time.Second},
+		{"retry above interval", failing(time.Second, dur(10*time.Second), 0), time.Second},
+		{"zero retry interval means default", failing(time.Hour, dur(0), DefaultRetryInterval), 2 * DefaultRetryInterval},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := backoff(tc.gs, tc.failures); got != tc.want {
-				t.Errorf("backoff(%d) = %s, want %s", tc.failures, got, tc.want)
+			if got := backoff(tc.gs, now); got != tc.want {
+				t.Errorf("backoff = %s, want %s", got, tc.want)
 			}
 		})
+	}
+	ready := failing(2*time.Second, half, time.Hour)
+	ready.Status.Conditions[0].Status = metav1.ConditionTrue
+	if got := backoff(ready, now); got != 500*time.Millisecond {
+		t.Errorf("backoff of a Ready GitSync = %s, want the retry interval", got)
 	}
 }
 
@@ -273,39 +197,6 @@ func TestWithJitter(t *testing.T) {
 	for range 1000 {
 		if got := nextPoll(gs); got < time.Minute || got >= time.Minute+6*time.Second {
 			t.Fatalf("nextPoll = %s, want within [1m, 1m6s)", got)
-		}
-	}
-}
-
-// Work superseded while it waits for the work before it never runs: a
-// burst of new revisions runs the newest only.
-func TestRunnerSupersededWaitingWorkNeverRuns(t *testing.T) {
-	t.Parallel()
-	for i := range 50 {
-		r := newRunner(1)
-		release := make(chan struct{})
-		started := make(chan string, 10)
-		ran := make(chan string, 10)
-		// The first job keeps running a moment after its cancellation, as
-		// a sync finishing an API call does.
-		r.start(context.Background(), runnerKey, want{Revision: "1"}, func(ctx context.Context) {
-			started <- "1"
-			<-ctx.Done()
-			<-release
-		})
-		recv(t, started, "first job")
-		record := func(name string) func(context.Context) {
-			return func(ctx context.Context) { ran <- name }
-		}
-		r.start(context.Background(), runnerKey, want{Revision: "2"}, record("2"))
-		r.start(context.Background(), runnerKey, want{Revision: "3"}, record("3"))
-		close(release)
-		if got := recv(t, ran, "newest job"); got != "3" {
-			t.Fatalf("round %d: superseded job %q ran", i, got)
-		}
-		r.wait()
-		if len(ran) != 0 {
-			t.Fatalf("round %d: %d more jobs ran", i, len(ran))
 		}
 	}
 }
@@ -419,11 +310,11 @@ func TestValidateRefusesOtherNamespaces(t *testing.T) {
 			}
 		})
 	}
-	var se *stageError
+	var se *StageError
 	r := &Reconciler{AgentNamespace: "tether-system"}
 	gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"},
 		Spec: v1alpha1.GitSyncSpec{Source: v1alpha1.GitSource{URL: "https://git.example/a.git"}}}
-	if err := r.validate(gs); !errors.As(err, &se) || se.reason != v1alpha1.ReasonServiceAccountRequired || !se.user {
+	if err := r.validate(gs); !errors.As(err, &se) || se.Reason != v1alpha1.ReasonServiceAccountRequired || !se.User {
 		t.Fatalf("validate = %v, want a user error with reason %s", err, v1alpha1.ReasonServiceAccountRequired)
 	}
 }

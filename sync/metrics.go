@@ -19,7 +19,7 @@ import (
 var (
 	syncDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "tether_gitsync_sync_duration_seconds",
-		Help:    "Duration of one sync (fetch, render, apply, prune, health) of a GitSync, by result (success or the failure reason).",
+		Help:    "Duration of one sync (checkout, render, plan, apply, prune, health) of a GitSync, by result: success, superseded (cancelled by newer work) or the failure reason.",
 		Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 	}, []string{"namespace", "name", "result"})
 	readyGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -34,15 +34,30 @@ var (
 		Name: "tether_gitsync_drifted_objects",
 		Help: "Objects of the GitSync that differ from what it applied.",
 	}, []string{"namespace", "name"})
+	driftCorrected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tether_gitsync_drift_corrected_objects_total",
+		Help: "Drifted objects the GitSync's drift stage re-applied.",
+	}, []string{"namespace", "name"})
+)
+
+// Results of a sync besides the failure reasons.
+const (
+	resultSuccess    = "success"
+	resultSuperseded = "superseded"
 )
 
 func init() {
-	crmetrics.Registry.MustRegister(syncDuration, readyGauge, objectsGauge, driftGauge)
+	crmetrics.Registry.MustRegister(syncDuration, readyGauge, objectsGauge, driftGauge, driftCorrected)
 }
 
 // observeSync records how long a sync took and how it ended.
 func observeSync(key types.NamespacedName, result string, d time.Duration) {
 	syncDuration.WithLabelValues(key.Namespace, key.Name, result).Observe(d.Seconds())
+}
+
+// observeDriftCorrected counts n drifted objects re-applied.
+func observeDriftCorrected(key types.NamespacedName, n int) {
+	driftCorrected.WithLabelValues(key.Namespace, key.Name).Add(float64(n))
 }
 
 // observeStatus sets the gauges from a status just written.
@@ -76,4 +91,5 @@ func forgetMetrics(key types.NamespacedName) {
 	readyGauge.DeletePartialMatch(labels)
 	objectsGauge.DeletePartialMatch(labels)
 	driftGauge.DeletePartialMatch(labels)
+	driftCorrected.DeletePartialMatch(labels)
 }

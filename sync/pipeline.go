@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/fluxcd/pkg/ssa"
@@ -12,109 +14,189 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/apply"
-	"tether.dev/tether/render"
 	"tether.dev/tether/source"
 )
 
-// stageError is a failed pipeline stage: the condition reason to report and
-// whether the user must change something before a retry can succeed.
-type stageError struct {
-	reason string
-	user   bool
-	err    error
-}
-
-func (e *stageError) Error() string { return e.err.Error() }
-func (e *stageError) Unwrap() error { return e.err }
-
-// sync runs one full sync of gs at rev: checkout, render, plan, apply,
-// prune, then status and events. It runs in the runner, so a newer revision
-// cancels ctx; a cancelled sync writes nothing and leaves the status to the
-// sync that replaced it.
-func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, why string, scheduled time.Time, w want) {
+// sync runs one full sync of gs at rev: record progress, then checkout →
+// render → plan → apply → prune → health, then the status and an event.
+// ctx is cancelled when newer work arrives: a cancelled sync never prunes,
+// records the objects it did apply (so that a later sync can prune them)
+// and leaves the rest of the status to the reconcile that follows.
+func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, why string, scheduled time.Time) (ctrl.Result, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	key := client.ObjectKeyFromObject(gs)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, timeout(gs))
-	defer cancel()
 
-	live, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) {
-		markProgressing(live, rev.String(), why)
+	live, proceed, err := r.begin(ctx, gs, rev, why, scheduled)
+	switch {
+	case err != nil && superseded(ctx):
+		return ctrl.Result{}, nil
+	case err != nil:
+		return ctrl.Result{}, err
+	case live == nil:
+		return ctrl.Result{}, nil // deleted meanwhile
+	case !proceed && workOf(live) != workOf(gs):
+		// The spec or resync value moved since the cache was read: the
+		// watch brings that work, reconcile it instead.
+		return ctrl.Result{Requeue: true}, nil
+	case !proceed:
+		// The cache had not shown that this work is done already.
+		return r.driftStage(ctx, live), nil
+	}
+	log.Info("sync started", "reason", why)
+
+	runCtx, stopWatch := r.watchSource(ctx, live, rev, auth)
+	out, err := r.run(runCtx, live, rev, auth)
+	cancelled := err != nil && superseded(runCtx)
+	stopWatch()
+	if cancelled {
+		observeSync(key, resultSuperseded, time.Since(start))
+		log.Info("sync superseded by newer work before it finished")
+		if out != nil && out.applied {
+			r.recordInventory(ctx, key, out.inventory)
+		}
+		// The newer work: a watch event or "sync now" queued the key
+		// already; a new commit found by watchSource did not.
+		return ctrl.Result{Requeue: true}, nil
+	}
+	if err != nil {
+		se := asStageError(err, v1alpha1.ReasonApplyFailed, false)
+		if errors.Is(err, context.DeadlineExceeded) {
+			se = &StageError{Reason: se.Reason, User: se.User, Err: fmt.Errorf("sync of %s timed out after %s: %w", rev, timeout(gs), se.Err)}
+		}
+		observeSync(key, se.Reason, time.Since(start))
+		log.Error(se.Err, "sync failed", "reason", se.Reason)
+		updated, werr := r.fail(ctx, key, se, func(st *v1alpha1.GitSync) {
+			// The resync was handled, even though it failed: echo it so
+			// that the same value does not force sync after sync.
+			st.Status.LastHandledResyncAt = resyncValue(live)
+			if out != nil && out.applied {
+				st.Status.Inventory = out.inventory
+			}
+		})
+		if werr != nil {
+			return ctrl.Result{}, werr
+		}
+		if updated == nil {
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{RequeueAfter: backoff(updated, r.now())}, nil
+	}
+	observeSync(key, resultSuccess, time.Since(start))
+	msg := fmt.Sprintf("Applied revision %s", rev)
+	updated, err := r.status.patch(context.WithoutCancel(ctx), key, func(st *v1alpha1.GitSync) {
+		markSucceeded(st, rev.String(), msg)
+		st.Status.ShortRevision = rev.ShortSHA()
+		st.Status.LastHandledResyncAt = resyncValue(live)
+		st.Status.LastAppliedHash = out.hash
+		st.Status.ObservedGeneration = live.Generation
+		if out.applied {
+			st.Status.Inventory = out.inventory
+			st.Status.Namespaces = out.namespaces
+			now := metav1.Now()
+			st.Status.LastSyncTime = &now
+			if r.Drift != nil {
+				markNoDrift(st, r.scaledNote(live)) // everything was just applied from Git
+			}
+		}
+	})
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	log.Info("sync finished", "applied", out.applied, "summary", out.summary, "duration", time.Since(start).Round(time.Millisecond).String())
+	if updated != nil && (out.changed || live.Status.LastAppliedRevision != rev.String()) {
+		r.Recorder.Eventf(updated, nil, corev1.EventTypeNormal, v1alpha1.ReasonSucceeded, "Sync", "%s: %s", msg, out.summary)
+	}
+	return ctrl.Result{RequeueAfter: nextPoll(live)}, nil
+}
+
+// watchSource lists gs's ref at every interval while a sync of rev runs,
+// and cancels the returned context when the ref has moved on: a new commit
+// supersedes a sync that still applies (or waits for the health of) an
+// older one, instead of queueing behind it. Listing costs no API request.
+// stop ends the watch and waits for it.
+func (r *Reconciler) watchSource(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	ref := SourceRef(gs)
+	if ref.Commit != "" {
+		return ctx, func() { cancel(nil) } // an exact commit never moves
+	}
+	var wg gosync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(interval(gs))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			now, err := r.Source.Resolve(ctx, gs.Spec.Source.URL, ref, auth)
+			if err == nil && now != rev {
+				logr.FromContextOrDiscard(ctx).Info("newer revision while syncing", "newer", now.String())
+				cancel(errSuperseded)
+				return
+			}
+		}
+	})
+	return ctx, func() {
+		cancel(nil)
+		wg.Wait()
+	}
+}
+
+// begin records that a sync of rev starts, and decides again whether it
+// must: the decision of Reconcile was made on the cache, which may not
+// show the status the last sync wrote yet. The write carries the
+// optimistic lock, so a lagging cache makes it re-read the GitSync from
+// the API server and decide on that. It returns the GitSync as written and
+// whether to go ahead; when not, it wrote nothing.
+func (r *Reconciler) begin(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, why string, scheduled time.Time) (*v1alpha1.GitSync, bool, error) {
+	var proceed bool
+	live, err := r.status.update(ctx, client.ObjectKeyFromObject(gs), func(live *v1alpha1.GitSync) bool {
+		proceed = false
+		if workOf(live) != workOf(gs) {
+			return false
+		}
+		w := decide(live, rev.String())
+		if w == whyNone && why == whyUntracked {
+			w = why
+		}
+		if w == whyNone {
+			return false
+		}
+		proceed = true
+		markProgressing(live, rev.String(), w)
 		clearBlocked(live)
 		if !scheduled.IsZero() {
 			t := metav1.NewTime(scheduled)
 			live.Status.LastScheduledTime = &t
 		}
+		return true
 	})
-	if err != nil {
-		log.Error(err, "cannot record progress")
-	} else if live != nil {
-		// Fix (with the inventory recorded before a health wait, see run):
-		// the sync this one replaced may have recorded its inventory after
-		// gs was read; prune from the newest one.
-		gs.Status.Inventory = live.Status.Inventory
-	}
-	out, err := r.run(ctx, gs, rev, auth)
-	if errors.Is(ctx.Err(), context.Canceled) {
-		// Newer work replaced this sync, or the agent is stopping.
-		log.Info("sync cancelled before it finished")
-		return
-	}
-	if err != nil {
-		var se *stageError
-		if !errors.As(err, &se) {
-			se = &stageError{reason: v1alpha1.ReasonApplyFailed, err: err}
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			se.err = fmt.Errorf("sync of %s timed out after %s: %w", rev, timeout(gs), se.err)
-		}
-		observeSync(key, se.reason, time.Since(start))
-		n := r.addFailure(key)
-		log.Error(se.err, "sync failed", "reason", se.reason, "failures", n)
-		if werr := r.fail(context.WithoutCancel(ctx), key, se.reason, se.err, se.user, gs); werr != nil {
-			log.Error(werr, "cannot record failure")
-		}
-		// The resync request was handled, even though it failed: echo it
-		// so that the same value does not force sync after sync.
-		r.recordResync(context.WithoutCancel(ctx), key, resyncValue(gs))
-		r.kickAfter(key, backoff(gs, n))
-		return
-	}
-	observeSync(key, "success", time.Since(start))
-	r.setFailures(key, 0)
-	r.setDone(key, w)
-	msg := fmt.Sprintf("Applied revision %s", rev)
-	updated, werr := r.status.patch(context.WithoutCancel(ctx), key, func(live *v1alpha1.GitSync) {
-		markSucceeded(live, rev.String(), msg)
-		live.Status.ShortRevision = rev.ShortSHA()
-		live.Status.LastHandledResyncAt = resyncValue(gs)
-		live.Status.LastAppliedHash = out.hash
-		live.Status.ObservedGeneration = gs.Generation
-		if out.applied {
-			live.Status.Inventory = out.inventory
-			live.Status.Namespaces = out.namespaces
-			now := metav1.Now()
-			live.Status.LastSyncTime = &now
-			if r.Drift != nil {
-				markNoDrift(live, r.scaledNote(gs)) // everything was just applied from Git
-			}
-		}
-	})
-	if werr != nil {
-		log.Error(werr, "cannot record success")
-		return
-	}
-	log.Info("sync finished", "applied", out.applied, "summary", out.summary, "duration", time.Since(start).Round(time.Millisecond).String())
-	if updated != nil && (out.changed || gs.Status.LastAppliedRevision != rev.String()) {
-		r.Recorder.Eventf(updated, nil, corev1.EventTypeNormal, v1alpha1.ReasonSucceeded, "Sync", "%s: %s", msg, out.summary)
+	return live, proceed, err
+}
+
+// recordInventory writes the inventory of a sync that stopped after it
+// applied objects, so that a later sync prunes them when they leave Git.
+func (r *Reconciler) recordInventory(ctx context.Context, key types.NamespacedName, inv *v1alpha1.ResourceInventory) {
+	if _, err := r.status.patch(context.WithoutCancel(ctx), key, func(st *v1alpha1.GitSync) {
+		st.Status.Inventory = inv
+	}); err != nil {
+		logr.FromContextOrDiscard(ctx).Error(err, "cannot record applied objects")
 	}
 }
 
-// outcome is what a successful run did.
+// outcome is what a run did. When applied is set, inventory is what the
+// GitSync owns now, also after a failure: until prune has run, what it
+// owned before plus what this run applied (or may have: every object of
+// the plan, when the apply stopped early); after prune, what it applied.
 type outcome struct {
 	hash       string
 	applied    bool // false when the render matched the last applied one
@@ -125,25 +207,20 @@ type outcome struct {
 }
 
 func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth) (*outcome, error) {
-	dir, err := r.Source.Checkout(ctx, gs.Spec.Source.URL, rev, auth)
+	dir, err := r.stages.Checkout(ctx, gs, rev, auth)
 	if err != nil {
-		return nil, &stageError{reason: v1alpha1.ReasonFetchFailed, user: !source.IsTransient(err), err: err}
+		return nil, err
 	}
-	res, err := r.Renderer.Render(ctx, render.Options{
-		Root: dir, Path: gs.Spec.Path, AllowRemoteBases: gs.Spec.AllowRemoteBases, Substitute: gs.Spec.Substitute,
-	})
+	res, err := r.stages.Render(ctx, gs, dir, rev)
 	if err != nil {
-		var re *render.Error
-		return nil, &stageError{reason: v1alpha1.ReasonRenderFailed, user: errors.As(err, &re),
-			err: fmt.Errorf("%s at %s: %w", displayPath(gs.Spec.Path), rev, err)}
+		return nil, err
 	}
 	if len(res.Objects) == 0 && !gs.Spec.AllowEmpty && gs.Status.Inventory != nil && len(gs.Status.Inventory.Entries) > 0 {
 		// resources: [] or a wrong spec.path would otherwise prune all.
-		return nil, &stageError{reason: v1alpha1.ReasonEmptyRender, user: true,
-			err: fmt.Errorf("%s at %s rendered no objects while %d applied objects are in the inventory; nothing applied or pruned (set spec.allowEmpty to let an empty render prune everything)", displayPath(gs.Spec.Path), rev, len(gs.Status.Inventory.Entries))}
+		return nil, &StageError{Reason: v1alpha1.ReasonEmptyRender, User: true,
+			Err: fmt.Errorf("%s at %s rendered no objects while %d applied objects are in the inventory; nothing applied or pruned (set spec.allowEmpty to let an empty render prune everything)", displayPath(gs.Spec.Path), rev, len(gs.Status.Inventory.Entries))}
 	}
 	out := &outcome{hash: res.Hash}
-	owner := ownerOf(gs)
 	if unchangedRender(gs, res.Hash) && (r.Drift == nil || r.Drift.Tracking(driftOwner(gs))) {
 		out.summary = "rendered objects unchanged, nothing applied"
 		return out, nil
@@ -151,15 +228,11 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 
 	applier, err := r.applierFor(gs)
 	if err != nil {
-		return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, err: err}
+		return nil, asStageError(err, v1alpha1.ReasonApplyFailed, false)
 	}
-	plan, err := applier.Plan(ctx, res.Objects, ApplyOptions(gs))
+	plan, err := Plan(ctx, applier, gs, res.Objects)
 	if err != nil {
-		reason := v1alpha1.ReasonApplyFailed
-		if errors.Is(err, apply.ErrNamespaceNotAllowed) {
-			reason = v1alpha1.ReasonNamespaceDenied
-		}
-		return nil, &stageError{reason: reason, user: apply.IsUserError(err), err: err}
+		return nil, err
 	}
 	if r.Drift != nil {
 		// The watch echoes of our own apply are not drift.
@@ -168,62 +241,86 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 	}
 	result, err := applier.Apply(ctx, plan)
 	if err != nil {
-		if result != nil && result.ChangeSet != nil && len(result.ChangeSet.Entries) > 0 {
-			// Some groups were written before another failed: own them, so
-			// that a later sync prunes them if they leave Git.
-			inv := apply.AddChangeSet(gs.Status.Inventory, result.ChangeSet)
-			if _, werr := r.status.patch(context.WithoutCancel(ctx), client.ObjectKeyFromObject(gs), func(live *v1alpha1.GitSync) {
-				live.Status.Inventory = inv
-			}); werr != nil {
-				logr.FromContextOrDiscard(ctx).Error(werr, "cannot record partly applied objects")
-			}
+		// Own what was written, so that a later sync prunes it when it
+		// leaves Git: what the change set reports, and when the apply was
+		// stopped (newer work, the timeout) every object of the plan, as a
+		// request in flight then may have been written without its answer
+		// arriving. Owning one that was not written costs nothing: prune
+		// skips what is gone. A plain failure reports all it wrote, and
+		// objects refused (e.g. forbidden) must not be owned: prune could
+		// not even read them.
+		var cs *ssa.ChangeSet
+		if result != nil {
+			cs = result.ChangeSet
 		}
-		return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, user: apply.IsUserError(err), err: err}
+		out.inventory = apply.AddChangeSet(gs.Status.Inventory, cs)
+		if ctx.Err() != nil {
+			out.inventory = unionInventory(out.inventory, plan.Inventory())
+		}
+		// An inventory of no entries is refused by the CRD, and nothing
+		// was owned nor written then.
+		out.applied = len(out.inventory.Entries) > 0
+		return out, applyError(err)
 	}
 	out.applied = true
+	out.inventory = unionInventory(gs.Status.Inventory, result.Inventory)
+	if err := ctx.Err(); err != nil {
+		// Superseded or timed out after the apply: never prune on what
+		// may no longer be the newest state.
+		return out, err
+	}
 	out.changed = result.Changed
-	out.inventory = result.Inventory
 	out.namespaces = result.Namespaces
 	counts := countActions(result.ChangeSet)
 
 	if gs.Spec.Prune && gs.Status.Inventory != nil {
-		pruned, err := applier.Prune(ctx, gs.Status.Inventory, result.Inventory, owner)
+		pruned, err := applier.Prune(ctx, gs.Status.Inventory, result.Inventory, ownerOf(gs))
 		if err != nil {
-			return nil, &stageError{reason: v1alpha1.ReasonPruneFailed, err: err}
+			return out, &StageError{Reason: v1alpha1.ReasonPruneFailed, Err: err}
 		}
 		r.reportKept(gs, pruned.Kept)
 		deleted := countActions(pruned.ChangeSet)[ssa.DeletedAction]
 		counts[ssa.DeletedAction] += deleted
 		out.changed = out.changed || deleted > 0
 	}
+	out.inventory = result.Inventory
 	out.summary = summarize(counts)
 	if gs.Spec.Wait {
-		// Fix (found by TestNewRevisionCancelsHealthWait): the inventory
-		// was recorded only when the whole sync succeeded, so objects
-		// applied by a sync whose health wait then failed, timed out or was
-		// cancelled by a newer revision were missing from it, and the next
-		// sync could not prune them when they left Git (they stayed in the
-		// cluster for good). Record what is now in the cluster before the
-		// (long) wait.
-		if _, err := r.status.patch(context.WithoutCancel(ctx), client.ObjectKeyFromObject(gs), func(live *v1alpha1.GitSync) {
-			live.Status.Inventory = result.Inventory
-			live.Status.Namespaces = result.Namespaces
-		}); err != nil {
-			return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, err: fmt.Errorf("record applied objects: %w", err)}
-		}
-		// A newer revision cancels ctx, which ends the wait at once.
+		// The wait can be long and end in a failure, a timeout or newer
+		// work: record what is in the cluster now, so that even an agent
+		// killed meanwhile leaves an inventory that can prune it later.
+		r.recordInventory(ctx, client.ObjectKeyFromObject(gs), result.Inventory)
 		if err := applier.Wait(ctx, result.Inventory, 0); err != nil {
-			return nil, &stageError{reason: v1alpha1.ReasonHealthCheckFailed, err: fmt.Errorf("health check of %s: %w", rev, err)}
+			return out, &StageError{Reason: v1alpha1.ReasonHealthCheckFailed, Err: fmt.Errorf("health check of %s: %w", rev, err)}
 		}
 		out.summary += ", all objects ready"
 	}
 	if r.Drift != nil {
 		// From now on the watch cache compares the cluster with this apply.
 		if err := r.Drift.Record(ctx, driftOwner(gs), plan.Objects, result.Live); err != nil {
-			return nil, &stageError{reason: v1alpha1.ReasonApplyFailed, err: fmt.Errorf("record applied objects for drift detection: %w", err)}
+			return out, &StageError{Reason: v1alpha1.ReasonApplyFailed, Err: fmt.Errorf("record applied objects for drift detection: %w", err)}
 		}
 	}
 	return out, nil
+}
+
+// unionInventory is every entry of a and b, sorted by ID.
+func unionInventory(a, b *v1alpha1.ResourceInventory) *v1alpha1.ResourceInventory {
+	out := &v1alpha1.ResourceInventory{Entries: []v1alpha1.ResourceRef{}}
+	seen := map[string]bool{}
+	for _, inv := range []*v1alpha1.ResourceInventory{a, b} {
+		if inv == nil {
+			continue
+		}
+		for _, e := range inv.Entries {
+			if !seen[e.ID] {
+				seen[e.ID] = true
+				out.Entries = append(out.Entries, e)
+			}
+		}
+	}
+	slices.SortFunc(out.Entries, func(x, y v1alpha1.ResourceRef) int { return strings.Compare(x.ID, y.ID) })
+	return out
 }
 
 // reportKept warns, in an event each, of the Namespaces a prune left in
@@ -231,18 +328,6 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 func (r *Reconciler) reportKept(gs *v1alpha1.GitSync, kept []apply.KeptNamespace) {
 	for _, k := range kept {
 		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, v1alpha1.ReasonNamespaceKept, "Prune", "%s", k.Reason)
-	}
-}
-
-// ApplyOptions are the apply settings of gs, as a sync uses them (also for
-// `tether diff`).
-func ApplyOptions(gs *v1alpha1.GitSync) apply.Options {
-	return apply.Options{
-		Owner:             ownerOf(gs),
-		TargetNamespace:   targetNamespace(gs),
-		AllowedNamespaces: gs.Spec.AllowedNamespaces,
-		Prune:             gs.Spec.Prune,
-		Timeout:           timeout(gs),
 	}
 }
 
@@ -279,19 +364,4 @@ func summarize(counts map[ssa.Action]int) string {
 		return "no objects"
 	}
 	return strings.Join(parts, ", ")
-}
-
-func displayPath(p string) string {
-	if p == "" {
-		return "./"
-	}
-	return p
-}
-
-// recordResync echoes a handled resync value into the status.
-func (r *Reconciler) recordResync(ctx context.Context, key client.ObjectKey, value string) {
-	_, err := r.status.patch(ctx, key, func(live *v1alpha1.GitSync) { live.Status.LastHandledResyncAt = value })
-	if err != nil {
-		logr.FromContextOrDiscard(ctx).Error(err, "cannot record handled resync")
-	}
 }

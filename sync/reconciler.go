@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	gosync "sync"
+	"maps"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -12,34 +12,29 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	crsource "sigs.k8s.io/controller-runtime/pkg/source"
 
 	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/drift"
-	"tether.dev/tether/source"
 )
 
 // Finalizer lets a GitSync with prune enabled delete what it applied when
 // the GitSync itself is deleted.
 const Finalizer = "tether.dev/finalizer"
 
-// authRefreshAge is how long credentials read from a Secret are reused
-// before the Secret is read again. A failed authentication reads it again at
-// once, so a rotated Secret is picked up on the first poll that needs it.
-const authRefreshAge = 10 * time.Minute
-
-// Reconciler reconciles GitSync objects.
+// Reconciler reconciles GitSync objects. One reconcile of a GitSync runs
+// its whole pipeline synchronously (see Reconcile); controller-runtime's
+// workers are the only concurrency limit and its rate-limited work queue
+// the only retry mechanism.
 type Reconciler struct {
 	// Client reads GitSyncs from the cache and writes their status.
 	Client client.Client
@@ -54,7 +49,8 @@ type Reconciler struct {
 	Drift DriftTracker
 	// Reporter, when set, receives every status change (for the hub).
 	Reporter Reporter
-	// Concurrency bounds how many syncs run at once (default 4).
+	// Concurrency is how many GitSyncs reconcile at once: the controller's
+	// workers (default 4).
 	Concurrency int
 	// ApplierFor, when set, gives the applier that acts as a service
 	// account of a namespace (impersonation), for spec.serviceAccountName.
@@ -71,44 +67,18 @@ type Reconciler struct {
 	// Now is the clock (time.Now when nil); tests of windows set it.
 	Now func() time.Time
 
-	runner *runner
-	status *statusWriter
-	kick   chan event.GenericEvent
-	ctx    context.Context
-	stop   context.CancelFunc
-
-	mu       gosync.Mutex
-	failures map[types.NamespacedName]int
-	auths    map[types.NamespacedName]authEntry
-	// done is the last work each GitSync finished successfully: the cache
-	// may not show that sync's status yet when the next reconcile runs.
-	done map[types.NamespacedName]want
-	// warned is the reason and message of the last failure warned about,
-	// per GitSync, until it syncs successfully again.
-	warned map[types.NamespacedName]string
+	stages   *Stages
+	status   *statusWriter
+	inflight inflight
+	kick     chan event.GenericEvent
 }
 
-type authEntry struct {
-	secret  string
-	auth    *source.Auth
-	fetched time.Time
-}
-
-// SetupWithManager registers the reconciler and the runnable that stops
-// running syncs when the manager stops.
+// SetupWithManager registers the reconciler with mgr.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.init()
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		<-ctx.Done()
-		r.stop()
-		r.runner.wait()
-		return nil
-	})); err != nil {
-		return err
-	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.GitSync{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Named("gitsync").
+		Watches(&v1alpha1.GitSync{}, r.gitSyncEvents()).
 		WatchesRawSource(crsource.Channel(r.kick, &handler.EnqueueRequestForObject{})).
 		// A dependency's status changes wake the GitSyncs waiting for it.
 		Watches(&v1alpha1.GitSync{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
@@ -120,34 +90,54 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})).
 		// SkipNameValidation: tests and the demo run more than one agent
 		// in one process; the name only labels metrics.
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 4), SkipNameValidation: ptr(true)}).
-		Named("gitsync").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency(), SkipNameValidation: ptr(true)}).
 		Complete(r)
 }
 
 func (r *Reconciler) init() {
-	r.runner = newRunner(r.concurrency())
-	r.status = &statusWriter{client: r.Client, reader: r.APIReader, reporter: r.Reporter, locks: map[types.NamespacedName]*gosync.Mutex{}}
+	r.stages = &Stages{Source: r.Source, Renderer: r.Renderer, Credentials: NewCredentials(r.APIReader, DefaultCredentialsTTL)}
+	r.status = &statusWriter{client: r.Client, reader: r.APIReader, reporter: r.Reporter}
 	r.kick = make(chan event.GenericEvent, 1024)
-	r.ctx, r.stop = context.WithCancel(context.Background())
-	r.failures = map[types.NamespacedName]int{}
-	r.auths = map[types.NamespacedName]authEntry{}
-	r.warned = map[types.NamespacedName]string{}
-	r.done = map[types.NamespacedName]want{}
 }
 
-func (r *Reconciler) setDone(key types.NamespacedName, w want) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.done[key] = w
-}
-
-// alreadyDone reports whether w is exactly the work last finished for key.
-func (r *Reconciler) alreadyDone(key types.NamespacedName, w want) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d, ok := r.done[key]
-	return ok && d == w
+// gitSyncEvents enqueues a GitSync on creation, on a change of its spec or
+// annotations, and on deletion; status writes are not work. Newer work —
+// another generation or resync value, a deletion — also cancels the
+// reconcile running for the GitSync ("latest wins").
+func (r *Reconciler) gitSyncEvents() handler.EventHandler {
+	add := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], obj client.Object) {
+		q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(q, e.Object)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			gs, ok := e.ObjectNew.(*v1alpha1.GitSync)
+			if !ok {
+				return
+			}
+			old := e.ObjectOld
+			deleting := gs.DeletionTimestamp != nil && old.GetDeletionTimestamp() == nil
+			if gs.Generation == old.GetGeneration() && maps.Equal(gs.Annotations, old.GetAnnotations()) && !deleting {
+				return
+			}
+			key := client.ObjectKeyFromObject(gs)
+			if deleting {
+				r.inflight.cancel(key)
+			} else {
+				r.inflight.supersede(key, workOf(gs))
+			}
+			add(q, gs)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.inflight.cancel(client.ObjectKeyFromObject(e.Object))
+			add(q, e.Object)
+		},
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(q, e.Object)
+		},
+	}
 }
 
 func (r *Reconciler) concurrency() int {
@@ -158,8 +148,16 @@ func (r *Reconciler) concurrency() int {
 }
 
 // SyncNow asks for an immediate reconcile of one GitSync, as a webhook or
-// the hub's "sync now" does.
+// the hub's "sync now" does: a sync running for it now is cancelled, and
+// the new reconcile lists the ref again.
 func (r *Reconciler) SyncNow(key types.NamespacedName) {
+	r.inflight.cancel(key)
+	r.enqueue(key)
+}
+
+// enqueue asks for a reconcile of key without cancelling a running one:
+// the drift tracker's notifications, which the running sync covers.
+func (r *Reconciler) enqueue(key types.NamespacedName) {
 	gs := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}
 	select {
 	case r.kick <- event.GenericEvent{Object: gs}:
@@ -167,17 +165,14 @@ func (r *Reconciler) SyncNow(key types.NamespacedName) {
 	}
 }
 
-// kickAfter requeues key after d, for retries after a failed sync.
-func (r *Reconciler) kickAfter(key types.NamespacedName, d time.Duration) {
-	time.AfterFunc(d, func() {
-		if r.ctx.Err() == nil {
-			r.SyncNow(key)
-		}
-	})
-}
-
-// Reconcile resolves the GitSync's revision and starts a sync when one is
-// needed. It never renders or applies itself.
+// Reconcile runs one GitSync's pipeline, top to bottom and synchronously:
+// source (resolve the ref) → decide → dependencies and time gates → sync
+// (checkout → render → plan → apply → prune → health → status and events)
+// or, when there is nothing new, the drift stage (check and correct). The
+// whole pipeline runs under the GitSync's timeout and is cancelled when
+// newer work for the GitSync arrives. Its result is the next poll, the
+// backoff after a failure, or an error for the work queue's rate-limited
+// retry (an API request that failed).
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := req.NamespacedName
 	gs := &v1alpha1.GitSync{}
@@ -188,6 +183,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, err
 	}
+	ctx, done := r.inflight.begin(ctx, key, workOf(gs))
+	defer done()
 	log := logr.FromContextOrDiscard(ctx).WithValues("gitsync", key.String())
 	ctx = logr.NewContext(ctx, log)
 
@@ -206,65 +203,41 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	if err := r.validate(gs); err != nil {
-		reason := v1alpha1.ReasonInvalidSpec
-		var se *stageError
-		if errors.As(err, &se) {
-			reason = se.reason
-		}
-		return ctrl.Result{}, r.fail(ctx, key, reason, err, true, nil)
+		_, werr := r.fail(ctx, key, asStageError(err, v1alpha1.ReasonInvalidSpec, true))
+		return ctrl.Result{}, werr
 	}
+	ctx, cancel := context.WithTimeout(ctx, timeout(gs))
+	defer cancel()
 
-	ref := SourceRef(gs)
-	if v := resyncValue(gs); v != "" && v != gs.Status.LastHandledResyncAt {
-		// A resync fetches: list the ref now, not from a listing cached
-		// before the push that the person asking for it wants applied.
-		r.Source.Forget(gs.Spec.Source.URL)
-	}
-	auth, err := r.auth(ctx, gs, false)
+	// Source: list the ref (a cached listing when one is fresh enough).
+	rev, auth, err := r.stages.Resolve(ctx, gs)
 	if err != nil {
-		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, apierrors.IsNotFound(err))
-	}
-	rev, err := r.Source.Resolve(ctx, gs.Spec.Source.URL, ref, auth)
-	if errors.Is(err, source.ErrAuth) && gs.Spec.Source.SecretRef != nil {
-		// The Secret may have been rotated since it was read: read it again.
-		if auth, err = r.auth(ctx, gs, true); err == nil {
-			rev, err = r.Source.Resolve(ctx, gs.Spec.Source.URL, ref, auth)
+		if superseded(ctx) {
+			return ctrl.Result{}, nil
 		}
-	}
-	if err != nil {
 		// Git is unreachable or refuses us; the cluster can still drift.
-		r.checkDriftIfSuspect(ctx, gs)
-		return r.retry(ctx, gs, v1alpha1.ReasonFetchFailed, err, !source.IsTransient(err))
+		r.driftStage(ctx, gs)
+		return r.failed(ctx, gs, asStageError(err, v1alpha1.ReasonFetchFailed, false))
 	}
 
 	why := decide(gs, rev.String())
-	w := want{Revision: rev.String(), Generation: gs.Generation, Resync: resyncValue(gs)}
-	if why != whyNone && r.alreadyDone(key, w) {
-		// This exact work finished a moment ago and the cache has not
-		// caught up with its status: re-applying now would overwrite a
-		// change made since (drift) instead of reporting it.
-		why = whyNone
-	}
 	if why == whyNone && r.Drift != nil && !r.Drift.Tracking(driftOwner(gs)) {
 		// The agent (re)started: apply once to learn what is applied.
 		why = whyUntracked
 	}
 	if why == whyNone {
-		r.setFailures(key, 0)
-		// Only the watch cache is read: no API request when nothing moved.
-		r.checkDriftIfSuspect(ctx, gs)
-		return ctrl.Result{RequeueAfter: nextPoll(gs)}, nil
+		// Only caches were read so far: no API request when nothing moved.
+		return r.driftStage(ctx, gs), nil
 	}
 	if err := r.checkDependencies(ctx, gs); err != nil {
 		var de *dependencyError
+		cycle := errors.As(err, &de) && de.cycle
 		reason := v1alpha1.ReasonDependencyNotReady
-		if errors.As(err, &de) && de.cycle {
+		if cycle {
 			reason = v1alpha1.ReasonDependencyCycle
 		}
-		if !r.runner.busy(key) {
-			if werr := r.fail(ctx, key, reason, err, reason == v1alpha1.ReasonDependencyCycle, nil); werr != nil {
-				return ctrl.Result{}, werr
-			}
+		if _, werr := r.fail(ctx, key, &StageError{Reason: reason, User: cycle, Err: err}); werr != nil {
+			return ctrl.Result{}, werr
 		}
 		return ctrl.Result{RequeueAfter: min(nextPoll(gs), retryInterval(gs))}, nil
 	}
@@ -273,19 +246,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if b != nil {
 		return r.holdBack(ctx, gs, b, rev.String())
 	}
-
-	snapshot := gs.DeepCopy()
-	if r.runner.start(r.ctx, key, w, func(ctx context.Context) {
-		r.sync(logr.NewContext(ctx, log.WithValues("revision", w.Revision)), snapshot, rev, auth, why, scheduled, w)
-	}) {
-		log.Info("sync started", "revision", w.Revision, "reason", why)
-	}
-	return ctrl.Result{RequeueAfter: nextPoll(gs)}, nil
+	return r.sync(logr.NewContext(ctx, log.WithValues("revision", rev.String())), gs, rev, auth, why, scheduled)
 }
 
 // holdBack records that a schedule or a sync window keeps rev from being
-// applied, reports drift meanwhile (correction waits for the windows too)
-// and looks again when the block may end.
+// applied, runs the drift stage meanwhile (correction waits for the
+// windows too) and looks again when the block may end.
 func (r *Reconciler) holdBack(ctx context.Context, gs *v1alpha1.GitSync, b *blocked, rev string) (ctrl.Result, error) {
 	if !sameBlock(gs, b, rev) {
 		if _, err := r.status.patch(ctx, client.ObjectKeyFromObject(gs), func(live *v1alpha1.GitSync) { markBlocked(live, b, rev) }); err != nil {
@@ -293,116 +259,62 @@ func (r *Reconciler) holdBack(ctx context.Context, gs *v1alpha1.GitSync, b *bloc
 		}
 		logr.FromContextOrDiscard(ctx).Info("sync held back", "revision", rev, "reason", b.reason, "message", b.msg)
 	}
-	r.checkDriftIfSuspect(ctx, gs)
-	after := nextPoll(gs)
+	res := r.driftStage(ctx, gs)
+	after := res.RequeueAfter
 	if !b.until.IsZero() {
 		after = min(after, time.Until(b.until)+time.Second)
 	}
 	return ctrl.Result{RequeueAfter: max(after, time.Second)}, nil
 }
 
-// retry records a failure that happened before any sync started and
-// schedules the next attempt with backoff. A sync still running for an
-// older revision is left alone and keeps the status.
-func (r *Reconciler) retry(ctx context.Context, gs *v1alpha1.GitSync, reason string, err error, user bool) (ctrl.Result, error) {
-	key := client.ObjectKeyFromObject(gs)
-	n := r.addFailure(key)
-	logr.FromContextOrDiscard(ctx).Error(err, "sync not started", "reason", reason, "failures", n)
-	if !r.runner.busy(key) {
-		if werr := r.fail(ctx, key, reason, err, user, nil); werr != nil {
-			return ctrl.Result{}, werr
-		}
+// failed records a failure that happened before a sync started and asks
+// for the next attempt after the backoff the status implies.
+func (r *Reconciler) failed(ctx context.Context, gs *v1alpha1.GitSync, se *StageError) (ctrl.Result, error) {
+	logr.FromContextOrDiscard(ctx).Error(se.Err, "sync not started", "reason", se.Reason)
+	updated, err := r.fail(ctx, client.ObjectKeyFromObject(gs), se)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: backoff(gs, n)}, nil
+	if updated == nil {
+		return ctrl.Result{}, nil // deleted meanwhile
+	}
+	return ctrl.Result{RequeueAfter: backoff(updated, r.now())}, nil
 }
 
 // fail writes a failed Ready condition and a warning event, once per
-// distinct message so that retries don't flood the event stream.
-//
-// Fix (found by TestBrokenYAMLFailsRenderAndRecovers): a sync marks the
-// GitSync progressing before it fails, so the live Ready condition never
-// showed the previous failure and every retry of a failed sync emitted the
-// same warning again (a new Event object each time, as the GitSync's
-// resourceVersion differs). prev, when not nil, is the GitSync as it was
-// before the failed attempt and is compared as well.
-func (r *Reconciler) fail(ctx context.Context, key types.NamespacedName, reason string, err error, user bool, prev *v1alpha1.GitSync) error {
-	var changed bool
-	gs, werr := r.status.patch(ctx, key, func(gs *v1alpha1.GitSync) {
-		changed = !sameFailure(gs, reason, err.Error())
-		markFailed(gs, reason, err, user)
+// distinct failure: whether the failure is news is decided on the status
+// being patched, which the optimistic lock guarantees is the newest. It
+// returns the GitSync as written (nil when it is gone).
+// also, when given, changes the status in the same write.
+func (r *Reconciler) fail(ctx context.Context, key types.NamespacedName, se *StageError, also ...func(*v1alpha1.GitSync)) (*v1alpha1.GitSync, error) {
+	var news bool
+	msg := se.Err.Error()
+	gs, err := r.status.patch(context.WithoutCancel(ctx), key, func(gs *v1alpha1.GitSync) {
+		news = !sameFailure(gs, se.Reason, msg)
+		markFailed(gs, se.Reason, se.Err, se.User)
+		for _, f := range also {
+			f(gs)
+		}
 	})
-	if prev != nil && sameFailure(prev, reason, err.Error()) {
-		changed = false
+	if err == nil && gs != nil && news {
+		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, se.Reason, "Sync", "%s", msg)
 	}
-	// Fix (found when the package's tests ran beside kube-controller-manager,
-	// i.e. under more load): both gs and prev come from the cache, which may
-	// not show the previous failure yet when a retry fails within a second,
-	// so the same warning was sent again. What was last warned about is
-	// also kept in memory (cleared by a success, see setFailures).
-	r.mu.Lock()
-	if r.warned[key] == reason+"\n"+err.Error() {
-		changed = false
-	} else if werr == nil && gs != nil && changed {
-		r.warned[key] = reason + "\n" + err.Error()
-	}
-	r.mu.Unlock()
-	if werr == nil && gs != nil && changed {
-		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, reason, "Sync", "%s", err.Error())
-	}
-	return werr
+	return gs, err
 }
 
-// auth returns the credentials of the GitSync's secretRef, read at most
-// every authRefreshAge unless refresh is set.
-func (r *Reconciler) auth(ctx context.Context, gs *v1alpha1.GitSync, refresh bool) (*source.Auth, error) {
-	ref := gs.Spec.Source.SecretRef
-	if ref == nil {
-		return nil, nil
+// asStageError returns err as a *StageError, with reason and user when it
+// is not one.
+func asStageError(err error, reason string, user bool) *StageError {
+	var se *StageError
+	if errors.As(err, &se) {
+		return se
 	}
-	key := client.ObjectKeyFromObject(gs)
-	r.mu.Lock()
-	e, ok := r.auths[key]
-	r.mu.Unlock()
-	stale := !ok || e.secret != ref.Name || time.Since(e.fetched) > authRefreshAge ||
-		resyncValue(gs) != gs.Status.LastHandledResyncAt
-	if !refresh && !stale {
-		return e.auth, nil
-	}
-	secret := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: gs.Namespace, Name: ref.Name}, secret); err != nil {
-		return nil, fmt.Errorf("secret %s/%s: %w", gs.Namespace, ref.Name, err)
-	}
-	auth, err := source.AuthFromSecret(secret.Data)
-	if err != nil {
-		return nil, fmt.Errorf("secret %s/%s: %w", gs.Namespace, ref.Name, err)
-	}
-	r.mu.Lock()
-	r.auths[key] = authEntry{secret: ref.Name, auth: auth, fetched: time.Now()}
-	r.mu.Unlock()
-	return auth, nil
+	return &StageError{Reason: reason, User: user, Err: err}
 }
 
-func (r *Reconciler) addFailure(key types.NamespacedName) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failures[key]++
-	return r.failures[key]
-}
-
-func (r *Reconciler) setFailures(key types.NamespacedName, n int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if n == 0 {
-		delete(r.failures, key)
-		delete(r.warned, key)
-		return
-	}
-	r.failures[key] = n
-}
-
-// forget drops everything kept in memory for a GitSync that is gone.
+// forget drops everything kept in memory for a GitSync that is gone or
+// going. (Its deletion already cancelled a reconcile running for it.)
 func (r *Reconciler) forget(key types.NamespacedName) {
-	r.runner.cancel(key)
 	forgetMetrics(key)
 	if r.Drift != nil {
 		r.Drift.Forget(drift.Owner{Name: key.Name, Namespace: key.Namespace})
@@ -410,12 +322,6 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	if r.Reporter != nil {
 		r.Reporter.Forget(key.Namespace, key.Name)
 	}
-	r.mu.Lock()
-	delete(r.failures, key)
-	delete(r.auths, key)
-	delete(r.done, key)
-	delete(r.warned, key)
-	r.mu.Unlock()
 }
 
 func ptr[T any](v T) *T { return &v }

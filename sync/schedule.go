@@ -4,6 +4,9 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"tether.dev/tether/api/v1alpha1"
 )
 
@@ -49,12 +52,20 @@ func nextPoll(gs *v1alpha1.GitSync) time.Duration {
 	return withJitter(interval(gs), rand.Float64())
 }
 
-// backoff is the wait before retry number failures (1 for the first
-// failure): retryInterval doubled per failure, capped at the interval.
-func backoff(gs *v1alpha1.GitSync, failures int) time.Duration {
+// backoff is the wait before the next attempt of a failing GitSync:
+// retryInterval, doubled for as long as the GitSync has been failing
+// (Ready=False since its last transition), capped at the interval. It is
+// computed from the status alone, so it survives a restart and needs no
+// failure counter in memory: attempts at 0, r, 3r, 7r… wait r, 2r, 4r…
+func backoff(gs *v1alpha1.GitSync, now time.Time) time.Duration {
 	d := retryInterval(gs)
 	limit := interval(gs)
-	for i := 1; i < failures && d < limit; i++ {
+	ready := meta.FindStatusCondition(gs.Status.Conditions, v1alpha1.ReadyCondition)
+	if ready == nil || ready.Status != metav1.ConditionFalse {
+		return min(d, limit)
+	}
+	failing := now.Sub(ready.LastTransitionTime.Time)
+	for d < limit && d <= failing {
 		d *= 2
 	}
 	return min(d, limit)

@@ -57,8 +57,8 @@ func (r *Reconciler) serviceAccount(gs *v1alpha1.GitSync) (string, error) {
 	sa := gs.Spec.ServiceAccountName
 	if sa != "" {
 		if msgs := validation.IsDNS1123Subdomain(sa); len(msgs) > 0 {
-			return "", &stageError{reason: v1alpha1.ReasonInvalidSpec, user: true,
-				err: fmt.Errorf("spec.serviceAccountName %q: a service account of the GitSync's own namespace is named by its name alone: %s", sa, strings.Join(msgs, "; "))}
+			return "", &StageError{Reason: v1alpha1.ReasonInvalidSpec, User: true,
+				Err: fmt.Errorf("spec.serviceAccountName %q: a service account of the GitSync's own namespace is named by its name alone: %s", sa, strings.Join(msgs, "; "))}
 		}
 		return sa, nil
 	}
@@ -68,8 +68,8 @@ func (r *Reconciler) serviceAccount(gs *v1alpha1.GitSync) (string, error) {
 	if r.DefaultServiceAccount != "" {
 		return r.DefaultServiceAccount, nil
 	}
-	return "", &stageError{reason: v1alpha1.ReasonServiceAccountRequired, user: true,
-		err: fmt.Errorf("GitSync %s/%s names no spec.serviceAccountName and the agent has no --default-service-account: outside the agent's namespace %q a GitSync never applies with the agent's own rights", gs.Namespace, gs.Name, r.AgentNamespace)}
+	return "", &StageError{Reason: v1alpha1.ReasonServiceAccountRequired, User: true,
+		Err: fmt.Errorf("GitSync %s/%s names no spec.serviceAccountName and the agent has no --default-service-account: outside the agent's namespace %q a GitSync never applies with the agent's own rights", gs.Namespace, gs.Name, r.AgentNamespace)}
 }
 
 // SourceRef is the spec's ref, the branch main when none is given.

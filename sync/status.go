@@ -3,8 +3,8 @@ package sync
 import (
 	"context"
 	"fmt"
-	gosync "sync"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,37 +14,36 @@ import (
 	"tether.dev/tether/api/v1alpha1"
 )
 
-// statusWriter serialises status writes per GitSync so that the reconcile
-// and a sync finishing at the same moment never interleave.
+// statusWriter writes GitSync status with an optimistic lock, so that a
+// decision taken on the status is taken on the newest one.
 type statusWriter struct {
 	client client.Client
 	// reader reads from the API server when the cache lags.
 	reader   client.Reader
 	reporter Reporter
-	mu       gosync.Mutex
-	locks    map[types.NamespacedName]*gosync.Mutex
-}
-
-func (w *statusWriter) lock(key types.NamespacedName) func() {
-	w.mu.Lock()
-	l := w.locks[key]
-	if l == nil {
-		l = &gosync.Mutex{}
-		w.locks[key] = l
-	}
-	w.mu.Unlock()
-	l.Lock()
-	return l.Unlock
 }
 
 // patch reads the GitSync, lets mutate change its status and sends the
-// difference as a merge patch guarded by the resourceVersion it read. The
-// first read is from the cache; when the cache lags behind a write (a
-// conflict), the GitSync is read again from the API server and mutate runs
-// on that, so mutate always decides on the newest status. It returns the
-// patched object; a GitSync that is gone is not an error (nil, nil).
+// difference as a merge patch guarded by the resourceVersion it read; when
+// mutate changed nothing, nothing is sent. See update.
 func (w *statusWriter) patch(ctx context.Context, key types.NamespacedName, mutate func(*v1alpha1.GitSync)) (*v1alpha1.GitSync, error) {
-	defer w.lock(key)()
+	return w.update(ctx, key, func(gs *v1alpha1.GitSync) bool {
+		before := gs.Status.DeepCopy()
+		mutate(gs)
+		return !equality.Semantic.DeepEqual(before, &gs.Status)
+	})
+}
+
+// update reads the GitSync, lets mutate change its status and, when mutate
+// returns true, sends the difference as a merge patch guarded by the
+// resourceVersion it read (also when the status did not change: the write
+// then only proves that mutate decided on the newest status). The first
+// read is from the cache; when the cache lags behind a write (a conflict),
+// the GitSync is read again from the API server and mutate runs on that,
+// so mutate always decides on the newest status. It returns the GitSync as
+// written (as read when nothing was written); a GitSync that is gone is
+// not an error (nil, nil).
+func (w *statusWriter) update(ctx context.Context, key types.NamespacedName, mutate func(*v1alpha1.GitSync) bool) (*v1alpha1.GitSync, error) {
 	var reader client.Reader = w.client
 	for attempt := 0; ; attempt++ {
 		gs := &v1alpha1.GitSync{}
@@ -55,7 +54,9 @@ func (w *statusWriter) patch(ctx context.Context, key types.NamespacedName, muta
 			return nil, fmt.Errorf("GitSync %s: read for status: %w", key, err)
 		}
 		orig := gs.DeepCopy()
-		mutate(gs)
+		if !mutate(gs) {
+			return gs, nil
+		}
 		err := w.client.Status().Patch(ctx, gs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 		switch {
 		case apierrors.IsConflict(err) && w.reader != nil && attempt < 4:

@@ -55,20 +55,28 @@ func follows(ref source.Ref, pushed string) bool {
 }
 
 // Resync forces one full sync of a GitSync, exactly as the resync
-// annotation does: it sets tether.dev/resync-at to value (now, when
-// empty), which the status then echoes.
+// annotation does (see RequestResync).
 func (r *Reconciler) Resync(ctx context.Context, key types.NamespacedName, value string) error {
+	_, err := RequestResync(ctx, r.Client, key, value)
+	return err
+}
+
+// RequestResync sets a GitSync's tether.dev/resync-at annotation to value
+// (now, when empty), which forces one full sync that lists the ref again;
+// the status echoes the value in lastHandledResyncAt once handled. It
+// returns the value set.
+func RequestResync(ctx context.Context, c client.Client, key types.NamespacedName, value string) (string, error) {
 	if value == "" {
 		value = metav1.Now().UTC().Format(time.RFC3339Nano)
 	}
 	gs := &v1alpha1.GitSync{}
-	if err := r.Client.Get(ctx, key, gs); err != nil {
-		return fmt.Errorf("GitSync %s: %w", key, err)
+	if err := c.Get(ctx, key, gs); err != nil {
+		return "", fmt.Errorf("GitSync %s: %w", key, err)
 	}
 	patch := client.MergeFrom(gs.DeepCopy())
 	metav1.SetMetaDataAnnotation(&gs.ObjectMeta, v1alpha1.ResyncAnnotation, value)
-	if err := r.Client.Patch(ctx, gs, patch); err != nil {
-		return fmt.Errorf("GitSync %s: set %s: %w", key, v1alpha1.ResyncAnnotation, err)
+	if err := c.Patch(ctx, gs, patch); err != nil {
+		return "", fmt.Errorf("GitSync %s: set %s: %w", key, v1alpha1.ResyncAnnotation, err)
 	}
-	return nil
+	return value, nil
 }

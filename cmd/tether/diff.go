@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -100,29 +98,41 @@ func runDiff(cmd *cobra.Command, kubeconfig, root, path, gitsync, namespace stri
 		gs.Name, gs.Namespace = "diff", namespace
 		drop = []string{v1alpha1.NameLabel, v1alpha1.NamespaceLabel}
 	}
+	gs.Spec.Substitute = vars
 
-	opts := render.Options{Path: gs.Spec.Path, Substitute: vars, AllowRemoteBases: gs.Spec.AllowRemoteBases}
-	if path != "" {
-		if opts.Root, opts.Path, err = splitRepoPath(root, path); err != nil {
-			return err
-		}
-	} else {
-		cache, err := os.MkdirTemp("", "tether-diff-")
+	// The same stages a sync runs: fetch (Secret → credentials), render,
+	// plan. Secrets are read once, straight from the API server.
+	cache, err := os.MkdirTemp("", "tether-diff-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(cache)
+	stages := &tsync.Stages{
+		Source:      source.NewFetcher(cache, source.Options{}),
+		Renderer:    tsync.RenderFunc(render.Render),
+		Credentials: tsync.NewCredentials(c, 0),
+	}
+	planner := apply.NewManager(c, apply.ManagerOptions{})
+	var plan *apply.Plan
+	if path == "" {
+		d, err := stages.Desired(ctx, gs, planner)
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(cache)
-		if opts.Root, err = checkoutGitSync(ctx, c, gs, cache); err != nil {
+		plan = d.Plan
+	} else {
+		root, rel, err := splitRepoPath(root, path)
+		if err != nil {
 			return err
 		}
-	}
-	res, err := render.Render(ctx, opts)
-	if err != nil {
-		return err
-	}
-	plan, err := apply.NewManager(c, apply.ManagerOptions{}).Plan(ctx, res.Objects, tsync.ApplyOptions(gs))
-	if err != nil {
-		return err
+		gs.Spec.Path = rel
+		res, err := stages.Render(ctx, gs, root, source.Revision{})
+		if err != nil {
+			return err
+		}
+		if plan, err = tsync.Plan(ctx, planner, gs, res.Objects); err != nil {
+			return err
+		}
 	}
 	diffs, err := drift.Diff(ctx, c, plan.Objects, drift.DiffOptions{DropLabels: drop})
 	if err != nil {
@@ -142,25 +152,4 @@ func runDiff(cmd *cobra.Command, kubeconfig, root, path, gitsync, namespace stri
 		return errChanges
 	}
 	return nil
-}
-
-// checkoutGitSync fetches the revision the GitSync's ref points at now.
-func checkoutGitSync(ctx context.Context, c client.Client, gs *v1alpha1.GitSync, cache string) (string, error) {
-	var auth *source.Auth
-	if ref := gs.Spec.Source.SecretRef; ref != nil {
-		secret := &corev1.Secret{}
-		if err := c.Get(ctx, types.NamespacedName{Namespace: gs.Namespace, Name: ref.Name}, secret); err != nil {
-			return "", fmt.Errorf("secret %s/%s: %w", gs.Namespace, ref.Name, err)
-		}
-		var err error
-		if auth, err = source.AuthFromSecret(secret.Data); err != nil {
-			return "", fmt.Errorf("secret %s/%s: %w", gs.Namespace, ref.Name, err)
-		}
-	}
-	f := source.NewFetcher(cache, source.Options{})
-	rev, err := f.Resolve(ctx, gs.Spec.Source.URL, tsync.SourceRef(gs), auth)
-	if err != nil {
-		return "", err
-	}
-	return f.Checkout(ctx, gs.Spec.Source.URL, rev, auth)
 }

@@ -9,7 +9,10 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/render"
+	"tether.dev/tether/source"
+	tsync "tether.dev/tether/sync"
 )
 
 func newRenderCmd() *cobra.Command {
@@ -35,9 +38,10 @@ unless --root is given; nothing outside it may be read.`,
 			if err != nil {
 				return err
 			}
-			res, err := render.Render(cmd.Context(), render.Options{
-				Root: absRoot, Path: rel, AllowRemoteBases: allowRemote, Substitute: vars,
-			})
+			// The render stage of a sync, with a GitSync made of the flags.
+			gs := &v1alpha1.GitSync{Spec: v1alpha1.GitSyncSpec{Path: rel, AllowRemoteBases: allowRemote, Substitute: vars}}
+			stages := &tsync.Stages{Renderer: tsync.RenderFunc(render.Render)}
+			res, err := stages.Render(cmd.Context(), gs, absRoot, source.Revision{})
 			if err != nil {
 				return err
 			}

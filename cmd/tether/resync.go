@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
+	tsync "tether.dev/tether/sync"
 )
 
 func newResyncCmd() *cobra.Command {
@@ -60,23 +61,15 @@ func resyncViaAnnotation(ctx context.Context, kubeconfig string, key types.Names
 	if err != nil {
 		return err
 	}
-	value := time.Now().UTC().Format(time.RFC3339Nano)
-	gs := &v1alpha1.GitSync{}
-	if err := c.Get(ctx, key, gs); err != nil {
-		return fmt.Errorf("GitSync %s: %w", key, err)
-	}
-	patch := client.MergeFrom(gs.DeepCopy())
-	if gs.Annotations == nil {
-		gs.Annotations = map[string]string{}
-	}
-	gs.Annotations[v1alpha1.ResyncAnnotation] = value
-	if err := c.Patch(ctx, gs, patch); err != nil {
-		return fmt.Errorf("GitSync %s: %w", key, err)
+	value, err := tsync.RequestResync(ctx, c, key, "")
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "asked for a resync of %s (%s=%s)\n", key, v1alpha1.ResyncAnnotation, value)
 	if wait <= 0 {
 		return nil
 	}
+	gs := &v1alpha1.GitSync{}
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		if err := c.Get(ctx, key, gs); err != nil {

@@ -64,11 +64,15 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 		return nil, fmt.Errorf("discovery client: %w", err)
 	}
 	cached := memory.NewMemCacheClient(disco)
+	// One fetcher and one render cache for every GitSync: a repository is
+	// listed once per TTL and a folder rendered once per tree, however many
+	// GitSyncs use them.
+	src := source.NewFetcher(o.CacheDir, source.Options{ResolveTTL: o.ResolveTTL, Logger: o.Logger})
 	r := &Reconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
-		Source:      source.NewFetcher(o.CacheDir, source.Options{ResolveTTL: o.ResolveTTL, Logger: o.Logger}),
-		Renderer:    RenderFunc(render.Render),
+		Source:      src,
+		Renderer:    render.NewCache(src, render.CacheOptions{}),
 		Applier:     apply.NewManager(direct, apply.ManagerOptions{Concurrency: o.Concurrency, Discovery: cached}),
 		Recorder:    mgr.GetEventRecorder("tether"),
 		Reporter:    o.Reporter,

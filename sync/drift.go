@@ -184,11 +184,7 @@ func (r *Reconciler) correct(ctx context.Context, gs *v1alpha1.GitSync, ids []st
 	if err != nil {
 		return err
 	}
-	all, err := r.Drift.Applied(owner, nil)
-	if err != nil {
-		return err
-	}
-	return r.Drift.Record(ctx, owner, all, res.Live)
+	return r.Drift.Update(ctx, owner, plan.Objects, res.Live)
 }
 
 // patchDrift writes drift status, logging a failure; it returns the

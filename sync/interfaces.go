@@ -56,6 +56,11 @@ type DriftTracker interface {
 	Check(ctx context.Context, owner drift.Owner, ignore []drift.IgnoreRule) (*drift.Report, error)
 	Hold(owner drift.Owner) (release func())
 	Record(ctx context.Context, owner drift.Owner, applied []*unstructured.Unstructured, liveRV map[string]string) error
+	// Update records a drift correction: only the re-applied objects.
+	Update(ctx context.Context, owner drift.Owner, applied []*unstructured.Unstructured, liveRV map[string]string) error
+	// Unchanged tells apply which planned objects are exactly as the last
+	// apply left them, so that a forced resync sends nothing for them.
+	Unchanged(owner drift.Owner) func(obj *unstructured.Unstructured) bool
 	Applied(owner drift.Owner, ids []string) ([]*unstructured.Unstructured, error)
 	Forget(owner drift.Owner)
 	// Scaled lists the applied objects whose replicas an applied autoscaler

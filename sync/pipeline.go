@@ -238,6 +238,15 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		// The watch echoes of our own apply are not drift.
 		release := r.Drift.Hold(driftOwner(gs))
 		defer release()
+		if r.Drift.Tracking(driftOwner(gs)) {
+			// What is exactly as the last apply left it is not sent again:
+			// a forced resync with nothing changed costs no request.
+			plan.Options.Skip = r.Drift.Unchanged(driftOwner(gs))
+		}
+	}
+	prerecorded, err := r.ownBeforeApply(ctx, gs, plan)
+	if err != nil {
+		return nil, err
 	}
 	result, err := applier.Apply(ctx, plan)
 	if err != nil {
@@ -258,8 +267,12 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 			out.inventory = unionInventory(out.inventory, plan.Inventory())
 		}
 		// An inventory of no entries is refused by the CRD, and nothing
-		// was owned nor written then.
-		out.applied = len(out.inventory.Entries) > 0
+		// was owned nor written then; when ownBeforeApply recorded more,
+		// the status must forget that again.
+		out.applied = len(out.inventory.Entries) > 0 || prerecorded
+		if len(out.inventory.Entries) == 0 {
+			out.inventory = nil
+		}
 		return out, applyError(err)
 	}
 	out.applied = true
@@ -302,6 +315,40 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		}
 	}
 	return out, nil
+}
+
+// ownBeforeApply records, before anything is written, that gs owns every
+// object of plan it did not own yet, and reports whether it wrote. An agent
+// killed in the middle of the apply records nothing afterwards: without
+// this, objects it created and that then left Git would carry the owner
+// labels of gs for good, as no inventory names them for prune. An object
+// owned here but never created costs nothing (prune skips what is gone);
+// when the apply fails, the status gets the exact inventory again.
+func (r *Reconciler) ownBeforeApply(ctx context.Context, gs *v1alpha1.GitSync, plan *apply.Plan) (bool, error) {
+	have := map[string]bool{}
+	if gs.Status.Inventory != nil {
+		for _, e := range gs.Status.Inventory.Entries {
+			have[e.ID] = true
+		}
+	}
+	planned := plan.Inventory()
+	news := false
+	for _, e := range planned.Entries {
+		if !have[e.ID] {
+			news = true
+			break
+		}
+	}
+	if !news {
+		return false, nil
+	}
+	inv := unionInventory(gs.Status.Inventory, planned)
+	if _, err := r.status.patch(ctx, client.ObjectKeyFromObject(gs), func(st *v1alpha1.GitSync) {
+		st.Status.Inventory = inv
+	}); err != nil {
+		return false, &StageError{Reason: v1alpha1.ReasonApplyFailed, Err: fmt.Errorf("record the objects about to be applied: %w", err)}
+	}
+	return true, nil
 }
 
 // unionInventory is every entry of a and b, sorted by ID.

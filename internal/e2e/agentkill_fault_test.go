@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,14 +32,10 @@ func TestAgentKilledMidApply(t *testing.T) {
 // 20 the killed apply had already created and 20 it had not reached. The
 // 20 created must be pruned, not left behind as orphans.
 //
-// Known to fail (see the report of issue 10, item 6): the killed sync
-// never wrote them into status.inventory, and prune only deletes what the
-// inventory lists, so they stay, labelled as the GitSync's, for good. Set
-// TETHER_TEST_KNOWN_BUGS=1 to run it.
+// The sync records every object it is about to create in
+// status.inventory before it writes any (ownBeforeApply), so the restarted
+// agent's prune finds them.
 func TestAgentKilledMidApplyThenDropped(t *testing.T) {
-	if os.Getenv("TETHER_TEST_KNOWN_BUGS") == "" {
-		t.Skip("known bug: objects created by a sync killed mid-apply are never pruned; TETHER_TEST_KNOWN_BUGS=1 runs it")
-	}
 	const n = 300
 	repo, key, ag := killMidFirstApply(t, n)
 	created, err := owned(key)

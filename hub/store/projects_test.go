@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 )
@@ -113,5 +114,26 @@ func TestUpgradeFromFirstSchema(t *testing.T) {
 	}
 	if err := s.CreateProject(ctx, "shop", []string{"https://git.example.com/shop/web"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestGitSyncHistory(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "hub.db"))
+	t0 := uint64(time.Now().Add(-time.Hour).UnixNano())
+	for i, sha := range []string{shaA, shaB} {
+		if _, err := s.Ingest(ctx, "prod", report(t0+uint64(i)*uint64(time.Minute), "synced", "main@sha1:"+sha, "main@sha1:"+sha)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := s.History(ctx, "prod", "apps", "web", 10)
+	if err != nil || len(ds) != 2 || ds[0].SHA != shaB || ds[0].State != StateLive || ds[1].SHA != shaA || ds[1].State != StateSuperseded {
+		t.Fatalf("History = %+v, %v; want B live, then A superseded", ds, err)
+	}
+	if ds, _ := s.History(ctx, "prod", "apps", "web", 1); len(ds) != 1 {
+		t.Errorf("limit 1: %d rows", len(ds))
+	}
+	if ds, _ := s.History(ctx, "staging", "apps", "web", 10); len(ds) != 0 {
+		t.Errorf("another agent's GitSync has history: %+v", ds)
 	}
 }

@@ -119,7 +119,7 @@ func TestWarningsOfManagedObjectsAreSentFolded(t *testing.T) {
 	ev := warning(ns, "web-1.a", "web-1", "Failed", "Back-off pulling image \"nope:1\": ImagePullBackOff", corev1.EventTypeWarning)
 	for _, e := range []*corev1.Event{
 		ev,
-		warning(ns, "web-1.b", "web-1", "Scheduled", "fine", corev1.EventTypeNormal),            // not a warning
+		warning(ns, "web-1.b", "web-1", "Scheduled", "fine", corev1.EventTypeNormal),               // not a warning
 		warning(ns, "other.a", "other", "Failed", "not managed: no dash", corev1.EventTypeWarning), // no owner
 	} {
 		if _, err := kube.CoreV1().Events(ns).Create(ctx, e, metav1.CreateOptions{}); err != nil {

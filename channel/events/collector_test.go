@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -239,4 +240,69 @@ func TestFloodIsRateLimited(t *testing.T) {
 		t.Errorf("sent %d + pending %d + dropped %d != %d", st.Sent, st.Pending, st.Dropped, flood)
 	}
 	t.Logf("flood of %d: sent %d, pending %d, dropped %d", flood, st.Sent, st.Pending, st.Dropped)
+}
+
+// deployments says Deployment apps/<name> objects in ns belong to GitSync
+// apps/<name>, as the drift tracker would for what a GitSync applied.
+type deployments struct{ ns string }
+
+func (d deployments) OwnerOf(kind, namespace, name string) (string, string, bool) {
+	if kind != "Deployment" || namespace != d.ns {
+		return "", "", false
+	}
+	return "apps", name, true
+}
+
+// A Pod's warning belongs to the GitSync that applied the Deployment
+// whose ReplicaSet made the Pod.
+func TestControllersFollowOwnerReferences(t *testing.T) {
+	kube, ns := setup(t)
+	ctx := context.Background()
+	yes := true
+	rs, err := kube.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-7d9f", OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "11111111-1111-1111-1111-111111111111", Controller: &yes}}},
+		Spec: appsv1.ReplicaSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.example/web:nope"}}}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-7d9f-abcde", OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: &yes}}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.example/web:nope"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "stray"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "x"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	o := Controllers(kube, deployments{ns})
+	for _, c := range []struct {
+		kind, name string
+		want       string
+	}{
+		{"Pod", "web-7d9f-abcde", "apps/web"},
+		{"ReplicaSet", "web-7d9f", "apps/web"},
+		{"Deployment", "web", "apps/web"},
+		{"Pod", "stray", ""},
+		{"Pod", "missing", ""},
+		{"ConfigMap", "web", ""},
+	} {
+		ns, name, ok := o.OwnerOf(c.kind, ns, c.name)
+		got := ""
+		if ok {
+			got = ns + "/" + name
+		}
+		if got != c.want {
+			t.Errorf("OwnerOf(%s %s) = %q, want %q", c.kind, c.name, got, c.want)
+		}
+	}
 }

@@ -89,3 +89,12 @@ func (c *controllers) controllerOf(o objRef) (objRef, bool) {
 	c.mu.Unlock()
 	return ctl, ctl.kind != ""
 }
+
+// OwnersFunc is an Owners made of a function, for wiring a mapping that
+// exists only later (the sync reconciler's drift tracker).
+type OwnersFunc func(kind, namespace, name string) (gitsyncNamespace, gitsyncName string, ok bool)
+
+// OwnerOf calls f.
+func (f OwnersFunc) OwnerOf(kind, namespace, name string) (string, string, bool) {
+	return f(kind, namespace, name)
+}

@@ -284,7 +284,7 @@ func TestControllersFollowOwnerReferences(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	o := Controllers(kube, deployments{ns})
+	o := Controllers(kube, OwnersFunc(deployments{ns}.OwnerOf))
 	for _, c := range []struct {
 		kind, name string
 		want       string

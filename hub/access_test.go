@@ -270,7 +270,7 @@ func TestLogin(t *testing.T) {
 	}
 	for name, bad := range map[string]string{"wrong": "nope", "agent": agentTok, "empty": ""} {
 		resp, body := postForm(t, c, base+"/login", url.Values{"token": {bad}}, base)
-		if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 || !strings.Contains(body, "not a valid API token") {
+		if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 || !strings.Contains(body, "not a valid hub token") {
 			t.Errorf("login with a %s token: %d, cookies %v", name, resp.StatusCode, resp.Cookies())
 		}
 	}

@@ -1,10 +1,12 @@
 package hub
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,19 +39,24 @@ type GitSyncJSON struct {
 	Commit string `json:"commit,omitempty"`
 	// Phase is what the agent reported; Status is what the badge shows
 	// (the phase, or offline when the agent is not connected).
-	Phase      string               `json:"phase"`
-	Status     string               `json:"status"`
-	Message    string               `json:"message,omitempty"`
-	DriftCount int                  `json:"driftCount"`
-	Drifted    []DriftedJSON        `json:"drifted,omitempty"`
-	Conditions []ConditionJSON      `json:"conditions,omitempty"`
-	Namespaces []NamespaceCountJSON `json:"namespaces,omitempty"`
+	Phase      string `json:"phase"`
+	Status     string `json:"status"`
+	Message    string `json:"message,omitempty"`
+	DriftCount int    `json:"driftCount"`
+	// WarningEvents is how many Warning events of its objects the agent
+	// has seen (GET .../events lists the recent ones).
+	WarningEvents int64                `json:"warningEvents"`
+	Drifted       []DriftedJSON        `json:"drifted,omitempty"`
+	Conditions    []ConditionJSON      `json:"conditions,omitempty"`
+	Namespaces    []NamespaceCountJSON `json:"namespaces,omitempty"`
 	// StateVersion is a string: it is a uint64 and JavaScript's numbers
 	// are not.
 	StateVersion string    `json:"stateVersion"`
 	LastSync     time.Time `json:"lastSync,omitzero"`
 	Updated      time.Time `json:"updated"`
 	Badge        string    `json:"badge"`
+	// Page is the GitSync's page on the hub, relative to its root.
+	Page string `json:"page"`
 }
 
 // DriftedJSON is one drifted object.
@@ -95,8 +102,13 @@ func apiError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
-func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, p Principal) {
 	as, err := s.store.Agents(r.Context())
+	if err != nil {
+		s.internal(w, "list agents", err)
+		return
+	}
+	as, err = s.agentsSeen(r.Context(), p, as)
 	if err != nil {
 		s.internal(w, "list agents", err)
 		return
@@ -109,13 +121,38 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
 }
 
+// gitsyncsSeen lists the GitSyncs (of one agent, or all) that p may see.
+func (s *Server) gitsyncsSeen(ctx context.Context, p Principal, agent string) ([]store.GitSync, error) {
+	gs, err := s.store.GitSyncs(ctx, agent)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(gs, func(g store.GitSync) bool { return !p.Sees(g.SourceURL) }), nil
+}
+
+// agentsSeen keeps the agents p may see: a project sees the agents that
+// run one of its GitSyncs, others every agent.
+func (s *Server) agentsSeen(ctx context.Context, p Principal, as []store.Agent) ([]store.Agent, error) {
+	if p.Kind != KindProject {
+		return as, nil
+	}
+	gs, err := s.gitsyncsSeen(ctx, p, "")
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(as, func(a store.Agent) bool {
+		return !slices.ContainsFunc(gs, func(g store.GitSync) bool { return g.Agent == a.Name })
+	}), nil
+}
+
 func (s *Server) gitsyncJSON(g store.GitSync) GitSyncJSON {
 	out := GitSyncJSON{
 		Agent: g.Agent, Namespace: g.Namespace, Name: g.Name, SourceURL: v1alpha1.RedactURL(g.SourceURL), Ref: g.Ref, Path: g.Path,
 		Revision: g.Revision, AttemptedRevision: g.AttemptedRevision, Commit: store.SHA(g.Revision),
 		Phase: g.Phase, Status: badgeState(g, s.isConnected(g.Agent)), Message: v1alpha1.RedactString(g.Message), DriftCount: g.DriftCount,
 		StateVersion: strconv.FormatUint(g.StateVersion, 10), LastSync: g.LastSync, Updated: g.Updated,
-		Badge: badgePath(g.Agent, g.Namespace, g.Name),
+		Badge: badgePath(g.Agent, g.Namespace, g.Name), Page: gitsyncPath(g.Agent, g.Namespace, g.Name),
+		WarningEvents: g.Report.GetWarningEvents(),
 	}
 	for _, d := range g.Report.GetDrift().GetObjects() {
 		out.Drifted = append(out.Drifted, DriftedJSON{Group: d.GetGroup(), Kind: d.GetKind(), Namespace: d.GetNamespace(),
@@ -136,8 +173,13 @@ func badgePath(agent, namespace, name string) string {
 	return "/badge/" + url.PathEscape(agent) + "/" + url.PathEscape(namespace) + "/" + url.PathEscape(name) + ".svg"
 }
 
-func (s *Server) listGitSyncs(w http.ResponseWriter, r *http.Request) {
-	gs, err := s.store.GitSyncs(r.Context(), r.URL.Query().Get("agent"))
+// gitsyncPath is the stable address of a GitSync's page.
+func gitsyncPath(agent, namespace, name string) string {
+	return "/gitsyncs/" + url.PathEscape(agent) + "/" + url.PathEscape(namespace) + "/" + url.PathEscape(name)
+}
+
+func (s *Server) listGitSyncs(w http.ResponseWriter, r *http.Request, p Principal) {
+	gs, err := s.gitsyncsSeen(r.Context(), p, r.URL.Query().Get("agent"))
 	if err != nil {
 		s.internal(w, "list gitsyncs", err)
 		return
@@ -149,13 +191,14 @@ func (s *Server) listGitSyncs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"gitsyncs": out})
 }
 
-func (s *Server) getCommit(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getCommit(w http.ResponseWriter, r *http.Request, p Principal) {
 	sha := strings.ToLower(r.PathValue("sha"))
 	ds, err := s.store.Commit(r.Context(), sha)
 	if err != nil {
 		apiError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	ds = slices.DeleteFunc(ds, func(d store.Deployment) bool { return !p.Sees(d.RepoURL) })
 	for i := range ds {
 		ds[i].RepoURL = v1alpha1.RedactURL(ds[i].RepoURL)
 	}
@@ -163,42 +206,60 @@ func (s *Server) getCommit(w http.ResponseWriter, r *http.Request) {
 }
 
 // resync serves POST /api/v1/agents/{agent}/gitsyncs/{ns}/{name}/resync:
-// with an API token (tether hub token create --api), it sends the agent a
-// "sync now" for that GitSync. 404 for a GitSync the hub does not know,
-// 409 when its agent is not connected, 503 when the message cannot be
-// delivered, 202 when it was.
+// with a bearer token that has the resync action and sees the GitSync, it
+// sends the agent a "sync now" for it. 403 for a token without the action
+// or of another project (nothing is sent), 404 for a GitSync the hub does
+// not know, 409 when its agent is not connected, 503 when the message
+// cannot be delivered, 202 when it was.
 func (s *Server) resync(w http.ResponseWriter, r *http.Request) {
-	client, ok := s.apiClient(w, r)
+	p, ok := s.apiClient(w, r)
 	if !ok {
 		s.metrics.syncNow.WithLabelValues("unauthorized").Inc()
 		return
 	}
-	agent, ns, name := r.PathValue("agent"), r.PathValue("ns"), r.PathValue("name")
-	id := gitsyncID(agent, ns, name)
-	if _, err := s.store.GitSync(r.Context(), agent, ns, name); err != nil {
+	id, code, msg := s.requestResync(r.Context(), p, r.PathValue("agent"), r.PathValue("ns"), r.PathValue("name"), "the hub API")
+	if code != http.StatusAccepted {
+		apiError(w, code, msg)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"gitsync": id, "status": "sync requested"})
+}
+
+// requestResync sends "sync now" for one GitSync on behalf of p, and says
+// how it went as an HTTP status and a message without credentials.
+func (s *Server) requestResync(ctx context.Context, p Principal, agent, ns, name, via string) (id string, code int, msg string) {
+	id = gitsyncID(agent, ns, name)
+	if !p.Can(ActionResync) {
+		s.metrics.syncNow.WithLabelValues("forbidden").Inc()
+		return id, http.StatusForbidden, "this token lacks the resync action"
+	}
+	g, err := s.store.GitSync(ctx, agent, ns, name)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			s.metrics.syncNow.WithLabelValues("unknown").Inc()
-			apiError(w, http.StatusNotFound, "gitsync "+id+" is not known to the hub")
-			return
+			return id, http.StatusNotFound, "gitsync " + id + " is not known to the hub"
 		}
-		s.internal(w, "resync "+id, err)
-		return
+		s.log.Error("resync "+id, "error", err)
+		return id, http.StatusInternalServerError, "internal error"
+	}
+	if !p.Sees(g.SourceURL) {
+		s.metrics.syncNow.WithLabelValues("forbidden").Inc()
+		s.log.Info("resync refused: not the project's gitsync", "gitsync", id, "project", p.Name)
+		return id, http.StatusForbidden, "gitsync " + id + " does not belong to project " + p.Name
 	}
 	if !s.isConnected(agent) {
 		s.metrics.syncNow.WithLabelValues("offline").Inc()
-		apiError(w, http.StatusConflict, "agent "+agent+" is not connected")
-		return
+		return id, http.StatusConflict, "agent " + agent + " is not connected"
 	}
-	msg := &channelpb.SyncNow{Namespace: ns, Name: name, Reason: "resync requested through the hub API by " + client}
-	if err := s.syncNow(agent, msg); err != nil {
+	m := &channelpb.SyncNow{Namespace: ns, Name: name, Reason: "resync requested through " + via + " by " + string(p.Kind) + " " + p.Name}
+	if err := s.syncNow(agent, m); err != nil {
 		s.metrics.syncNow.WithLabelValues("offline").Inc()
 		s.log.Info("resync not delivered", "gitsync", id, "error", err)
-		apiError(w, http.StatusServiceUnavailable, "agent "+agent+" could not be reached: "+err.Error())
-		return
+		return id, http.StatusServiceUnavailable, "agent " + agent + " could not be reached: " + err.Error()
 	}
 	s.metrics.syncNow.WithLabelValues("sent").Inc()
-	s.log.Info("resync sent", "gitsync", id, "client", client)
-	writeJSON(w, http.StatusAccepted, map[string]string{"gitsync": id, "status": "sync requested"})
+	s.log.Info("resync sent", "gitsync", id, "principal", p.Name, "kind", p.Kind)
+	return id, http.StatusAccepted, ""
 }
 
 func (s *Server) internal(w http.ResponseWriter, what string, err error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"tether.dev/tether/hub/store"
@@ -30,9 +31,12 @@ func (s *Server) Authenticate(ctx context.Context, token string) (string, error)
 }
 
 // Who may read what: badges and /healthz answer anyone; the page, the JSON
-// API and /metrics need an API token, as "Authorization: Bearer <token>" or
+// API and /metrics need a token with the read action (operators' API
+// tokens, project and user tokens), as "Authorization: Bearer <token>" or
 // through a session of the page's login form, unless the hub runs with
-// Options.PublicRead; writes (resync) always need a bearer API token. Agent
+// Options.PublicRead; a project token reads only its own GitSyncs. The
+// resync API needs a bearer token with the resync action (the page's
+// resync button a session with it, from the hub's own origin). Agent
 // tokens open the channel and nothing else.
 
 // bearer is the request's bearer token, or "".
@@ -44,43 +48,48 @@ func bearer(r *http.Request) string {
 	return strings.TrimSpace(token)
 }
 
-// apiToken checks token as an API token and returns its client's name.
-// store.ErrInvalidToken means the token is no good; any other error is the
-// store's.
-func (s *Server) apiToken(ctx context.Context, token string) (string, error) {
-	return s.store.Authenticate(ctx, store.KindAPI, token)
-}
-
-// reader returns who is reading: the client of the bearer API token or of
+// reader returns who is calling: the principal of the bearer token or of
 // the session cookie. ok is false when neither is valid, and err is set
 // when the store could not tell.
-func (s *Server) reader(r *http.Request) (client string, ok bool, err error) {
+func (s *Server) reader(r *http.Request) (p Principal, ok bool, err error) {
 	if tok := bearer(r); tok != "" {
-		client, err := s.apiToken(r.Context(), tok)
+		p, err := s.principals.Principal(r.Context(), tok)
 		if errors.Is(err, store.ErrInvalidToken) {
-			return "", false, nil
+			return Principal{}, false, nil
 		}
-		return client, err == nil, err
+		return p, err == nil, err
 	}
-	return s.sessions.check(r, s.apiToken)
+	return s.sessions.check(r, s.principals.Principal)
 }
 
-// readers guards a read-only handler: it runs for anyone under PublicRead,
-// else only for a valid API token or session. Refusals carry nothing of
-// the hub's data.
-func (s *Server) readers(page bool, h http.HandlerFunc) http.HandlerFunc {
+// anonymous reads everything under PublicRead, and does nothing else.
+var anonymous = Principal{Kind: KindUser, Name: "anonymous", Actions: []Action{ActionRead}}
+
+// readHandler is a read-only handler told who reads.
+type readHandler func(w http.ResponseWriter, r *http.Request, p Principal)
+
+// readers guards a read-only handler: it runs for anyone under PublicRead
+// (who then sees everything), else only for a token or session with the
+// read action. Refusals carry nothing of the hub's data.
+func (s *Server) readers(page bool, h readHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.opt.PublicRead {
-			h(w, r)
-			return
-		}
-		_, ok, err := s.reader(r)
+		p, ok, err := s.reader(r)
 		switch {
 		case err != nil:
 			s.log.Error("authenticate reader", "error", err)
 			http.Error(w, "internal error", http.StatusInternalServerError)
+		case s.opt.PublicRead:
+			pub := anonymous
+			if ok && p.Can(ActionResync) {
+				// Only for the page's resync button; the button's
+				// POST checks the session again.
+				pub.Actions = append(slices.Clone(pub.Actions), ActionResync)
+			}
+			h(w, r, pub)
+		case ok && p.Can(ActionRead):
+			h(w, r, p)
 		case ok:
-			h(w, r)
+			forbidden(w, "this token lacks the read action")
 		case page:
 			// A person at a browser: the 401 is the login form.
 			s.serveLogin(w, r, http.StatusUnauthorized, "")
@@ -90,26 +99,31 @@ func (s *Server) readers(page bool, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// unauthorized answers 401 for a missing or invalid API token.
+// unauthorized answers 401 for a missing or invalid token.
 func unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="tether-hub"`)
-	apiError(w, http.StatusUnauthorized, "a valid API token is required (tether hub token create --api --name NAME)")
+	apiError(w, http.StatusUnauthorized, "a valid hub token is required (tether hub token create --api --name NAME, or --project/--user with --actions)")
 }
 
-// apiClient checks the bearer API token and returns its client's name, or
-// answers 401. Sessions do not count: a write needs the token itself, so a
-// page open in a browser can never be made to write (no CSRF).
-func (s *Server) apiClient(w http.ResponseWriter, r *http.Request) (string, bool) {
+// forbidden answers 403: the token is valid, the action is not its.
+func forbidden(w http.ResponseWriter, why string) {
+	apiError(w, http.StatusForbidden, why)
+}
+
+// apiClient checks the bearer token and returns its principal, or answers
+// 401. Sessions do not count: the API's writes need the token itself, so a
+// page open in a browser can never be made to write through them.
+func (s *Server) apiClient(w http.ResponseWriter, r *http.Request) (Principal, bool) {
 	if tok := bearer(r); tok != "" {
-		name, err := s.apiToken(r.Context(), tok)
+		p, err := s.principals.Principal(r.Context(), tok)
 		if err == nil {
-			return name, true
+			return p, true
 		}
 		if !errors.Is(err, store.ErrInvalidToken) {
 			s.internal(w, "authenticate API client", err)
-			return "", false
+			return Principal{}, false
 		}
 	}
 	unauthorized(w)
-	return "", false
+	return Principal{}, false
 }

@@ -14,8 +14,9 @@ import (
 //
 //	anyone                 badges, /healthz, /login, /logout
 //	webhook secret         /hooks/*
-//	API token or session   the page, GET /api/v1/*, /metrics (anyone with PublicRead)
-//	bearer API token       POST .../resync
+//	token/session, read    the page, GitSync pages, GET /api/v1/*, /metrics (anyone with PublicRead);
+//	                       a project token sees only its own GitSyncs, and no /metrics
+//	bearer token, resync   POST /api/v1/.../resync (the page's button: a session with resync)
 //	token with "proxy"     /k8s-proxy/{agent}/... (then the agent decides)
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -28,12 +29,23 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/agents", s.readers(false, s.listAgents))
 	mux.HandleFunc("GET /api/v1/gitsyncs", s.readers(false, s.listGitSyncs))
 	mux.HandleFunc("GET /api/v1/commits/{sha}", s.readers(false, s.getCommit))
+	mux.HandleFunc("GET /api/v1/agents/{agent}/gitsyncs/{ns}/{name}/events", s.readers(false, s.gitsyncEvents))
 	mux.HandleFunc("POST /api/v1/agents/{agent}/gitsyncs/{ns}/{name}/resync", s.resync)
+	mux.HandleFunc("GET /gitsyncs/{agent}/{ns}/{name}", s.readers(true, s.serveGitSync))
+	mux.HandleFunc("POST /gitsyncs/{agent}/{ns}/{name}/resync", s.pageResync)
 	mux.Handle("POST /hooks/gitlab", s.hooks.GitLab())
 	mux.Handle("POST /hooks/github", s.hooks.GitHub())
 	mux.HandleFunc("/k8s-proxy/{agent}/{path...}", s.proxy)
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /metrics", s.readers(false, promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}).ServeHTTP))
+	metrics := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", s.readers(false, func(w http.ResponseWriter, r *http.Request, p Principal) {
+		// Counts across every project: not a project's to read.
+		if p.Kind == KindProject {
+			forbidden(w, "a project token may not read the hub's metrics")
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	}))
 	return mux
 }
 

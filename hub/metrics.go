@@ -15,6 +15,7 @@ type metrics struct {
 	statusPosts   *prometheus.CounterVec
 	statusFailure *prometheus.CounterVec
 	syncNow       *prometheus.CounterVec
+	events        *prometheus.CounterVec
 }
 
 // newMetrics uses a registry of its own, so two hubs in one process (tests)
@@ -43,10 +44,14 @@ func newMetrics() *metrics {
 		}, []string{"host"}),
 		syncNow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tether_hub_resync_requests_total",
-			Help: "Resync requests through the API, by result (sent, unknown, offline, unauthorized).",
+			Help: "Resync requests through the API and the page, by result (sent, unknown, offline, unauthorized, forbidden).",
+		}, []string{"result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tether_hub_warning_events_total",
+			Help: "Warning events received from agents, by result (kept, unknown: of a GitSync the hub has no report of).",
 		}, []string{"result"}),
 	}
-	m.registry.MustRegister(m.connected, m.reports, m.webhooks, m.statusPosts, m.statusFailure, m.syncNow,
+	m.registry.MustRegister(m.connected, m.reports, m.webhooks, m.statusPosts, m.statusFailure, m.syncNow, m.events,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

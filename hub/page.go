@@ -35,18 +35,23 @@ type pageGitSync struct {
 	DriftCount                 int
 	Error                      string
 	BadgeSrc                   string
+	// Href is the GitSync's page, relative to the hub's root.
+	Href string
 }
 
 // servePage serves GET /: agents and GitSyncs, refreshing itself. It needs
 // nothing from outside the hub (no scripts, fonts or stylesheets).
-func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request, who Principal) {
 	ctx := r.Context()
 	as, err := s.store.Agents(ctx)
+	if err == nil {
+		as, err = s.agentsSeen(ctx, who, as)
+	}
 	if err != nil {
 		s.internalPage(w, "page agents", err)
 		return
 	}
-	gs, err := s.store.GitSyncs(ctx, "")
+	gs, err := s.gitsyncsSeen(ctx, who, "")
 	if err != nil {
 		s.internalPage(w, "page gitsyncs", err)
 		return
@@ -69,6 +74,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 			Status: badgeState(g, s.isConnected(g.Agent)), DriftCount: g.DriftCount,
 			// Relative, so the page works behind a path prefix too.
 			BadgeSrc: strings.TrimPrefix(badgePath(g.Agent, g.Namespace, g.Name), "/"),
+			Href:     strings.TrimPrefix(gitsyncPath(g.Agent, g.Namespace, g.Name), "/"),
 		}
 		if sha := store.SHA(g.Revision); sha != "" {
 			p.Short = sha[:7]

@@ -2,8 +2,12 @@ package hub
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 
+	"tether.dev/tether/hub/giturl"
 	"tether.dev/tether/hub/store"
 )
 
@@ -35,26 +39,88 @@ type Principal struct {
 	Kind    PrincipalKind
 	Name    string
 	Actions []Action
+	// Repos are a project's repositories (giturl keys): the GitSyncs whose
+	// source is one of them are the project's. Empty for other kinds.
+	Repos []string
 }
 
 // Can says whether the principal may do a.
 func (p Principal) Can(a Action) bool { return slices.Contains(p.Actions, a) }
 
+// Sees says whether the principal may see a GitSync with this source URL:
+// a project sees its own repositories' GitSyncs, operators and users every
+// GitSync (a user's reach into clusters is the agents' decision).
+func (p Principal) Sees(sourceURL string) bool {
+	if p.Kind != KindProject {
+		return true
+	}
+	key := giturl.Key(sourceURL)
+	return key != "" && slices.Contains(p.Repos, key)
+}
+
 // Principals turns a bearer token into its principal. An unknown or
 // revoked token is store.ErrInvalidToken; any other error is the store's.
-// Scoped project and user tokens plug in here (Options.Principals).
 type Principals interface {
 	Principal(ctx context.Context, token string) (Principal, error)
 }
 
-// operatorTokens are the store's API tokens as principals: operators with
-// every action.
-type operatorTokens struct{ store *store.Store }
+// allActions are an operator's: `tether hub token create --api` tokens.
+var allActions = []Action{ActionRead, ActionResync, ActionProxy}
 
-func (o operatorTokens) Principal(ctx context.Context, token string) (Principal, error) {
-	name, err := o.store.Authenticate(ctx, store.KindAPI, token)
+// ParseActions reads a comma-separated list of actions ("read,resync"),
+// refusing an unknown one or an empty list.
+func ParseActions(list string) ([]Action, error) {
+	var out []Action
+	for _, f := range strings.Split(list, ",") {
+		a := Action(strings.TrimSpace(f))
+		if a == "" {
+			continue
+		}
+		if !slices.Contains(allActions, a) {
+			return nil, fmt.Errorf("unknown action %q: want read, resync or proxy", string(a))
+		}
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("at least one action is required: read, resync or proxy")
+	}
+	return out, nil
+}
+
+// storeTokens are the store's client tokens as principals: API tokens are
+// operators with every action; project and user tokens carry their own.
+type storeTokens struct{ store *store.Store }
+
+func (t storeTokens) Principal(ctx context.Context, token string) (Principal, error) {
+	tok, err := t.store.AuthenticateClient(ctx, token)
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{Kind: KindOperator, Name: name, Actions: []Action{ActionRead, ActionResync, ActionProxy}}, nil
+	p := Principal{Name: tok.Subject}
+	switch tok.Kind {
+	case store.KindAPI:
+		p.Kind, p.Actions = KindOperator, allActions
+		return p, nil
+	case store.KindProject:
+		p.Kind = KindProject
+		proj, err := t.store.Project(ctx, tok.Subject)
+		if err != nil {
+			return Principal{}, err
+		}
+		p.Repos = proj.Keys
+	case store.KindUser:
+		p.Kind = KindUser
+	default:
+		return Principal{}, store.ErrInvalidToken
+	}
+	for _, a := range tok.Actions {
+		// An action this hub does not know (from a newer hub) grants
+		// nothing.
+		if slices.Contains(allActions, Action(a)) {
+			p.Actions = append(p.Actions, Action(a))
+		}
+	}
+	return p, nil
 }

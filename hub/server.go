@@ -60,8 +60,9 @@ type Options struct {
 	// clusters. Without it they need an API token (or a session of the
 	// page's login form). Badges and /healthz are public either way.
 	PublicRead bool
-	// Principals turns bearer tokens into principals for the proxy.
-	// Defaults to the store's API tokens as operators.
+	// Principals turns bearer tokens and sessions into principals.
+	// Defaults to the store's tokens: API tokens as operators, project
+	// and user tokens with their actions.
 	Principals Principals
 	// ProxyRecheck is how often an open /k8s-proxy/ request's token is
 	// checked again (default 10 s).
@@ -82,6 +83,7 @@ type Server struct {
 	metrics  *metrics
 	hooks    *webhook.Receiver
 	sessions *sessions
+	events   *eventLog
 
 	mu         sync.Mutex
 	dispatcher Dispatcher
@@ -115,10 +117,10 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	if opt.ProxyRecheck <= 0 {
 		opt.ProxyRecheck = defaultProxyRecheck
 	}
-	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}, sessions: newSessions()}
+	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}, sessions: newSessions(), events: newEventLog()}
 	s.principals = opt.Principals
 	if s.principals == nil {
-		s.principals = operatorTokens{store: st}
+		s.principals = storeTokens{store: st}
 	}
 	s.poster = status.NewPoster(opt.GitHosts, st, status.Options{
 		Client: opt.StatusClient, Log: opt.Log, Backoff: opt.StatusBackoff,

@@ -31,7 +31,6 @@ const (
 // session is one browser signed in with an API token. The token is kept so
 // that its revocation ends the session on the next request.
 type session struct {
-	client  string
 	token   string
 	expires time.Time
 }
@@ -48,8 +47,8 @@ func newSessions() *sessions {
 	return &sessions{m: map[string]*session{}, now: time.Now}
 }
 
-// create starts a session for an API token's client and returns its id.
-func (ss *sessions) create(client, token string) (string, error) {
+// create starts a session for a token and returns its id.
+func (ss *sessions) create(token string) (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -72,16 +71,17 @@ func (ss *sessions) create(client, token string) (string, error) {
 		}
 		delete(ss.m, oldest)
 	}
-	ss.m[id] = &session{client: client, token: token, expires: now.Add(sessionTTL)}
+	ss.m[id] = &session{token: token, expires: now.Add(sessionTTL)}
 	return id, nil
 }
 
-// check returns the client of the request's session: unknown, expired or
-// revoked sessions are not ok (and a revoked one is forgotten).
-func (ss *sessions) check(r *http.Request, valid func(ctx context.Context, token string) (string, error)) (string, bool, error) {
+// check returns the principal of the request's session: unknown, expired
+// or revoked sessions are not ok (and a revoked one is forgotten). The
+// token is checked on every request, so a changed project counts at once.
+func (ss *sessions) check(r *http.Request, valid func(ctx context.Context, token string) (Principal, error)) (Principal, bool, error) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
-		return "", false, nil
+		return Principal{}, false, nil
 	}
 	ss.mu.Lock()
 	s := ss.m[c.Value]
@@ -91,17 +91,17 @@ func (ss *sessions) check(r *http.Request, valid func(ctx context.Context, token
 	}
 	ss.mu.Unlock()
 	if s == nil {
-		return "", false, nil
+		return Principal{}, false, nil
 	}
-	client, err := valid(r.Context(), s.token)
+	p, err := valid(r.Context(), s.token)
 	if errors.Is(err, store.ErrInvalidToken) {
 		ss.end(c.Value)
-		return "", false, nil
+		return Principal{}, false, nil
 	}
 	if err != nil {
-		return "", false, err
+		return Principal{}, false, err
 	}
-	return client, true, nil
+	return p, true, nil
 }
 
 // end forgets a session.
@@ -140,17 +140,21 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := r.PostForm.Get("token")
-	client, err := s.apiToken(r.Context(), token)
+	p, err := s.principals.Principal(r.Context(), token)
 	switch {
 	case errors.Is(err, store.ErrInvalidToken):
 		s.log.Info("page login refused", "remote", r.RemoteAddr)
-		s.serveLogin(w, r, http.StatusUnauthorized, "That is not a valid API token.")
+		s.serveLogin(w, r, http.StatusUnauthorized, "That is not a valid hub token.")
 		return
 	case err != nil:
 		s.internalPage(w, "page login", err)
 		return
+	case !p.Can(ActionRead):
+		s.log.Info("page login refused: no read action", "principal", p.Name, "kind", p.Kind)
+		s.serveLogin(w, r, http.StatusForbidden, "That token may not read (it lacks the read action).")
+		return
 	}
-	id, err := s.sessions.create(client, token)
+	id, err := s.sessions.create(token)
 	if err != nil {
 		s.internalPage(w, "page login", err)
 		return
@@ -159,7 +163,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		Name: sessionCookie, Value: id, Path: "/", MaxAge: int(sessionTTL / time.Second),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r),
 	})
-	s.log.Info("page login", "client", client)
+	s.log.Info("page login", "principal", p.Name, "kind", p.Kind)
 	seeOther(w, "./")
 }
 

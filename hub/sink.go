@@ -71,6 +71,9 @@ func (s *Server) Report(ctx context.Context, agent string, r *channelpb.SyncRepo
 		return false, nil
 	}
 	s.metrics.reports.WithLabelValues("stored").Inc()
+	if r.GetDeleted() {
+		s.events.forget(eventKey{agent, r.GetNamespace(), r.GetName()})
+	}
 	if st, ok := s.commitStatus(agent, r); ok {
 		s.poster.Enqueue(st) // never blocks
 	}

@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"tether.dev/tether/channel/channelpb"
 )
 
 // Client is the agent's end of the channel. It implements the sync loop's
@@ -27,6 +29,10 @@ type Client struct {
 	up      atomic.Bool
 	session atomic.Uint64
 	sources sources
+	// hubEvents: the current stream's hub listed FEATURE_EVENTS.
+	hubEvents atomic.Bool
+	eventq    chan *channelpb.WarningEvents
+	warnings  atomic.Pointer[WarningCounter]
 }
 
 // New checks the options and returns a Client; nothing is dialled until
@@ -55,11 +61,38 @@ func New(opts Options) (*Client, error) {
 		buf:     newBuffer(time.Now),
 		int63n:  rand.Int64N,
 		sources: sources{m: map[string]map[string]bool{}},
+		eventq:  make(chan *channelpb.WarningEvents, 1),
 	}
 	if t.kind == webSocket {
 		c.ws = webSocketClient(t)
 	}
 	return c, nil
+}
+
+// WarningCounter says how many Warning events of a GitSync's objects the
+// agent has seen; channel/events' Collector implements it.
+type WarningCounter interface {
+	Count(namespace, name string) int64
+}
+
+// CountWarnings makes every report from now on carry w's count of the
+// GitSync's Warning events.
+func (c *Client) CountWarnings(w WarningCounter) { c.warnings.Store(&w) }
+
+// SendEvents hands a batch of Warning events to the stream. It never
+// blocks: it returns false when there is no stream, the hub does not take
+// events (an older hub), or the previous batch is still queued; the
+// caller offers it again later.
+func (c *Client) SendEvents(b *channelpb.WarningEvents) bool {
+	if !c.up.Load() || !c.hubEvents.Load() {
+		return false
+	}
+	select {
+	case c.eventq <- b:
+		return true
+	default:
+		return false
+	}
 }
 
 // Connected reports whether the hub has welcomed the current stream.

@@ -30,7 +30,11 @@ func (c *Client) Report(gs *v1alpha1.GitSync) {
 		return
 	}
 	c.sources.remember(gs.Spec.Source.URL)
-	c.buf.put(toReport(gs))
+	r := toReport(gs)
+	if w := c.warnings.Load(); w != nil {
+		r.WarningEvents = (*w).Count(gs.Namespace, gs.Name)
+	}
+	c.buf.put(r)
 }
 
 // Forget says the GitSync is gone from the cluster; the hub gets a report

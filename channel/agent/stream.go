@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,6 +56,7 @@ func (c *Client) connect(ctx context.Context) (welcomed bool, err error) {
 	}
 
 	session := c.session.Add(1)
+	c.hubEvents.Store(slices.Contains(w.GetFeatures(), channelpb.Feature_FEATURE_EVENTS))
 	c.up.Store(true)
 	defer c.up.Store(false)
 	hb := heartbeat(c.opts.Heartbeat, w)
@@ -119,6 +121,15 @@ func (c *Client) send(ctx context.Context, st stream, session uint64, hb time.Du
 		case <-c.buf.notify:
 		case f := <-frames:
 			if err := st.Send(f); err != nil {
+				return err
+			}
+		case b := <-c.eventq:
+			// Queued for an earlier stream, perhaps to a hub that took
+			// events: this one might not, and would end the stream.
+			if !c.hubEvents.Load() {
+				continue
+			}
+			if err := st.Send(&channelpb.AgentMessage{Msg: &channelpb.AgentMessage_Events{Events: b}}); err != nil {
 				return err
 			}
 		case <-tick.C:

@@ -35,6 +35,9 @@ const (
 	// FEATURE_TUNNEL: the agent serves Kubernetes API requests carried in
 	// TunnelFrames, deciding access itself (ConfigMap tether-access).
 	Feature_FEATURE_TUNNEL Feature = 1
+	// FEATURE_EVENTS: in a Welcome, the hub accepts WarningEvents (an older
+	// hub would end the stream over an unknown message).
+	Feature_FEATURE_EVENTS Feature = 2
 )
 
 // Enum value maps for Feature.
@@ -42,10 +45,12 @@ var (
 	Feature_name = map[int32]string{
 		0: "FEATURE_UNSPECIFIED",
 		1: "FEATURE_TUNNEL",
+		2: "FEATURE_EVENTS",
 	}
 	Feature_value = map[string]int32{
 		"FEATURE_UNSPECIFIED": 0,
 		"FEATURE_TUNNEL":      1,
+		"FEATURE_EVENTS":      2,
 	}
 )
 
@@ -134,6 +139,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Report
 	//	*AgentMessage_Tunnel
+	//	*AgentMessage_Events
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -212,6 +218,15 @@ func (x *AgentMessage) GetTunnel() *TunnelFrame {
 	return nil
 }
 
+func (x *AgentMessage) GetEvents() *WarningEvents {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Events); ok {
+			return x.Events
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -235,6 +250,12 @@ type AgentMessage_Tunnel struct {
 	Tunnel *TunnelFrame `protobuf:"bytes,4,opt,name=tunnel,proto3,oneof"`
 }
 
+type AgentMessage_Events struct {
+	// events carries Warning events of objects GitSyncs manage. Only sent
+	// to a hub whose Welcome lists FEATURE_EVENTS; no ack.
+	Events *WarningEvents `protobuf:"bytes,5,opt,name=events,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
@@ -242,6 +263,8 @@ func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 func (*AgentMessage_Report) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Tunnel) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Events) isAgentMessage_Msg() {}
 
 type HubMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -480,8 +503,10 @@ type Welcome struct {
 	HubVersion string                 `protobuf:"bytes,1,opt,name=hub_version,json=hubVersion,proto3" json:"hub_version,omitempty"`
 	// heartbeat_seconds is how often the hub wants a heartbeat (under 60 s).
 	HeartbeatSeconds int32 `protobuf:"varint,2,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// features this hub supports; an agent uses a feature only when listed.
+	Features      []Feature `protobuf:"varint,3,rep,packed,name=features,proto3,enum=tether.channel.v1.Feature" json:"features,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -526,6 +551,13 @@ func (x *Welcome) GetHeartbeatSeconds() int32 {
 		return x.HeartbeatSeconds
 	}
 	return 0
+}
+
+func (x *Welcome) GetFeatures() []Feature {
+	if x != nil {
+		return x.Features
+	}
+	return nil
 }
 
 // Ack confirms that the hub stored the report with this state_version for
@@ -694,7 +726,10 @@ type SyncReport struct {
 	Drift          *DriftSummary     `protobuf:"bytes,13,opt,name=drift,proto3" json:"drift,omitempty"`
 	LastSyncUnixMs int64             `protobuf:"varint,14,opt,name=last_sync_unix_ms,json=lastSyncUnixMs,proto3" json:"last_sync_unix_ms,omitempty"`
 	// deleted is true when the GitSync is gone from the cluster.
-	Deleted       bool `protobuf:"varint,15,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Deleted bool `protobuf:"varint,15,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// warning_events is how many Warning events of the GitSync's objects
+	// the agent has seen since it started.
+	WarningEvents int64 `protobuf:"varint,16,opt,name=warning_events,json=warningEvents,proto3" json:"warning_events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -834,6 +869,177 @@ func (x *SyncReport) GetDeleted() bool {
 	return false
 }
 
+func (x *SyncReport) GetWarningEvents() int64 {
+	if x != nil {
+		return x.WarningEvents
+	}
+	return 0
+}
+
+// WarningEvents is a batch of Warning events, each folded: the same
+// reason, object and message seen count times between first and last.
+type WarningEvents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*WarningEvent        `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WarningEvents) Reset() {
+	*x = WarningEvents{}
+	mi := &file_channel_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarningEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarningEvents) ProtoMessage() {}
+
+func (x *WarningEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_channel_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarningEvents.ProtoReflect.Descriptor instead.
+func (*WarningEvents) Descriptor() ([]byte, []int) {
+	return file_channel_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WarningEvents) GetEvents() []*WarningEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// WarningEvent is one Warning event (or count repeats of it) of an object
+// the GitSync gitsync_namespace/gitsync_name manages.
+type WarningEvent struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	GitsyncNamespace string                 `protobuf:"bytes,1,opt,name=gitsync_namespace,json=gitsyncNamespace,proto3" json:"gitsync_namespace,omitempty"`
+	GitsyncName      string                 `protobuf:"bytes,2,opt,name=gitsync_name,json=gitsyncName,proto3" json:"gitsync_name,omitempty"`
+	Kind             string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Namespace        string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name             string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	Reason           string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message          string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	Count            int64                  `protobuf:"varint,8,opt,name=count,proto3" json:"count,omitempty"`
+	FirstUnixMs      int64                  `protobuf:"varint,9,opt,name=first_unix_ms,json=firstUnixMs,proto3" json:"first_unix_ms,omitempty"`
+	LastUnixMs       int64                  `protobuf:"varint,10,opt,name=last_unix_ms,json=lastUnixMs,proto3" json:"last_unix_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *WarningEvent) Reset() {
+	*x = WarningEvent{}
+	mi := &file_channel_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarningEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarningEvent) ProtoMessage() {}
+
+func (x *WarningEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_channel_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarningEvent.ProtoReflect.Descriptor instead.
+func (*WarningEvent) Descriptor() ([]byte, []int) {
+	return file_channel_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WarningEvent) GetGitsyncNamespace() string {
+	if x != nil {
+		return x.GitsyncNamespace
+	}
+	return ""
+}
+
+func (x *WarningEvent) GetGitsyncName() string {
+	if x != nil {
+		return x.GitsyncName
+	}
+	return ""
+}
+
+func (x *WarningEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *WarningEvent) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *WarningEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WarningEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WarningEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *WarningEvent) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *WarningEvent) GetFirstUnixMs() int64 {
+	if x != nil {
+		return x.FirstUnixMs
+	}
+	return 0
+}
+
+func (x *WarningEvent) GetLastUnixMs() int64 {
+	if x != nil {
+		return x.LastUnixMs
+	}
+	return 0
+}
+
 type Condition struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	Type                 string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
@@ -847,7 +1053,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_channel_proto_msgTypes[8]
+	mi := &file_channel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +1065,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[8]
+	mi := &file_channel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +1078,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{8}
+	return file_channel_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Condition) GetType() string {
@@ -920,7 +1126,7 @@ type NamespaceCount struct {
 
 func (x *NamespaceCount) Reset() {
 	*x = NamespaceCount{}
-	mi := &file_channel_proto_msgTypes[9]
+	mi := &file_channel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1138,7 @@ func (x *NamespaceCount) String() string {
 func (*NamespaceCount) ProtoMessage() {}
 
 func (x *NamespaceCount) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[9]
+	mi := &file_channel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1151,7 @@ func (x *NamespaceCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamespaceCount.ProtoReflect.Descriptor instead.
 func (*NamespaceCount) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{9}
+	return file_channel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NamespaceCount) GetNamespace() string {
@@ -972,7 +1178,7 @@ type DriftSummary struct {
 
 func (x *DriftSummary) Reset() {
 	*x = DriftSummary{}
-	mi := &file_channel_proto_msgTypes[10]
+	mi := &file_channel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1190,7 @@ func (x *DriftSummary) String() string {
 func (*DriftSummary) ProtoMessage() {}
 
 func (x *DriftSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[10]
+	mi := &file_channel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1203,7 @@ func (x *DriftSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftSummary.ProtoReflect.Descriptor instead.
 func (*DriftSummary) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{10}
+	return file_channel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DriftSummary) GetCount() int32 {
@@ -1030,7 +1236,7 @@ type DriftedObject struct {
 
 func (x *DriftedObject) Reset() {
 	*x = DriftedObject{}
-	mi := &file_channel_proto_msgTypes[11]
+	mi := &file_channel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1248,7 @@ func (x *DriftedObject) String() string {
 func (*DriftedObject) ProtoMessage() {}
 
 func (x *DriftedObject) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[11]
+	mi := &file_channel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1261,7 @@ func (x *DriftedObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftedObject.ProtoReflect.Descriptor instead.
 func (*DriftedObject) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{11}
+	return file_channel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DriftedObject) GetGroup() string {
@@ -1141,7 +1347,7 @@ type TunnelFrame struct {
 
 func (x *TunnelFrame) Reset() {
 	*x = TunnelFrame{}
-	mi := &file_channel_proto_msgTypes[12]
+	mi := &file_channel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1359,7 @@ func (x *TunnelFrame) String() string {
 func (*TunnelFrame) ProtoMessage() {}
 
 func (x *TunnelFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[12]
+	mi := &file_channel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1372,7 @@ func (x *TunnelFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelFrame.ProtoReflect.Descriptor instead.
 func (*TunnelFrame) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{12}
+	return file_channel_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TunnelFrame) GetStreamId() uint64 {
@@ -1235,7 +1441,7 @@ type TunnelRequest struct {
 
 func (x *TunnelRequest) Reset() {
 	*x = TunnelRequest{}
-	mi := &file_channel_proto_msgTypes[13]
+	mi := &file_channel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1453,7 @@ func (x *TunnelRequest) String() string {
 func (*TunnelRequest) ProtoMessage() {}
 
 func (x *TunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[13]
+	mi := &file_channel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1466,7 @@ func (x *TunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelRequest.ProtoReflect.Descriptor instead.
 func (*TunnelRequest) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{13}
+	return file_channel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TunnelRequest) GetMethod() string {
@@ -1309,7 +1515,7 @@ type TunnelCaller struct {
 
 func (x *TunnelCaller) Reset() {
 	*x = TunnelCaller{}
-	mi := &file_channel_proto_msgTypes[14]
+	mi := &file_channel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1527,7 @@ func (x *TunnelCaller) String() string {
 func (*TunnelCaller) ProtoMessage() {}
 
 func (x *TunnelCaller) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[14]
+	mi := &file_channel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1540,7 @@ func (x *TunnelCaller) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelCaller.ProtoReflect.Descriptor instead.
 func (*TunnelCaller) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{14}
+	return file_channel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TunnelCaller) GetKind() CallerKind {
@@ -1363,7 +1569,7 @@ type TunnelResponse struct {
 
 func (x *TunnelResponse) Reset() {
 	*x = TunnelResponse{}
-	mi := &file_channel_proto_msgTypes[15]
+	mi := &file_channel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1581,7 @@ func (x *TunnelResponse) String() string {
 func (*TunnelResponse) ProtoMessage() {}
 
 func (x *TunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[15]
+	mi := &file_channel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1594,7 @@ func (x *TunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelResponse.ProtoReflect.Descriptor instead.
 func (*TunnelResponse) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{15}
+	return file_channel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TunnelResponse) GetStatus() int32 {
@@ -1416,7 +1622,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_channel_proto_msgTypes[16]
+	mi := &file_channel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1634,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[16]
+	mi := &file_channel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1647,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{16}
+	return file_channel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Header) GetName() string {
@@ -1462,12 +1668,13 @@ var File_channel_proto protoreflect.FileDescriptor
 
 const file_channel_proto_rawDesc = "" +
 	"\n" +
-	"\rchannel.proto\x12\x11tether.channel.v1\"\xf8\x01\n" +
+	"\rchannel.proto\x12\x11tether.channel.v1\"\xb4\x02\n" +
 	"\fAgentMessage\x120\n" +
 	"\x05hello\x18\x01 \x01(\v2\x18.tether.channel.v1.HelloH\x00R\x05hello\x12<\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1c.tether.channel.v1.HeartbeatH\x00R\theartbeat\x127\n" +
 	"\x06report\x18\x03 \x01(\v2\x1d.tether.channel.v1.SyncReportH\x00R\x06report\x128\n" +
-	"\x06tunnel\x18\x04 \x01(\v2\x1e.tether.channel.v1.TunnelFrameH\x00R\x06tunnelB\x05\n" +
+	"\x06tunnel\x18\x04 \x01(\v2\x1e.tether.channel.v1.TunnelFrameH\x00R\x06tunnel\x12:\n" +
+	"\x06events\x18\x05 \x01(\v2 .tether.channel.v1.WarningEventsH\x00R\x06eventsB\x05\n" +
 	"\x03msg\"\xea\x01\n" +
 	"\n" +
 	"HubMessage\x126\n" +
@@ -1485,11 +1692,12 @@ const file_channel_proto_rawDesc = "" +
 	"\bfeatures\x18\x04 \x03(\x0e2\x1a.tether.channel.v1.FeatureR\bfeatures\"-\n" +
 	"\tHeartbeat\x12 \n" +
 	"\fsent_unix_ms\x18\x01 \x01(\x03R\n" +
-	"sentUnixMs\"W\n" +
+	"sentUnixMs\"\x8f\x01\n" +
 	"\aWelcome\x12\x1f\n" +
 	"\vhub_version\x18\x01 \x01(\tR\n" +
 	"hubVersion\x12+\n" +
-	"\x11heartbeat_seconds\x18\x02 \x01(\x05R\x10heartbeatSeconds\"\\\n" +
+	"\x11heartbeat_seconds\x18\x02 \x01(\x05R\x10heartbeatSeconds\x126\n" +
+	"\bfeatures\x18\x03 \x03(\x0e2\x1a.tether.channel.v1.FeatureR\bfeatures\"\\\n" +
 	"\x03Ack\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
@@ -1499,7 +1707,7 @@ const file_channel_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
 	"\brepo_url\x18\x03 \x01(\tR\arepoUrl\x12\"\n" +
 	"\rbranch_or_tag\x18\x04 \x01(\tR\vbranchOrTag\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa0\x04\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xc7\x04\n" +
 	"\n" +
 	"SyncReport\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
@@ -1522,7 +1730,23 @@ const file_channel_proto_rawDesc = "" +
 	"namespaces\x125\n" +
 	"\x05drift\x18\r \x01(\v2\x1f.tether.channel.v1.DriftSummaryR\x05drift\x12)\n" +
 	"\x11last_sync_unix_ms\x18\x0e \x01(\x03R\x0elastSyncUnixMs\x12\x18\n" +
-	"\adeleted\x18\x0f \x01(\bR\adeleted\"\xa0\x01\n" +
+	"\adeleted\x18\x0f \x01(\bR\adeleted\x12%\n" +
+	"\x0ewarning_events\x18\x10 \x01(\x03R\rwarningEvents\"H\n" +
+	"\rWarningEvents\x127\n" +
+	"\x06events\x18\x01 \x03(\v2\x1f.tether.channel.v1.WarningEventR\x06events\"\xb2\x02\n" +
+	"\fWarningEvent\x12+\n" +
+	"\x11gitsync_namespace\x18\x01 \x01(\tR\x10gitsyncNamespace\x12!\n" +
+	"\fgitsync_name\x18\x02 \x01(\tR\vgitsyncName\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12\x14\n" +
+	"\x05count\x18\b \x01(\x03R\x05count\x12\"\n" +
+	"\rfirst_unix_ms\x18\t \x01(\x03R\vfirstUnixMs\x12 \n" +
+	"\flast_unix_ms\x18\n" +
+	" \x01(\x03R\n" +
+	"lastUnixMs\"\xa0\x01\n" +
 	"\tCondition\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x16\n" +
@@ -1566,10 +1790,11 @@ const file_channel_proto_rawDesc = "" +
 	"\aheaders\x18\x02 \x03(\v2\x19.tether.channel.v1.HeaderR\aheaders\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values*6\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values*J\n" +
 	"\aFeature\x12\x17\n" +
 	"\x13FEATURE_UNSPECIFIED\x10\x00\x12\x12\n" +
-	"\x0eFEATURE_TUNNEL\x10\x01*X\n" +
+	"\x0eFEATURE_TUNNEL\x10\x01\x12\x12\n" +
+	"\x0eFEATURE_EVENTS\x10\x02*X\n" +
 	"\n" +
 	"CallerKind\x12\x1b\n" +
 	"\x17CALLER_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1591,7 +1816,7 @@ func file_channel_proto_rawDescGZIP() []byte {
 }
 
 var file_channel_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_channel_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_channel_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_channel_proto_goTypes = []any{
 	(Feature)(0),           // 0: tether.channel.v1.Feature
 	(CallerKind)(0),        // 1: tether.channel.v1.CallerKind
@@ -1603,43 +1828,48 @@ var file_channel_proto_goTypes = []any{
 	(*Ack)(nil),            // 7: tether.channel.v1.Ack
 	(*SyncNow)(nil),        // 8: tether.channel.v1.SyncNow
 	(*SyncReport)(nil),     // 9: tether.channel.v1.SyncReport
-	(*Condition)(nil),      // 10: tether.channel.v1.Condition
-	(*NamespaceCount)(nil), // 11: tether.channel.v1.NamespaceCount
-	(*DriftSummary)(nil),   // 12: tether.channel.v1.DriftSummary
-	(*DriftedObject)(nil),  // 13: tether.channel.v1.DriftedObject
-	(*TunnelFrame)(nil),    // 14: tether.channel.v1.TunnelFrame
-	(*TunnelRequest)(nil),  // 15: tether.channel.v1.TunnelRequest
-	(*TunnelCaller)(nil),   // 16: tether.channel.v1.TunnelCaller
-	(*TunnelResponse)(nil), // 17: tether.channel.v1.TunnelResponse
-	(*Header)(nil),         // 18: tether.channel.v1.Header
+	(*WarningEvents)(nil),  // 10: tether.channel.v1.WarningEvents
+	(*WarningEvent)(nil),   // 11: tether.channel.v1.WarningEvent
+	(*Condition)(nil),      // 12: tether.channel.v1.Condition
+	(*NamespaceCount)(nil), // 13: tether.channel.v1.NamespaceCount
+	(*DriftSummary)(nil),   // 14: tether.channel.v1.DriftSummary
+	(*DriftedObject)(nil),  // 15: tether.channel.v1.DriftedObject
+	(*TunnelFrame)(nil),    // 16: tether.channel.v1.TunnelFrame
+	(*TunnelRequest)(nil),  // 17: tether.channel.v1.TunnelRequest
+	(*TunnelCaller)(nil),   // 18: tether.channel.v1.TunnelCaller
+	(*TunnelResponse)(nil), // 19: tether.channel.v1.TunnelResponse
+	(*Header)(nil),         // 20: tether.channel.v1.Header
 }
 var file_channel_proto_depIdxs = []int32{
 	4,  // 0: tether.channel.v1.AgentMessage.hello:type_name -> tether.channel.v1.Hello
 	5,  // 1: tether.channel.v1.AgentMessage.heartbeat:type_name -> tether.channel.v1.Heartbeat
 	9,  // 2: tether.channel.v1.AgentMessage.report:type_name -> tether.channel.v1.SyncReport
-	14, // 3: tether.channel.v1.AgentMessage.tunnel:type_name -> tether.channel.v1.TunnelFrame
-	6,  // 4: tether.channel.v1.HubMessage.welcome:type_name -> tether.channel.v1.Welcome
-	8,  // 5: tether.channel.v1.HubMessage.sync_now:type_name -> tether.channel.v1.SyncNow
-	7,  // 6: tether.channel.v1.HubMessage.ack:type_name -> tether.channel.v1.Ack
-	14, // 7: tether.channel.v1.HubMessage.tunnel:type_name -> tether.channel.v1.TunnelFrame
-	0,  // 8: tether.channel.v1.Hello.features:type_name -> tether.channel.v1.Feature
-	10, // 9: tether.channel.v1.SyncReport.conditions:type_name -> tether.channel.v1.Condition
-	11, // 10: tether.channel.v1.SyncReport.namespaces:type_name -> tether.channel.v1.NamespaceCount
-	12, // 11: tether.channel.v1.SyncReport.drift:type_name -> tether.channel.v1.DriftSummary
-	13, // 12: tether.channel.v1.DriftSummary.objects:type_name -> tether.channel.v1.DriftedObject
-	15, // 13: tether.channel.v1.TunnelFrame.request:type_name -> tether.channel.v1.TunnelRequest
-	17, // 14: tether.channel.v1.TunnelFrame.response:type_name -> tether.channel.v1.TunnelResponse
-	18, // 15: tether.channel.v1.TunnelRequest.headers:type_name -> tether.channel.v1.Header
-	16, // 16: tether.channel.v1.TunnelRequest.caller:type_name -> tether.channel.v1.TunnelCaller
-	1,  // 17: tether.channel.v1.TunnelCaller.kind:type_name -> tether.channel.v1.CallerKind
-	18, // 18: tether.channel.v1.TunnelResponse.headers:type_name -> tether.channel.v1.Header
-	2,  // 19: tether.channel.v1.AgentChannel.Connect:input_type -> tether.channel.v1.AgentMessage
-	3,  // 20: tether.channel.v1.AgentChannel.Connect:output_type -> tether.channel.v1.HubMessage
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 3: tether.channel.v1.AgentMessage.tunnel:type_name -> tether.channel.v1.TunnelFrame
+	10, // 4: tether.channel.v1.AgentMessage.events:type_name -> tether.channel.v1.WarningEvents
+	6,  // 5: tether.channel.v1.HubMessage.welcome:type_name -> tether.channel.v1.Welcome
+	8,  // 6: tether.channel.v1.HubMessage.sync_now:type_name -> tether.channel.v1.SyncNow
+	7,  // 7: tether.channel.v1.HubMessage.ack:type_name -> tether.channel.v1.Ack
+	16, // 8: tether.channel.v1.HubMessage.tunnel:type_name -> tether.channel.v1.TunnelFrame
+	0,  // 9: tether.channel.v1.Hello.features:type_name -> tether.channel.v1.Feature
+	0,  // 10: tether.channel.v1.Welcome.features:type_name -> tether.channel.v1.Feature
+	12, // 11: tether.channel.v1.SyncReport.conditions:type_name -> tether.channel.v1.Condition
+	13, // 12: tether.channel.v1.SyncReport.namespaces:type_name -> tether.channel.v1.NamespaceCount
+	14, // 13: tether.channel.v1.SyncReport.drift:type_name -> tether.channel.v1.DriftSummary
+	11, // 14: tether.channel.v1.WarningEvents.events:type_name -> tether.channel.v1.WarningEvent
+	15, // 15: tether.channel.v1.DriftSummary.objects:type_name -> tether.channel.v1.DriftedObject
+	17, // 16: tether.channel.v1.TunnelFrame.request:type_name -> tether.channel.v1.TunnelRequest
+	19, // 17: tether.channel.v1.TunnelFrame.response:type_name -> tether.channel.v1.TunnelResponse
+	20, // 18: tether.channel.v1.TunnelRequest.headers:type_name -> tether.channel.v1.Header
+	18, // 19: tether.channel.v1.TunnelRequest.caller:type_name -> tether.channel.v1.TunnelCaller
+	1,  // 20: tether.channel.v1.TunnelCaller.kind:type_name -> tether.channel.v1.CallerKind
+	20, // 21: tether.channel.v1.TunnelResponse.headers:type_name -> tether.channel.v1.Header
+	2,  // 22: tether.channel.v1.AgentChannel.Connect:input_type -> tether.channel.v1.AgentMessage
+	3,  // 23: tether.channel.v1.AgentChannel.Connect:output_type -> tether.channel.v1.HubMessage
+	23, // [23:24] is the sub-list for method output_type
+	22, // [22:23] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_channel_proto_init() }
@@ -1652,6 +1882,7 @@ func file_channel_proto_init() {
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Report)(nil),
 		(*AgentMessage_Tunnel)(nil),
+		(*AgentMessage_Events)(nil),
 	}
 	file_channel_proto_msgTypes[1].OneofWrappers = []any{
 		(*HubMessage_Welcome)(nil),
@@ -1665,7 +1896,7 @@ func file_channel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_channel_proto_rawDesc), len(file_channel_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

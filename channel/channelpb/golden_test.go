@@ -58,6 +58,25 @@ var golden = []struct {
 		msg:  &HubMessage{Msg: &HubMessage_Tunnel{Tunnel: &TunnelFrame{StreamId: 3, WindowUpdate: 131072, Abort: "closed"}}},
 		hex:  "220e0803308080083a06636c6f736564",
 	},
+	{
+		name: "warning events",
+		msg: &AgentMessage{Msg: &AgentMessage_Events{Events: &WarningEvents{Events: []*WarningEvent{{
+			GitsyncNamespace: "apps", GitsyncName: "web", Kind: "Pod", Namespace: "shop", Name: "web-1",
+			Reason: "Failed", Message: "ImagePullBackOff", Count: 3, FirstUnixMs: 1, LastUnixMs: 2,
+		}}}}},
+		hex: "2a3f0a3d0a046170707312037765621a03506f64220473686f702a057765622d3132064661696c65643a10496d61676550756c6c4261636b4f6666400348015002",
+	},
+	{
+		name: "welcome with events",
+		msg: &HubMessage{Msg: &HubMessage_Welcome{Welcome: &Welcome{HubVersion: "v2", HeartbeatSeconds: 20,
+			Features: []Feature{Feature_FEATURE_EVENTS}}}},
+		hex: "0a090a02763210141a0102",
+	},
+	{
+		name: "report with a warning count",
+		msg:  &AgentMessage{Msg: &AgentMessage_Report{Report: &SyncReport{Namespace: "apps", Name: "web", StateVersion: 7, WarningEvents: 4}}},
+		hex:  "1a100a046170707312037765621807800104",
+	},
 }
 
 func TestGoldenWire(t *testing.T) {

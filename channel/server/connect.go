@@ -59,10 +59,14 @@ func (s *Server) Connect(st channelpb.AgentChannel_ConnectServer) error {
 		// Every tunnelled request on this stream fails when it ends.
 		defer sess.mux.Close(nil)
 	}
-	sess.out <- &channelpb.HubMessage{Msg: &channelpb.HubMessage_Welcome{Welcome: &channelpb.Welcome{
+	welcome := &channelpb.Welcome{
 		HubVersion:       s.opts.HubVersion,
 		HeartbeatSeconds: int32(s.opts.Heartbeat / time.Second),
-	}}}
+	}
+	if _, ok := s.opts.Sink.(EventSink); ok {
+		welcome.Features = append(welcome.Features, channelpb.Feature_FEATURE_EVENTS)
+	}
+	sess.out <- &channelpb.HubMessage{Msg: &channelpb.HubMessage_Welcome{Welcome: welcome}}
 	if err := s.register(sess, hello); err != nil {
 		return err
 	}
@@ -152,6 +156,19 @@ func (s *Server) handle(ctx context.Context, st stream, sess *session, m *channe
 			return status.Error(codes.InvalidArgument, "a tunnel frame from an agent that did not announce the tunnel")
 		}
 		sess.mux.Deliver(msg.Tunnel)
+		return nil
+	case *channelpb.AgentMessage_Events:
+		es, ok := s.opts.Sink.(EventSink)
+		if !ok {
+			return status.Error(codes.InvalidArgument, "warning events, but this hub's Welcome did not list FEATURE_EVENTS")
+		}
+		if err := msg.Events.Validate(); err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		if err := es.Events(ctx, sess.agent, msg.Events); err != nil {
+			s.log.Error("storing warning events failed", "agent", sess.agent, "error", err)
+			return status.Error(codes.Unavailable, "the hub could not keep the warning events")
+		}
 		return nil
 	case *channelpb.AgentMessage_Hello:
 		return status.Error(codes.InvalidArgument, "a second Hello on one stream")

@@ -16,6 +16,7 @@ import (
 // report after it) and masks credentials in what it would store, without
 // a panic; what it accepts holds to what the hub relies on. Tunnel frames
 // go to a hub-side multiplexer, which never panics or blocks on them.
+// Warning events the hub accepts name a GitSync and are bounded.
 func FuzzChannelMessage(f *testing.F) {
 	for _, m := range []*channelpb.AgentMessage{
 		{Msg: &channelpb.AgentMessage_Hello{Hello: &channelpb.Hello{AgentName: "prod", Version: "v1", ClusterUid: "uid"}}},
@@ -30,6 +31,10 @@ func FuzzChannelMessage(f *testing.F) {
 		{Msg: &channelpb.AgentMessage_Tunnel{Tunnel: &channelpb.TunnelFrame{StreamId: 1, Data: []byte("{}"), End: true,
 			Response: &channelpb.TunnelResponse{Status: 200, Headers: []*channelpb.Header{{Name: "Content-Type", Values: []string{"application/json"}}}}}}},
 		{Msg: &channelpb.AgentMessage_Tunnel{Tunnel: &channelpb.TunnelFrame{StreamId: 2, WindowUpdate: 1 << 31, Abort: "x"}}},
+		{Msg: &channelpb.AgentMessage_Events{Events: &channelpb.WarningEvents{Events: []*channelpb.WarningEvent{{
+			GitsyncNamespace: "apps", GitsyncName: "web", Kind: "Pod", Namespace: "apps", Name: "web-1",
+			Reason: "BackOff", Message: "Back-off pulling image", Count: 2, FirstUnixMs: 1, LastUnixMs: 2,
+		}}}}},
 		{},
 	} {
 		b, err := proto.Marshal(m)
@@ -60,6 +65,19 @@ func FuzzChannelMessage(f *testing.F) {
 			mux.Deliver(msg.Tunnel)
 			mux.Deliver(msg.Tunnel)
 			mux.Close(nil)
+		case *channelpb.AgentMessage_Events:
+			if msg.Events.Validate() != nil {
+				return
+			}
+			if len(msg.Events.GetEvents()) > channelpb.MaxEventsPerBatch {
+				t.Fatalf("accepted %d events in a batch", len(msg.Events.GetEvents()))
+			}
+			for _, e := range msg.Events.GetEvents() {
+				if e.GetGitsyncNamespace() == "" || e.GetGitsyncName() == "" || strings.Contains(e.GetGitsyncNamespace()+e.GetGitsyncName(), "/") ||
+					e.GetCount() < 1 || len(e.GetMessage()) > channelpb.MaxEventMessage {
+					t.Fatalf("accepted event %v", e)
+				}
+			}
 		case *channelpb.AgentMessage_Report:
 			r := msg.Report
 			if validReport(r) != nil {

@@ -43,6 +43,14 @@ type Sink interface {
 	Report(ctx context.Context, agent string, r *channelpb.SyncReport) (stored bool, err error)
 }
 
+// EventSink is what a Sink also implements when the hub keeps agents'
+// Warning events; the Welcome then lists FEATURE_EVENTS, and only then
+// does an agent send them. Events is called with a validated batch; an
+// error ends the stream.
+type EventSink interface {
+	Events(ctx context.Context, agent string, batch *channelpb.WarningEvents) error
+}
+
 // ServerOptions configure a Server. Authenticator and Sink are required.
 type ServerOptions struct {
 	Authenticator Authenticator

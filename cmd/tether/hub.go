@@ -74,14 +74,19 @@ HTTP endpoints, and who may call them:
   GET  /badge/commit/{sha}.svg[?repo=URL]      anyone: where a commit is deployed
   GET  /healthz                                anyone
   GET  /                                       the page (refreshes itself)
+  GET  /gitsyncs/{agent}/{namespace}/{name}    one GitSync: objects, events, revisions
   GET  /api/v1/agents | /api/v1/gitsyncs | /api/v1/commits/{sha}
-  GET  /metrics
-       need an API token: "Authorization: Bearer <token>", or for the page
-       a session from the form at /login (POST /logout ends it); anyone
-       with --public-read. API tokens come from
-       'tether hub token create --api --name NAME' (agent tokens don't work)
+  GET  /api/v1/agents/{agent}/gitsyncs/{namespace}/{name}/events
+  GET  /metrics (not for project tokens)
+       need a token with the read action: "Authorization: Bearer <token>",
+       or for the pages a session from the form at /login (POST /logout
+       ends it); anyone with --public-read. Operators' tokens come from
+       'tether hub token create --api --name NAME'; project and user tokens
+       from --project NAME / --user NAME --actions read,resync,proxy. A
+       project token sees only its project's GitSyncs. Agent tokens don't work.
   POST /api/v1/agents/{agent}/gitsyncs/{namespace}/{name}/resync
-       needs "Authorization: Bearer <API token>", even with --public-read
+       needs "Authorization: Bearer <token>" with the resync action, even
+       with --public-read (the GitSync page's button: a session with it)
   ANY  /k8s-proxy/{agent}/...   the agent's Kubernetes API, through its
        channel: needs a token with the proxy action (API tokens have it);
        the agent's ConfigMap tether-access decides what the caller may do
@@ -104,7 +109,7 @@ A GitSync's source URL selects the host by its host name.`,
 		},
 	}
 	o.bind(cmd)
-	cmd.AddCommand(newHubTokenCmd(), newHubKubeconfigCmd())
+	cmd.AddCommand(newHubTokenCmd(), newHubKubeconfigCmd(), newHubProjectCmd())
 	return cmd
 }
 
@@ -239,10 +244,13 @@ func readSecret(path string) (string, error) {
 }
 
 type tokenOptions struct {
-	db    string
-	agent string
-	api   bool
-	name  string
+	db      string
+	agent   string
+	api     bool
+	name    string
+	project string
+	user    string
+	actions string
 }
 
 func (o *tokenOptions) bind(cmd *cobra.Command) {
@@ -251,12 +259,37 @@ func (o *tokenOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.agent, "agent", "", "the agent the token is for")
 	f.BoolVar(&o.api, "api", false, "an API token (to read the page, the API and /metrics, and to resync) instead of an agent token")
 	f.StringVar(&o.name, "name", "", "with --api: who holds the token, e.g. ci")
+	f.StringVar(&o.project, "project", "", "a token of this hub project (tether hub project create): it sees only the project's GitSyncs")
+	f.StringVar(&o.user, "user", "", "a token of this user")
+	f.StringVar(&o.actions, "actions", "", "with --project or --user: what the token may do, comma-separated: read, resync, proxy")
 }
 
 var subjectName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // subject returns the token's kind and subject from the flags.
 func (o *tokenOptions) subject() (string, string, error) {
+	set := 0
+	for _, v := range []bool{o.agent != "", o.api || o.name != "", o.project != "", o.user != ""} {
+		if v {
+			set++
+		}
+	}
+	if set > 1 {
+		return "", "", errors.New("give one of --agent, --api --name, --project or --user")
+	}
+	if o.project != "" || o.user != "" {
+		kind, name := store.KindProject, o.project
+		if o.user != "" {
+			kind, name = store.KindUser, o.user
+		}
+		if !subjectName.MatchString(name) {
+			return "", "", fmt.Errorf("%s %q: letters, digits, '.', '_' and '-', at most 63", kind, name)
+		}
+		return kind, name, nil
+	}
+	if o.actions != "" {
+		return "", "", errors.New("--actions goes with --project or --user (agent and --api tokens have fixed rights)")
+	}
 	kind, name := store.KindAgent, o.agent
 	if o.api {
 		kind, name = store.KindAPI, o.name
@@ -267,7 +300,7 @@ func (o *tokenOptions) subject() (string, string, error) {
 		return "", "", errors.New("--name goes with --api; agent tokens take --agent")
 	}
 	if name == "" {
-		return "", "", errors.New("--agent NAME (or --api --name NAME) is required")
+		return "", "", errors.New("--agent NAME, --api --name NAME, --project NAME or --user NAME is required")
 	}
 	if !subjectName.MatchString(name) {
 		return "", "", fmt.Errorf("name %q: letters, digits, '.', '_' and '-', at most 63", name)
@@ -278,31 +311,52 @@ func (o *tokenOptions) subject() (string, string, error) {
 func newHubTokenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
-		Short: "Create or revoke agent and API tokens",
+		Short: "Create or revoke agent, API, project and user tokens",
 		Long: `Agent tokens let one agent open the channel (tether agent --token-file).
-API tokens let a person or a client read the page (sign in at /login), the
-JSON API and /metrics, and call POST /api/v1/agents/.../resync. Neither kind
-works in the other's place. The hub stores only a hash of each token: a token
-is shown once, when it is created.`,
+API tokens (--api --name) are operators': they read the page (sign in at
+/login), the JSON API and /metrics of every project, resync, and use the
+Kubernetes API proxy. Project and user tokens carry only the actions given
+with --actions (read, resync, proxy); a project token sees only the GitSyncs
+of its project's repositories, and on the proxy each agent's tether-access
+ConfigMap decides what the project or user may do. Agent tokens work nowhere
+else. The hub stores only a hash of each token: a token is shown once, when
+it is created.`,
 	}
 	create := &tokenOptions{}
 	createCmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a token and print it (and nothing else) on stdout",
 		Example: `  tether hub token create --db ./hub.db --agent prod-eu > prod-eu.token
-  tether hub token create --db ./hub.db --api --name ci`,
+  tether hub token create --db ./hub.db --api --name ci
+  tether hub token create --db ./hub.db --project shop --actions read,resync,proxy
+  tether hub token create --db ./hub.db --user alice --actions read,proxy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			kind, name, err := create.subject()
 			if err != nil {
 				return err
 			}
+			var actions []string
+			if kind == store.KindProject || kind == store.KindUser {
+				as, err := hub.ParseActions(create.actions)
+				if err != nil {
+					return fmt.Errorf("--actions: %w", err)
+				}
+				for _, a := range as {
+					actions = append(actions, string(a))
+				}
+			}
 			st, err := store.Open(cmd.Context(), create.db)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			tok, err := st.CreateToken(cmd.Context(), kind, name)
+			var tok string
+			if actions != nil {
+				tok, err = st.CreateScopedToken(cmd.Context(), kind, name, actions)
+			} else {
+				tok, err = st.CreateToken(cmd.Context(), kind, name)
+			}
 			if err != nil {
 				return err
 			}
@@ -314,7 +368,7 @@ is shown once, when it is created.`,
 	revoke := &tokenOptions{}
 	revokeCmd := &cobra.Command{
 		Use:   "revoke",
-		Short: "Revoke every token of an agent (or API client); refused from the next call on",
+		Short: "Revoke every token of an agent, API client, project or user; refused from the next call on",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			kind, name, err := revoke.subject()

@@ -75,3 +75,27 @@ func (s *Store) RecordPostedStatus(ctx context.Context, sha, context, state stri
 	}
 	return nil
 }
+
+// History lists the commits one GitSync applied, is applying or failed
+// on, newest first, at most limit of them.
+func (s *Store) History(ctx context.Context, agent, namespace, name string, limit int) ([]Deployment, error) {
+	id := agent + "/" + namespace + "/" + name
+	rows, err := s.db.QueryContext(ctx, `SELECT sha, agent, namespace, name, repo_url, revision, state, first_seen, last_seen
+		FROM revisions WHERE agent = ? AND namespace = ? AND name = ? ORDER BY first_seen DESC, sha LIMIT ?`,
+		agent, namespace, name, limit)
+	if err != nil {
+		return nil, fmt.Errorf("gitsync %s history: %w", id, err)
+	}
+	defer rows.Close()
+	out := []Deployment{}
+	for rows.Next() {
+		var d Deployment
+		var first, last int64
+		if err := rows.Scan(&d.SHA, &d.Agent, &d.Namespace, &d.Name, &d.RepoURL, &d.Revision, &d.State, &first, &last); err != nil {
+			return nil, fmt.Errorf("gitsync %s history: %w", id, err)
+		}
+		d.FirstSeen, d.LastSeen = fromMS(first), fromMS(last)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

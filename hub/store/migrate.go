@@ -70,6 +70,21 @@ CREATE TABLE commit_statuses (
 	PRIMARY KEY (sha, context)
 );
 `,
+	// 2: projects (a name and the repositories it owns) and scoped tokens:
+	// tokens of kind 'project' or 'user' carry their actions.
+	`
+CREATE TABLE projects (
+	name    TEXT PRIMARY KEY,
+	created INTEGER NOT NULL
+);
+CREATE TABLE project_repos (
+	project  TEXT NOT NULL REFERENCES projects(name),
+	repo_key TEXT NOT NULL,  -- giturl.Key of url: what a GitSync's source is matched on
+	url      TEXT NOT NULL,  -- as given, userinfo stripped
+	PRIMARY KEY (project, repo_key)
+);
+ALTER TABLE tokens ADD COLUMN actions TEXT NOT NULL DEFAULT '';  -- comma-separated, scoped tokens only
+`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

@@ -10,14 +10,20 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Token kinds: an agent token lets one agent open the channel; an API token
 // lets a person or a CI job call the hub's write API (resync). Neither
 // works in the other's place.
+// Project and user tokens are scoped: they carry their actions (see
+// CreateScopedToken), and a project token names a project of the store.
 const (
-	KindAgent = "agent"
-	KindAPI   = "api"
+	KindAgent   = "agent"
+	KindAPI     = "api"
+	KindProject = "project"
+	KindUser    = "user"
 )
 
 // ErrInvalidToken is returned for a token that is unknown, revoked or of the
@@ -39,6 +45,7 @@ func hashToken(token string) string {
 // can be rotated without downtime: create, roll out, revoke the old.
 func (s *Store) CreateToken(ctx context.Context, kind, subject string) (string, error) {
 	if kind != KindAgent && kind != KindAPI {
+		// Scoped kinds need their actions: CreateScopedToken.
 		return "", fmt.Errorf("token kind %q: want %q or %q", kind, KindAgent, KindAPI)
 	}
 	if subject == "" {
@@ -91,32 +98,91 @@ func (s *Store) RevokeTokens(ctx context.Context, kind, subject string) (int, er
 // Authenticate returns the subject a valid token of this kind was issued to,
 // or ErrInvalidToken.
 func (s *Store) Authenticate(ctx context.Context, kind, token string) (string, error) {
+	t, err := s.lookup(ctx, token, kind)
+	return t.Subject, err
+}
+
+// Token is what a valid token was issued as.
+type Token struct {
+	Kind    string
+	Subject string
+	// Actions are a scoped token's actions; empty for agent and API tokens.
+	Actions []string
+}
+
+// AuthenticateClient returns what a valid API, project or user token was
+// issued as, or ErrInvalidToken (agent tokens too: they open the channel
+// and nothing else).
+func (s *Store) AuthenticateClient(ctx context.Context, token string) (Token, error) {
+	return s.lookup(ctx, token, KindAPI, KindProject, KindUser)
+}
+
+func (s *Store) lookup(ctx context.Context, token string, kinds ...string) (Token, error) {
 	if token == "" {
-		return "", ErrInvalidToken
+		return Token{}, ErrInvalidToken
 	}
 	h := hashToken(token)
 	// The index finds candidates by a prefix of the hash; the full hash is
 	// compared in constant time.
-	rows, err := s.db.QueryContext(ctx, `SELECT subject, hash FROM tokens WHERE lookup = ? AND kind = ? AND revoked IS NULL`, h[:16], kind)
+	rows, err := s.db.QueryContext(ctx, `SELECT kind, subject, hash, actions FROM tokens WHERE lookup = ? AND revoked IS NULL`, h[:16])
 	if err != nil {
-		return "", fmt.Errorf("token lookup: %w", err)
+		return Token{}, fmt.Errorf("token lookup: %w", err)
 	}
 	defer rows.Close()
-	subject := ""
+	var found Token
 	for rows.Next() {
-		var sub, stored string
-		if err := rows.Scan(&sub, &stored); err != nil {
-			return "", fmt.Errorf("token lookup: %w", err)
+		var kind, sub, stored, actions string
+		if err := rows.Scan(&kind, &sub, &stored, &actions); err != nil {
+			return Token{}, fmt.Errorf("token lookup: %w", err)
 		}
-		if subtle.ConstantTimeCompare([]byte(stored), []byte(h)) == 1 {
-			subject = sub
+		if subtle.ConstantTimeCompare([]byte(stored), []byte(h)) == 1 && slices.Contains(kinds, kind) {
+			found = Token{Kind: kind, Subject: sub}
+			if actions != "" {
+				found.Actions = strings.Split(actions, ",")
+			}
 		}
 	}
 	if err := rows.Err(); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("token lookup: %w", err)
+		return Token{}, fmt.Errorf("token lookup: %w", err)
+	}
+	if found.Subject == "" {
+		return Token{}, ErrInvalidToken
+	}
+	return found, nil
+}
+
+// CreateScopedToken makes a token for a project (which must exist) or a
+// user, allowed actions (non-empty), and stores only its hash. Like
+// CreateToken it returns the token once.
+func (s *Store) CreateScopedToken(ctx context.Context, kind, subject string, actions []string) (string, error) {
+	if kind != KindProject && kind != KindUser {
+		return "", fmt.Errorf("scoped token kind %q: want %q or %q", kind, KindProject, KindUser)
 	}
 	if subject == "" {
-		return "", ErrInvalidToken
+		return "", fmt.Errorf("%s token: a name is required", kind)
 	}
-	return subject, nil
+	if len(actions) == 0 {
+		return "", fmt.Errorf("%s token for %s: at least one action is required", kind, subject)
+	}
+	for _, a := range actions {
+		if a == "" || strings.Contains(a, ",") {
+			return "", fmt.Errorf("%s token for %s: bad action %q", kind, subject, a)
+		}
+	}
+	if kind == KindProject {
+		if _, err := s.Project(ctx, subject); err != nil {
+			return "", fmt.Errorf("project token for %s: %w (create it first: tether hub project create --name %s --repo URL)", subject, err, subject)
+		}
+	}
+	buf := make([]byte, tokenBytes)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("%s token for %s: %w", kind, subject, err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(buf)
+	h := hashToken(token)
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO tokens(kind, subject, lookup, hash, created, actions) VALUES (?, ?, ?, ?, ?, ?)`,
+		kind, subject, h[:16], h, ms(s.now()), strings.Join(actions, ",")); err != nil {
+		return "", fmt.Errorf("%s token for %s: %w", kind, subject, err)
+	}
+	return token, nil
 }

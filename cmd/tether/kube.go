@@ -139,9 +139,13 @@ func waitHandled(ctx context.Context, c client.Client, key types.NamespacedName,
 	defer cancel()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	last := &v1alpha1.GitSync{} // as last read: what to report on a timeout
 	for {
 		gs := &v1alpha1.GitSync{}
 		err := c.Get(ctx, key, gs)
+		if err == nil {
+			last = gs
+		}
 		if err == nil && gs.Status.LastHandledResyncAt == value {
 			ready := meta.FindStatusCondition(gs.Status.Conditions, v1alpha1.ReadyCondition)
 			if ready == nil || ready.Status != metav1.ConditionTrue {
@@ -160,7 +164,7 @@ func waitHandled(ctx context.Context, c client.Client, key types.NamespacedName,
 			}
 			// A failure before the sync starts (Git unreachable) leaves the
 			// request pending and retries: say what the GitSync shows now.
-			ready := meta.FindStatusCondition(gs.Status.Conditions, v1alpha1.ReadyCondition)
+			ready := meta.FindStatusCondition(last.Status.Conditions, v1alpha1.ReadyCondition)
 			return "", fmt.Errorf("GitSync %s: %w; after %s it shows %s", key, why, timeout, conditionText(ready))
 		case <-tick.C:
 		}

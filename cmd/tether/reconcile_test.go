@@ -104,7 +104,7 @@ func TestReconcileSuspendResume(t *testing.T) {
 func TestReconcileWithoutAgent(t *testing.T) {
 	cp, c := startControlPlane(t)
 	gs := createSynced(t, c, "team-a", "app", 0, "Applied revision main@sha1:"+testSHA)
-	out, errOut, code := runCmd(t, "reconcile", "app", "--kubeconfig", cp.KubeconfigPath, "-n", "team-a", "--timeout", "1s")
+	out, errOut, code := runCmd(t, "reconcile", "app", "--kubeconfig", cp.KubeconfigPath, "-n", "team-a", "--timeout", "3s")
 	if code == 0 || out != "" || !strings.Contains(errOut, "did not handle the request in time") || !strings.Contains(errOut, "Ready=True (Succeeded)") {
 		t.Fatalf("reconcile without an agent: exit %d, %q, %q", code, out, errOut)
 	}

@@ -93,8 +93,43 @@ generate: ## Regenerate deepcopy, the CRD (controller-gen) and the channel proto
 	@GOBIN=$(CACHE_DIR)/gobin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 	@$(CACHE_DIR)/gobin/controller-gen object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=api/v1alpha1/crd
 	@cp api/v1alpha1/crd/tether.dev_gitsyncs.yaml deploy/crd/
+	@cp api/v1alpha1/crd/tether.dev_gitsyncs.yaml deploy/chart/tether/crds/
 	@cd channel/channelpb && PATH=$(CACHE_DIR)/gobin:$$PATH protoc --go_out=. --go_opt=paths=source_relative \
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative channel.proto
 
 clean:
 	rm -rf bin .tether-dev
+
+# helm, for the chart's test (deploy/chart_test.go): built once from the Go
+# module proxy at the version pinned in its own tools module, into a folder
+# keyed by that module (so a change to it never rebuilds the control plane).
+HELM_DIR := internal/helmtool
+HELM_KEY := $(shell cat $(HELM_DIR)/go.mod $(HELM_DIR)/go.sum $(HELM_DIR)/build.sh | sha256sum | cut -c1-16)
+TETHER_TEST_HELM ?= $(CACHE_DIR)/helm-$(HELM_KEY)/helm
+export TETHER_TEST_HELM
+
+.PHONY: test-helm cross
+
+test-helm: ## Build (once) helm, then lint and render deploy/chart/tether
+	@$(HELM_DIR)/build.sh $(patsubst %/,%,$(dir $(TETHER_TEST_HELM)))
+	@echo "[helm] lint and template deploy/chart/tether"
+	@out=$$($(TETHER_TEST_HELM) lint --strict deploy/chart/tether 2>&1) || { echo "$$out"; exit 1; }
+	@out=$$($(TETHER_TEST_HELM) template tether deploy/chart/tether --namespace tether-system --include-crds 2>&1) || { echo "$$out"; exit 1; }
+
+test: test-helm
+
+# The platforms the image is built for (Dockerfile, docker buildx
+# --platform); `make cross` checks that both binaries build and are what
+# they say they are.
+CROSS_PLATFORMS := linux/amd64 linux/arm64
+
+cross: ## Cross-compile bin/tether-linux-{amd64,arm64} and check each with file
+	@command -v file >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq file)
+	@for p in $(CROSS_PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; out=bin/tether-$$os-$$arch; \
+	  echo "[cross] $$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/tether || exit 1; \
+	  case $$arch in amd64) want="x86-64";; arm64) want="ARM aarch64";; *) want="$$arch";; esac; \
+	  desc=$$(file -b $$out); echo "[cross]   $$desc"; \
+	  case "$$desc" in "ELF 64-bit LSB executable, $$want,"*"statically linked"*) ;; \
+	    *) echo "[cross] $$out is not a statically linked $$os/$$want executable"; exit 1;; esac; \
+	done

@@ -57,7 +57,7 @@ func TestInstall(t *testing.T) {
 			t.Errorf("agent Deployment in namespace %q, want tether-system", o.GetNamespace())
 		}
 	}
-	for _, k := range []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRoleBinding", "ClusterRole", "Deployment"} {
+	for _, k := range []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRoleBinding", "ClusterRole", "Deployment", "Service"} {
 		if kinds[k] == 0 {
 			t.Errorf("deploy/ renders no %s (got %v)", k, kinds)
 		}

@@ -26,6 +26,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newRenderCmd(), newDiffCmd(), newResyncCmd(), newDevCmd(), newHubCmd(), newVersionCmd())
+	root.AddCommand(newGetCmd(), newReconcileCmd(), newSuspendCmd(), newResumeCmd(), newEventsCmd(), newInstallCmd(), newCompletionCmd())
 	return root
 }
 

@@ -96,6 +96,7 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 		return nil, fmt.Errorf("drift tracker: %w", err)
 	}
 	r.Drift = tracker
+	r.ownerOf = tracker.OwnerOf
 	if err := mgr.Add(tracker); err != nil {
 		return nil, err
 	}
@@ -131,4 +132,15 @@ func impersonating(mgr ctrl.Manager, cfg *rest.Config, opts apply.ManagerOptions
 		appliers[user] = a
 		return a, nil
 	}
+}
+
+// OwnerOf names the GitSync whose last apply included the object of this
+// kind, namespace and name, from the drift tracker's records: no API
+// request. False for an agent without a tracker.
+func (r *Reconciler) OwnerOf(kind, namespace, name string) (gitsyncNamespace, gitsyncName string, ok bool) {
+	if r.ownerOf == nil {
+		return "", "", false
+	}
+	o, ok := r.ownerOf(kind, namespace, name)
+	return o.Namespace, o.Name, ok
 }

@@ -119,6 +119,17 @@ func TestFetchFailsOnMissingBranch(t *testing.T) {
 	a.checkKept(t)
 	checkBackoff(t, "ref listings", func() int { return a.srv.Counts().Repos["app"].Advertisements })
 	checkNoSecret(t, a.key, gitPassword)
+	// A resync asked for now is handled (echoed) although the fetch
+	// fails, so whoever waits for it learns of the failure at once.
+	update(t, a.key, func(gs *v1alpha1.GitSync) {
+		metav1.SetMetaDataAnnotation(&gs.ObjectMeta, v1alpha1.ResyncAnnotation, "while-missing")
+	})
+	eventually(t, waitTimeout, func() error {
+		if got := getGitSync(t, a.key).Status.LastHandledResyncAt; got != "while-missing" {
+			return fmt.Errorf("lastHandledResyncAt = %q", got)
+		}
+		return nil
+	})
 
 	if err := a.repo.Branch("release", ""); err != nil {
 		t.Fatal(err)
@@ -215,6 +226,15 @@ func TestSuspendAndResume(t *testing.T) {
 		}
 		if !gs.Spec.Suspend {
 			return fmt.Errorf("agent has not seen the suspension yet")
+		}
+		return nil
+	})
+	// Ready says why nothing moves, and keeps the last sync's status.
+	eventually(t, waitTimeout, func() error {
+		ready := readyOf(getGitSync(t, key))
+		if ready == nil || ready.Reason != v1alpha1.ReasonSuspended || ready.Status != metav1.ConditionTrue ||
+			!strings.Contains(ready.Message, mainRev(sha1)) {
+			return fmt.Errorf("Ready = %+v, want True, reason Suspended, naming %s", ready, mainRev(sha1))
 		}
 		return nil
 	})

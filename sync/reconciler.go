@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -70,7 +71,9 @@ type Reconciler struct {
 	stages   *Stages
 	status   *statusWriter
 	inflight inflight
-	kick     chan event.GenericEvent
+	// ownerOf maps an object to the GitSync that applied it (OwnerOf).
+	ownerOf func(kind, namespace, name string) (drift.Owner, bool)
+	kick    chan event.GenericEvent
 }
 
 // SetupWithManager registers the reconciler with mgr.
@@ -200,10 +203,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if gs.Spec.Suspend {
 		log.V(1).Info("suspended")
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.markSuspended(ctx, gs)
 	}
 	if err := r.validate(gs); err != nil {
-		_, werr := r.fail(ctx, key, asStageError(err, v1alpha1.ReasonInvalidSpec, true))
+		_, werr := r.fail(ctx, key, asStageError(err, v1alpha1.ReasonInvalidSpec, true), handledResync(gs))
 		return ctrl.Result{}, werr
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout(gs))
@@ -271,7 +274,7 @@ func (r *Reconciler) holdBack(ctx context.Context, gs *v1alpha1.GitSync, b *bloc
 // for the next attempt after the backoff the status implies.
 func (r *Reconciler) failed(ctx context.Context, gs *v1alpha1.GitSync, se *StageError) (ctrl.Result, error) {
 	logr.FromContextOrDiscard(ctx).Error(se.Err, "sync not started", "reason", se.Reason)
-	updated, err := r.fail(ctx, client.ObjectKeyFromObject(gs), se)
+	updated, err := r.fail(ctx, client.ObjectKeyFromObject(gs), se, handledResync(gs))
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -300,6 +303,43 @@ func (r *Reconciler) fail(ctx context.Context, key types.NamespacedName, se *Sta
 		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, se.Reason, "Sync", "%s", msg)
 	}
 	return gs, err
+}
+
+// handledResync echoes the resync value of gs into the status being
+// written: a resync that failed before a sync could start (the ref cannot be
+// listed, the spec is invalid) was handled all the same, and whoever waits
+// for it (`tether reconcile`) learns of the failure at once.
+func handledResync(gs *v1alpha1.GitSync) func(*v1alpha1.GitSync) {
+	v := resyncValue(gs)
+	return func(st *v1alpha1.GitSync) {
+		if resyncValue(st) == v {
+			st.Status.LastHandledResyncAt = v
+		}
+	}
+}
+
+// markSuspended makes Ready say that the GitSync is suspended, keeping its
+// status (True or False) as the last sync left it: `kubectl get` then
+// shows why nothing moves instead of a stale success or failure message.
+func (r *Reconciler) markSuspended(ctx context.Context, gs *v1alpha1.GitSync) error {
+	ready := meta.FindStatusCondition(gs.Status.Conditions, v1alpha1.ReadyCondition)
+	if ready != nil && ready.Reason == v1alpha1.ReasonSuspended && ready.ObservedGeneration == gs.Generation {
+		return nil
+	}
+	_, err := r.status.patch(ctx, client.ObjectKeyFromObject(gs), func(st *v1alpha1.GitSync) {
+		status := metav1.ConditionUnknown
+		if c := meta.FindStatusCondition(st.Status.Conditions, v1alpha1.ReadyCondition); c != nil {
+			status = c.Status
+		}
+		msg := "Suspended: no syncs until spec.suspend is false"
+		if st.Status.LastAppliedRevision != "" {
+			msg += "; last applied " + st.Status.LastAppliedRevision
+		}
+		setCondition(st, v1alpha1.ReadyCondition, status, v1alpha1.ReasonSuspended, msg)
+		meta.RemoveStatusCondition(&st.Status.Conditions, v1alpha1.ReconcilingCondition)
+		st.Status.ObservedGeneration = st.Generation
+	})
+	return err
 }
 
 // asStageError returns err as a *StageError, with reason and user when it

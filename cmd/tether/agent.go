@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,6 +29,8 @@ import (
 	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/channel/agent"
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/channel/events"
+	"tether.dev/tether/channel/tunnel"
 	tsync "tether.dev/tether/sync"
 )
 
@@ -176,10 +179,20 @@ func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.L
 		if o.agentName == "" || o.tokenFile == "" {
 			return errors.New("--hub-url needs --agent-name and --token-file")
 		}
+		// The hub's kubectl tunnel: requests go to the API server as the
+		// identity the ConfigMap tether-access grants, never as the agent.
+		tun, err := tunnel.NewAgent(tunnel.AgentOptions{Config: cfg, Namespace: o.namespace, Logger: logrSlog(log)})
+		if err != nil {
+			return fmt.Errorf("--hub-url: %w", err)
+		}
+		if err := mgr.Add(manager.RunnableFunc(tun.Run)); err != nil {
+			return err
+		}
 		ch, err := agent.New(agent.Options{
 			HubURL: o.hubURL, AgentName: o.agentName, TokenFile: o.tokenFile, CAFile: o.caFile,
 			Version: version, ClusterUID: clusterUID(ctx, cfg, scheme), Logger: logrSlog(log),
 			OnSyncNow: func(m *channelpb.SyncNow) { go syncNow(ctx, rec, m, log) },
+			Tunnel:    tun,
 		})
 		if err != nil {
 			return fmt.Errorf("--hub-url: %w", err)
@@ -188,6 +201,28 @@ func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.L
 		// Only the leader reports: a second replica would replace its
 		// stream at the hub.
 		if err := mgr.Add(manager.RunnableFunc(ch.Run)); err != nil {
+			return err
+		}
+		// Warning events of the objects GitSyncs applied (and of the Pods
+		// and ReplicaSets those own) go to the hub, rate limited.
+		kube, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("start agent: %w", err)
+		}
+		col, err := events.New(events.Options{
+			Client: kube, Sender: ch, Log: logrSlog(log),
+			Owners: events.Controllers(kube, events.OwnersFunc(func(kind, ns, name string) (string, string, bool) {
+				if rec == nil {
+					return "", "", false
+				}
+				return rec.OwnerOf(kind, ns, name)
+			})),
+		})
+		if err != nil {
+			return fmt.Errorf("--hub-url: %w", err)
+		}
+		ch.CountWarnings(col)
+		if err := mgr.Add(manager.RunnableFunc(col.Run)); err != nil {
 			return err
 		}
 	}

@@ -65,8 +65,13 @@ func (o *agentOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.healthAddr, "health-addr", "", "address of /healthz and /readyz, e.g. :9440 (empty: off)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "address of Prometheus /metrics, e.g. :8080 (empty: off)")
 	f.DurationVar(&o.sourceTTL, "source-ttl", 10*time.Second, "how long one listing of a Git ref serves every GitSync that follows it")
-	f.Float32Var(&o.qps, "kube-api-qps", 100, "requests per second to the API server, sustained (a sync of n objects makes about n)")
-	f.IntVar(&o.burst, "kube-api-burst", 300, "requests to the API server allowed in a burst")
+	// Sized by `make bench` (docs/performance.md): a first sync of n new
+	// objects makes about n requests and a no-change sync none, so the burst
+	// covers a first sync of 1,000 objects at once; the API server's own
+	// priority and fairness (APF) protects it from any one client beyond
+	// that, as it does from kubectl, which has no client-side limit.
+	f.Float32Var(&o.qps, "kube-api-qps", 500, "requests per second to the API server, sustained (a first sync of n objects makes about n; a sync with nothing changed none)")
+	f.IntVar(&o.burst, "kube-api-burst", 1000, "requests to the API server allowed in a burst")
 	f.StringVar(&o.hubURL, "hub-url", "", "the hub to report to (https://, wss://; http:// and ws:// without TLS); empty: run alone")
 	f.StringVar(&o.agentName, "agent-name", "", "this agent's name at the hub (one per cluster)")
 	f.StringVar(&o.tokenFile, "token-file", "", "file with the agent's hub token (`tether hub token create`), re-read on every connection")

@@ -67,6 +67,7 @@ FUZZ_TARGETS := \
 	./source:FuzzRefValidate \
 	./render:FuzzDecode \
 	./render:FuzzSubstitute \
+	./render:FuzzPlainMatchesKustomize \
 	./hub/webhook:FuzzGitLabPush \
 	./hub/webhook:FuzzGitHubPush \
 	./channel/server:FuzzChannelMessage \

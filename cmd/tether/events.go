@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
@@ -32,12 +31,7 @@ default namespace, where Kubernetes records them.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: kube.completeGitSyncs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := kube.client()
-			if err != nil {
-				return err
-			}
-			key := types.NamespacedName{Namespace: ns, Name: args[0]}
-			gs, err := getGitSync(cmd.Context(), c, key)
+			c, gs, err := kube.gitSync(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -46,7 +40,7 @@ default namespace, where Kubernetes records them.`,
 				return err
 			}
 			if len(evs) == 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "no events for GitSync %s or its objects\n", key)
+				fmt.Fprintf(cmd.ErrOrStderr(), "no events for GitSync %s/%s or its objects\n", gs.Namespace, gs.Name)
 				return nil
 			}
 			return printEvents(cmd.OutOrStdout(), evs, time.Now())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -98,6 +99,29 @@ func (k *kubeFlags) client() (client.WithWatch, string, error) {
 }
 
 // getGitSync reads one GitSync and says plainly when there is none.
+// gitSync connects and reads the GitSync a verb's NAME argument names, in
+// the namespace the flags select.
+func (k *kubeFlags) gitSync(ctx context.Context, name string) (client.WithWatch, *v1alpha1.GitSync, error) {
+	c, ns, err := k.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	gs, err := getGitSync(ctx, c, types.NamespacedName{Namespace: ns, Name: name})
+	return c, gs, err
+}
+
+// waitAndPrint waits until the agent handled the resync value, then
+// prints the applied revision, as reconcile and resume end.
+func waitAndPrint(ctx context.Context, c client.Client, key types.NamespacedName, value string, timeout time.Duration, out, log io.Writer) error {
+	fmt.Fprintln(log, "◎ waiting for the sync to finish")
+	rev, err := waitHandled(ctx, c, key, value, timeout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "✔ applied revision %s\n", rev)
+	return nil
+}
+
 func getGitSync(ctx context.Context, c client.Client, key types.NamespacedName) (*v1alpha1.GitSync, error) {
 	gs := &v1alpha1.GitSync{}
 	if err := c.Get(ctx, key, gs); err != nil {

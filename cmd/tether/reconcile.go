@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 func newReconcileCmd() *cobra.Command {
@@ -31,16 +31,12 @@ changes nothing.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: kube.completeGitSyncs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := kube.client()
-			if err != nil {
-				return err
-			}
 			ctx, out, log := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
-			key := types.NamespacedName{Namespace: ns, Name: args[0]}
-			gs, err := getGitSync(ctx, c, key)
+			c, gs, err := kube.gitSync(ctx, args[0])
 			if err != nil {
 				return err
 			}
+			key := client.ObjectKeyFromObject(gs)
 			if gs.Spec.Suspend {
 				return fmt.Errorf("GitSync %s is suspended: `tether resume %s -n %s` syncs it", key, key.Name, key.Namespace)
 			}
@@ -49,13 +45,7 @@ changes nothing.`,
 				return err
 			}
 			fmt.Fprintf(log, "► asked the agent to sync GitSync %s\n", key)
-			fmt.Fprintln(log, "◎ waiting for the sync to finish")
-			rev, err := waitHandled(ctx, c, key, value, timeout)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "✔ applied revision %s\n", rev)
-			return nil
+			return waitAndPrint(ctx, c, key, value, timeout, out, log)
 		},
 	}
 	kube.bind(cmd, false)

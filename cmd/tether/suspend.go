@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -21,15 +20,11 @@ applied in place. ` + "`tether resume`" + ` undoes it.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: kube.completeGitSyncs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := kube.client()
+			c, gs, err := kube.gitSync(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			key := types.NamespacedName{Namespace: ns, Name: args[0]}
-			gs, err := getGitSync(cmd.Context(), c, key)
-			if err != nil {
-				return err
-			}
+			key := client.ObjectKeyFromObject(gs)
 			if gs.Spec.Suspend {
 				fmt.Fprintf(cmd.OutOrStdout(), "✔ GitSync %s was already suspended\n", key)
 				return nil
@@ -63,16 +58,12 @@ it exits non-zero when the sync fails. --wait=false returns at once.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: kube.completeGitSyncs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := kube.client()
+			ctx, log := cmd.Context(), cmd.ErrOrStderr()
+			c, gs, err := kube.gitSync(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			ctx, out, log := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
-			key := types.NamespacedName{Namespace: ns, Name: args[0]}
-			gs, err := getGitSync(ctx, c, key)
-			if err != nil {
-				return err
-			}
+			key := client.ObjectKeyFromObject(gs)
 			resume := false
 			value, err := requestSync(ctx, c, gs, &resume)
 			if err != nil {
@@ -82,13 +73,7 @@ it exits non-zero when the sync fails. --wait=false returns at once.`,
 			if !wait {
 				return nil
 			}
-			fmt.Fprintln(log, "◎ waiting for the sync to finish")
-			rev, err := waitHandled(ctx, c, key, value, timeout)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "✔ applied revision %s\n", rev)
-			return nil
+			return waitAndPrint(ctx, c, key, value, timeout, cmd.OutOrStdout(), log)
 		},
 	}
 	kube.bind(cmd, false)

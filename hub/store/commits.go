@@ -36,18 +36,11 @@ func (s *Store) Commit(ctx context.Context, sha string) ([]Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", sha, err)
 	}
-	defer rows.Close()
-	out := []Deployment{}
-	for rows.Next() {
-		var d Deployment
-		var first, last int64
-		if err := rows.Scan(&d.SHA, &d.Agent, &d.Namespace, &d.Name, &d.RepoURL, &d.Revision, &d.State, &first, &last); err != nil {
-			return nil, fmt.Errorf("commit %s: %w", sha, err)
-		}
-		d.FirstSeen, d.LastSeen = fromMS(first), fromMS(last)
-		out = append(out, d)
+	out, err := scanDeployments(rows)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", sha, err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // PostedStatus returns the state last posted to the Git host for the commit
@@ -86,13 +79,24 @@ func (s *Store) History(ctx context.Context, agent, namespace, name string, limi
 	if err != nil {
 		return nil, fmt.Errorf("gitsync %s history: %w", id, err)
 	}
+	out, err := scanDeployments(rows)
+	if err != nil {
+		return nil, fmt.Errorf("gitsync %s history: %w", id, err)
+	}
+	return out, nil
+}
+
+// scanDeployments reads rows of the revisions table (sha, agent,
+// namespace, name, repo_url, revision, state, first_seen, last_seen) and
+// closes them.
+func scanDeployments(rows *sql.Rows) ([]Deployment, error) {
 	defer rows.Close()
 	out := []Deployment{}
 	for rows.Next() {
 		var d Deployment
 		var first, last int64
 		if err := rows.Scan(&d.SHA, &d.Agent, &d.Namespace, &d.Name, &d.RepoURL, &d.Revision, &d.State, &first, &last); err != nil {
-			return nil, fmt.Errorf("gitsync %s history: %w", id, err)
+			return nil, err
 		}
 		d.FirstSeen, d.LastSeen = fromMS(first), fromMS(last)
 		out = append(out, d)

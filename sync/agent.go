@@ -3,6 +3,7 @@ package sync
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	gosync "sync"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
+	"k8s.io/client-go/util/flowcontrol"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -52,7 +55,20 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 	// Apply and drift checks read objects straight from the API server: a
 	// cached client would start an informer for every kind a repository
 	// holds, where the drift tracker keeps only metadata.
-	direct, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	//
+	// One rate limiter and one connection pool serve the agent's client,
+	// the drift tracker and every impersonating client: --kube-api-qps
+	// bounds the agent as a whole, and a thousand tenants' GitSyncs do not
+	// open a thousand connection pools.
+	cfg = rest.CopyConfig(cfg)
+	if cfg.RateLimiter == nil && cfg.QPS > 0 {
+		cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("API client: %w", err)
+	}
+	direct, err := client.New(cfg, client.Options{HTTPClient: hc, Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
 	if err != nil {
 		return nil, fmt.Errorf("API client: %w", err)
 	}
@@ -82,7 +98,7 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 		DefaultServiceAccount: o.DefaultServiceAccount,
 		NoCrossNamespaceRefs:  o.NoCrossNamespaceRefs,
 	}
-	r.ApplierFor = impersonating(mgr, cfg, apply.ManagerOptions{Concurrency: o.Concurrency, Discovery: cached})
+	r.ApplierFor = impersonating(mgr, cfg, hc, apply.ManagerOptions{Concurrency: o.Concurrency, Discovery: cached})
 	tracker, err := drift.NewTracker(cfg, mgr.GetRESTMapper(), drift.Options{
 		FieldManager: apply.DefaultFieldManager,
 		Logger:       o.Logger,
@@ -110,7 +126,7 @@ func New(mgr ctrl.Manager, cfg *rest.Config, o Options) (*Reconciler, error) {
 // an applier whose every request impersonates that account, so that a
 // tenant's GitSync can apply and prune only what its RBAC allows. Kinds
 // are still resolved with the agent's own discovery.
-func impersonating(mgr ctrl.Manager, cfg *rest.Config, opts apply.ManagerOptions) func(namespace, sa string) (Applier, error) {
+func impersonating(mgr ctrl.Manager, cfg *rest.Config, hc *http.Client, opts apply.ManagerOptions) func(namespace, sa string) (Applier, error) {
 	var (
 		mu       gosync.Mutex
 		appliers = map[string]Applier{}
@@ -122,9 +138,13 @@ func impersonating(mgr ctrl.Manager, cfg *rest.Config, opts apply.ManagerOptions
 		if a, ok := appliers[user]; ok {
 			return a, nil
 		}
-		icfg := rest.CopyConfig(cfg)
-		icfg.Impersonate = rest.ImpersonationConfig{UserName: user}
-		c, err := client.New(icfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+		// The agent's connections, with the impersonation headers added
+		// to every request.
+		ihc := &http.Client{
+			Transport: transport.NewImpersonatingRoundTripper(transport.ImpersonationConfig{UserName: user}, hc.Transport),
+			Timeout:   hc.Timeout,
+		}
+		c, err := client.New(cfg, client.Options{HTTPClient: ihc, Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
 		if err != nil {
 			return nil, fmt.Errorf("client impersonating %s: %w", user, err)
 		}

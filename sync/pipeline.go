@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -263,7 +264,10 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 			cs = result.ChangeSet
 		}
 		out.inventory = apply.AddChangeSet(gs.Status.Inventory, cs)
-		if ctx.Err() != nil {
+		var lost *url.Error
+		if ctx.Err() != nil || errors.As(err, &lost) {
+			// A request that got no answer (stopped, or the connection
+			// broke) may have been written all the same.
 			out.inventory = unionInventory(out.inventory, plan.Inventory())
 		}
 		// An inventory of no entries is refused by the CRD, and nothing

@@ -60,9 +60,7 @@ func (o *agentOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	f.StringVar(&o.namespace, "namespace", "tether-system", "the agent's own namespace: its leader-election lease, and the only namespace whose GitSyncs may apply with the agent's rights (the platform team's)")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "where Git checkouts are cached")
-	// Sized by `make bench` (docs/performance.md): a reconcile mostly waits
-	// for the API server and Git, so 1,000 GitSyncs need more than Flux's 4.
-	f.IntVar(&o.concurrent, "concurrent", 8, "how many GitSyncs may reconcile (sync, correct drift) at once: the controller's workers")
+	f.IntVar(&o.concurrent, "concurrent", 4, "how many GitSyncs may reconcile (sync, correct drift) at once: the controller's workers")
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so that only one agent replica applies")
 	f.StringVar(&o.healthAddr, "health-addr", "", "address of /healthz and /readyz, e.g. :9440 (empty: off)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "address of Prometheus /metrics, e.g. :8080 (empty: off)")

@@ -18,7 +18,7 @@ import (
 var gitsyncHTML string
 
 // gitsyncTemplate escapes every value, like the overview's.
-var gitsyncTemplate = template.Must(template.New("gitsync").Parse(gitsyncHTML))
+var gitsyncTemplate = template.Must(template.Must(template.New("gitsync").Parse(gitsyncHTML)).Parse(styleHTML))
 
 // historyOnPage is how many applied revisions a GitSync's page lists.
 const historyOnPage = 20

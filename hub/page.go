@@ -11,12 +11,17 @@ import (
 	"tether.dev/tether/hub/store"
 )
 
+// styleHTML defines the template "style" both pages include.
+//
+//go:embed style.html
+var styleHTML string
+
 //go:embed page.html
 var pageHTML string
 
 // pageTemplate escapes every value (html/template): names, URLs and error
 // messages come from agents and Git.
-var pageTemplate = template.Must(template.New("page").Parse(pageHTML))
+var pageTemplate = template.Must(template.Must(template.New("page").Parse(pageHTML)).Parse(styleHTML))
 
 type pageData struct {
 	Refresh  int

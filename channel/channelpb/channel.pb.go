@@ -81,6 +81,129 @@ func (Feature) EnumDescriptor() ([]byte, []int) {
 	return file_channel_proto_rawDescGZIP(), []int{0}
 }
 
+// Phase is the state of one GitSync as the hub's badges show it, read
+// from its conditions kstatus style: suspended wins, then Stalled, then
+// Ready (and Drifted while Ready).
+type Phase int32
+
+const (
+	// PHASE_UNSPECIFIED: not set (an older agent; see SyncReport.phase).
+	Phase_PHASE_UNSPECIFIED Phase = 0
+	Phase_PHASE_SYNCED      Phase = 1
+	Phase_PHASE_PROGRESSING Phase = 2
+	Phase_PHASE_FAILED      Phase = 3
+	Phase_PHASE_DRIFTED     Phase = 4
+	Phase_PHASE_SUSPENDED   Phase = 5
+	// PHASE_UNKNOWN: no Ready condition yet, or the GitSync is deleted.
+	Phase_PHASE_UNKNOWN Phase = 6
+)
+
+// Enum value maps for Phase.
+var (
+	Phase_name = map[int32]string{
+		0: "PHASE_UNSPECIFIED",
+		1: "PHASE_SYNCED",
+		2: "PHASE_PROGRESSING",
+		3: "PHASE_FAILED",
+		4: "PHASE_DRIFTED",
+		5: "PHASE_SUSPENDED",
+		6: "PHASE_UNKNOWN",
+	}
+	Phase_value = map[string]int32{
+		"PHASE_UNSPECIFIED": 0,
+		"PHASE_SYNCED":      1,
+		"PHASE_PROGRESSING": 2,
+		"PHASE_FAILED":      3,
+		"PHASE_DRIFTED":     4,
+		"PHASE_SUSPENDED":   5,
+		"PHASE_UNKNOWN":     6,
+	}
+)
+
+func (x Phase) Enum() *Phase {
+	p := new(Phase)
+	*p = x
+	return p
+}
+
+func (x Phase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Phase) Descriptor() protoreflect.EnumDescriptor {
+	return file_channel_proto_enumTypes[1].Descriptor()
+}
+
+func (Phase) Type() protoreflect.EnumType {
+	return &file_channel_proto_enumTypes[1]
+}
+
+func (x Phase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Phase.Descriptor instead.
+func (Phase) EnumDescriptor() ([]byte, []int) {
+	return file_channel_proto_rawDescGZIP(), []int{1}
+}
+
+// RefKind is what a GitSync's source follows.
+type RefKind int32
+
+const (
+	// REF_KIND_UNSPECIFIED: not set (an older agent; see SyncReport.ref).
+	RefKind_REF_KIND_UNSPECIFIED RefKind = 0
+	RefKind_REF_KIND_BRANCH      RefKind = 1
+	RefKind_REF_KIND_TAG         RefKind = 2
+	RefKind_REF_KIND_SEMVER      RefKind = 3
+	RefKind_REF_KIND_COMMIT      RefKind = 4
+)
+
+// Enum value maps for RefKind.
+var (
+	RefKind_name = map[int32]string{
+		0: "REF_KIND_UNSPECIFIED",
+		1: "REF_KIND_BRANCH",
+		2: "REF_KIND_TAG",
+		3: "REF_KIND_SEMVER",
+		4: "REF_KIND_COMMIT",
+	}
+	RefKind_value = map[string]int32{
+		"REF_KIND_UNSPECIFIED": 0,
+		"REF_KIND_BRANCH":      1,
+		"REF_KIND_TAG":         2,
+		"REF_KIND_SEMVER":      3,
+		"REF_KIND_COMMIT":      4,
+	}
+)
+
+func (x RefKind) Enum() *RefKind {
+	p := new(RefKind)
+	*p = x
+	return p
+}
+
+func (x RefKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RefKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_channel_proto_enumTypes[2].Descriptor()
+}
+
+func (RefKind) Type() protoreflect.EnumType {
+	return &file_channel_proto_enumTypes[2]
+}
+
+func (x RefKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RefKind.Descriptor instead.
+func (RefKind) EnumDescriptor() ([]byte, []int) {
+	return file_channel_proto_rawDescGZIP(), []int{2}
+}
+
 // CallerKind is what kind of hub principal a TunnelCaller names.
 type CallerKind int32
 
@@ -115,11 +238,11 @@ func (x CallerKind) String() string {
 }
 
 func (CallerKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_channel_proto_enumTypes[1].Descriptor()
+	return file_channel_proto_enumTypes[3].Descriptor()
 }
 
 func (CallerKind) Type() protoreflect.EnumType {
-	return &file_channel_proto_enumTypes[1]
+	return &file_channel_proto_enumTypes[3]
 }
 
 func (x CallerKind) Number() protoreflect.EnumNumber {
@@ -128,7 +251,7 @@ func (x CallerKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CallerKind.Descriptor instead.
 func (CallerKind) EnumDescriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{1}
+	return file_channel_proto_rawDescGZIP(), []int{3}
 }
 
 type AgentMessage struct {
@@ -713,12 +836,16 @@ type SyncReport struct {
 	StateVersion uint64 `protobuf:"varint,3,opt,name=state_version,json=stateVersion,proto3" json:"state_version,omitempty"`
 	SourceUrl    string `protobuf:"bytes,4,opt,name=source_url,json=sourceUrl,proto3" json:"source_url,omitempty"`
 	// ref is "branch:main", "tag:v1", "semver:>=1.0" or "commit:<sha>".
+	// Deprecated: read source_ref (18). A new agent still fills it, the
+	// same ref spelled as a string, for hubs from before source_ref.
 	Ref  string `protobuf:"bytes,5,opt,name=ref,proto3" json:"ref,omitempty"`
 	Path string `protobuf:"bytes,6,opt,name=path,proto3" json:"path,omitempty"`
 	// revision is the last applied revision, "<ref>@sha1:<40 hex>".
 	Revision          string `protobuf:"bytes,7,opt,name=revision,proto3" json:"revision,omitempty"`
 	AttemptedRevision string `protobuf:"bytes,8,opt,name=attempted_revision,json=attemptedRevision,proto3" json:"attempted_revision,omitempty"`
 	// phase is one of: synced, progressing, failed, drifted, suspended, unknown.
+	// Deprecated: read sync_phase (17). A new agent still fills it, the
+	// same phase spelled as a string, for hubs from before sync_phase.
 	Phase          string            `protobuf:"bytes,9,opt,name=phase,proto3" json:"phase,omitempty"`
 	Message        string            `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
 	Conditions     []*Condition      `protobuf:"bytes,11,rep,name=conditions,proto3" json:"conditions,omitempty"`
@@ -730,6 +857,12 @@ type SyncReport struct {
 	// warning_events is how many Warning events of the GitSync's objects
 	// the agent has seen since it started.
 	WarningEvents int64 `protobuf:"varint,16,opt,name=warning_events,json=warningEvents,proto3" json:"warning_events,omitempty"`
+	// sync_phase is the phase, typed. PHASE_UNSPECIFIED means an agent from
+	// before it: the hub then reads the string phase (9).
+	SyncPhase Phase `protobuf:"varint,17,opt,name=sync_phase,json=syncPhase,proto3,enum=tether.channel.v1.Phase" json:"sync_phase,omitempty"`
+	// source_ref is the ref the GitSync follows, structured. Unset means an
+	// agent from before it: the hub then reads the string ref (5).
+	SourceRef     *Ref `protobuf:"bytes,18,opt,name=source_ref,json=sourceRef,proto3" json:"source_ref,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -876,6 +1009,86 @@ func (x *SyncReport) GetWarningEvents() int64 {
 	return 0
 }
 
+func (x *SyncReport) GetSyncPhase() Phase {
+	if x != nil {
+		return x.SyncPhase
+	}
+	return Phase_PHASE_UNSPECIFIED
+}
+
+func (x *SyncReport) GetSourceRef() *Ref {
+	if x != nil {
+		return x.SourceRef
+	}
+	return nil
+}
+
+// Ref is the ref a GitSync follows and the commit it last resolved to.
+type Ref struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  RefKind                `protobuf:"varint,1,opt,name=kind,proto3,enum=tether.channel.v1.RefKind" json:"kind,omitempty"`
+	// name is the branch or tag name, the semver constraint, or the commit
+	// SHA, as the GitSync spells it.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// commit is the 40-hex commit of the last attempted revision (else of
+	// the last applied one): what the ref resolved to when last fetched.
+	// Empty before the first fetch.
+	Commit        string `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ref) Reset() {
+	*x = Ref{}
+	mi := &file_channel_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ref) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ref) ProtoMessage() {}
+
+func (x *Ref) ProtoReflect() protoreflect.Message {
+	mi := &file_channel_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ref.ProtoReflect.Descriptor instead.
+func (*Ref) Descriptor() ([]byte, []int) {
+	return file_channel_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Ref) GetKind() RefKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RefKind_REF_KIND_UNSPECIFIED
+}
+
+func (x *Ref) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Ref) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
 // WarningEvents is a batch of Warning events, each folded: the same
 // reason, object and message seen count times between first and last.
 type WarningEvents struct {
@@ -887,7 +1100,7 @@ type WarningEvents struct {
 
 func (x *WarningEvents) Reset() {
 	*x = WarningEvents{}
-	mi := &file_channel_proto_msgTypes[8]
+	mi := &file_channel_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1112,7 @@ func (x *WarningEvents) String() string {
 func (*WarningEvents) ProtoMessage() {}
 
 func (x *WarningEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[8]
+	mi := &file_channel_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1125,7 @@ func (x *WarningEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarningEvents.ProtoReflect.Descriptor instead.
 func (*WarningEvents) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{8}
+	return file_channel_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WarningEvents) GetEvents() []*WarningEvent {
@@ -942,7 +1155,7 @@ type WarningEvent struct {
 
 func (x *WarningEvent) Reset() {
 	*x = WarningEvent{}
-	mi := &file_channel_proto_msgTypes[9]
+	mi := &file_channel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1167,7 @@ func (x *WarningEvent) String() string {
 func (*WarningEvent) ProtoMessage() {}
 
 func (x *WarningEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[9]
+	mi := &file_channel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1180,7 @@ func (x *WarningEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarningEvent.ProtoReflect.Descriptor instead.
 func (*WarningEvent) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{9}
+	return file_channel_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WarningEvent) GetGitsyncNamespace() string {
@@ -1053,7 +1266,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_channel_proto_msgTypes[10]
+	mi := &file_channel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1278,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[10]
+	mi := &file_channel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1291,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{10}
+	return file_channel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Condition) GetType() string {
@@ -1126,7 +1339,7 @@ type NamespaceCount struct {
 
 func (x *NamespaceCount) Reset() {
 	*x = NamespaceCount{}
-	mi := &file_channel_proto_msgTypes[11]
+	mi := &file_channel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1351,7 @@ func (x *NamespaceCount) String() string {
 func (*NamespaceCount) ProtoMessage() {}
 
 func (x *NamespaceCount) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[11]
+	mi := &file_channel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1364,7 @@ func (x *NamespaceCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamespaceCount.ProtoReflect.Descriptor instead.
 func (*NamespaceCount) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{11}
+	return file_channel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NamespaceCount) GetNamespace() string {
@@ -1178,7 +1391,7 @@ type DriftSummary struct {
 
 func (x *DriftSummary) Reset() {
 	*x = DriftSummary{}
-	mi := &file_channel_proto_msgTypes[12]
+	mi := &file_channel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1403,7 @@ func (x *DriftSummary) String() string {
 func (*DriftSummary) ProtoMessage() {}
 
 func (x *DriftSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[12]
+	mi := &file_channel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1416,7 @@ func (x *DriftSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftSummary.ProtoReflect.Descriptor instead.
 func (*DriftSummary) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{12}
+	return file_channel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DriftSummary) GetCount() int32 {
@@ -1236,7 +1449,7 @@ type DriftedObject struct {
 
 func (x *DriftedObject) Reset() {
 	*x = DriftedObject{}
-	mi := &file_channel_proto_msgTypes[13]
+	mi := &file_channel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1461,7 @@ func (x *DriftedObject) String() string {
 func (*DriftedObject) ProtoMessage() {}
 
 func (x *DriftedObject) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[13]
+	mi := &file_channel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1474,7 @@ func (x *DriftedObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftedObject.ProtoReflect.Descriptor instead.
 func (*DriftedObject) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{13}
+	return file_channel_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DriftedObject) GetGroup() string {
@@ -1347,7 +1560,7 @@ type TunnelFrame struct {
 
 func (x *TunnelFrame) Reset() {
 	*x = TunnelFrame{}
-	mi := &file_channel_proto_msgTypes[14]
+	mi := &file_channel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1572,7 @@ func (x *TunnelFrame) String() string {
 func (*TunnelFrame) ProtoMessage() {}
 
 func (x *TunnelFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[14]
+	mi := &file_channel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1585,7 @@ func (x *TunnelFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelFrame.ProtoReflect.Descriptor instead.
 func (*TunnelFrame) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{14}
+	return file_channel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TunnelFrame) GetStreamId() uint64 {
@@ -1441,7 +1654,7 @@ type TunnelRequest struct {
 
 func (x *TunnelRequest) Reset() {
 	*x = TunnelRequest{}
-	mi := &file_channel_proto_msgTypes[15]
+	mi := &file_channel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1666,7 @@ func (x *TunnelRequest) String() string {
 func (*TunnelRequest) ProtoMessage() {}
 
 func (x *TunnelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[15]
+	mi := &file_channel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1679,7 @@ func (x *TunnelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelRequest.ProtoReflect.Descriptor instead.
 func (*TunnelRequest) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{15}
+	return file_channel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TunnelRequest) GetMethod() string {
@@ -1515,7 +1728,7 @@ type TunnelCaller struct {
 
 func (x *TunnelCaller) Reset() {
 	*x = TunnelCaller{}
-	mi := &file_channel_proto_msgTypes[16]
+	mi := &file_channel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1740,7 @@ func (x *TunnelCaller) String() string {
 func (*TunnelCaller) ProtoMessage() {}
 
 func (x *TunnelCaller) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[16]
+	mi := &file_channel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1753,7 @@ func (x *TunnelCaller) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelCaller.ProtoReflect.Descriptor instead.
 func (*TunnelCaller) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{16}
+	return file_channel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TunnelCaller) GetKind() CallerKind {
@@ -1569,7 +1782,7 @@ type TunnelResponse struct {
 
 func (x *TunnelResponse) Reset() {
 	*x = TunnelResponse{}
-	mi := &file_channel_proto_msgTypes[17]
+	mi := &file_channel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1794,7 @@ func (x *TunnelResponse) String() string {
 func (*TunnelResponse) ProtoMessage() {}
 
 func (x *TunnelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[17]
+	mi := &file_channel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1807,7 @@ func (x *TunnelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TunnelResponse.ProtoReflect.Descriptor instead.
 func (*TunnelResponse) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{17}
+	return file_channel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TunnelResponse) GetStatus() int32 {
@@ -1622,7 +1835,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_channel_proto_msgTypes[18]
+	mi := &file_channel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1847,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_channel_proto_msgTypes[18]
+	mi := &file_channel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1860,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_channel_proto_rawDescGZIP(), []int{18}
+	return file_channel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Header) GetName() string {
@@ -1707,7 +1920,7 @@ const file_channel_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
 	"\brepo_url\x18\x03 \x01(\tR\arepoUrl\x12\"\n" +
 	"\rbranch_or_tag\x18\x04 \x01(\tR\vbranchOrTag\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xc7\x04\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xb7\x05\n" +
 	"\n" +
 	"SyncReport\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
@@ -1731,7 +1944,15 @@ const file_channel_proto_rawDesc = "" +
 	"\x05drift\x18\r \x01(\v2\x1f.tether.channel.v1.DriftSummaryR\x05drift\x12)\n" +
 	"\x11last_sync_unix_ms\x18\x0e \x01(\x03R\x0elastSyncUnixMs\x12\x18\n" +
 	"\adeleted\x18\x0f \x01(\bR\adeleted\x12%\n" +
-	"\x0ewarning_events\x18\x10 \x01(\x03R\rwarningEvents\"H\n" +
+	"\x0ewarning_events\x18\x10 \x01(\x03R\rwarningEvents\x127\n" +
+	"\n" +
+	"sync_phase\x18\x11 \x01(\x0e2\x18.tether.channel.v1.PhaseR\tsyncPhase\x125\n" +
+	"\n" +
+	"source_ref\x18\x12 \x01(\v2\x16.tether.channel.v1.RefR\tsourceRef\"a\n" +
+	"\x03Ref\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.tether.channel.v1.RefKindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06commit\x18\x03 \x01(\tR\x06commit\"H\n" +
 	"\rWarningEvents\x127\n" +
 	"\x06events\x18\x01 \x03(\v2\x1f.tether.channel.v1.WarningEventR\x06events\"\xb2\x02\n" +
 	"\fWarningEvent\x12+\n" +
@@ -1794,7 +2015,21 @@ const file_channel_proto_rawDesc = "" +
 	"\aFeature\x12\x17\n" +
 	"\x13FEATURE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eFEATURE_TUNNEL\x10\x01\x12\x12\n" +
-	"\x0eFEATURE_EVENTS\x10\x02*X\n" +
+	"\x0eFEATURE_EVENTS\x10\x02*\x94\x01\n" +
+	"\x05Phase\x12\x15\n" +
+	"\x11PHASE_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fPHASE_SYNCED\x10\x01\x12\x15\n" +
+	"\x11PHASE_PROGRESSING\x10\x02\x12\x10\n" +
+	"\fPHASE_FAILED\x10\x03\x12\x11\n" +
+	"\rPHASE_DRIFTED\x10\x04\x12\x13\n" +
+	"\x0fPHASE_SUSPENDED\x10\x05\x12\x11\n" +
+	"\rPHASE_UNKNOWN\x10\x06*t\n" +
+	"\aRefKind\x12\x18\n" +
+	"\x14REF_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fREF_KIND_BRANCH\x10\x01\x12\x10\n" +
+	"\fREF_KIND_TAG\x10\x02\x12\x13\n" +
+	"\x0fREF_KIND_SEMVER\x10\x03\x12\x13\n" +
+	"\x0fREF_KIND_COMMIT\x10\x04*X\n" +
 	"\n" +
 	"CallerKind\x12\x1b\n" +
 	"\x17CALLER_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1815,61 +2050,67 @@ func file_channel_proto_rawDescGZIP() []byte {
 	return file_channel_proto_rawDescData
 }
 
-var file_channel_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_channel_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_channel_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_channel_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_channel_proto_goTypes = []any{
 	(Feature)(0),           // 0: tether.channel.v1.Feature
-	(CallerKind)(0),        // 1: tether.channel.v1.CallerKind
-	(*AgentMessage)(nil),   // 2: tether.channel.v1.AgentMessage
-	(*HubMessage)(nil),     // 3: tether.channel.v1.HubMessage
-	(*Hello)(nil),          // 4: tether.channel.v1.Hello
-	(*Heartbeat)(nil),      // 5: tether.channel.v1.Heartbeat
-	(*Welcome)(nil),        // 6: tether.channel.v1.Welcome
-	(*Ack)(nil),            // 7: tether.channel.v1.Ack
-	(*SyncNow)(nil),        // 8: tether.channel.v1.SyncNow
-	(*SyncReport)(nil),     // 9: tether.channel.v1.SyncReport
-	(*WarningEvents)(nil),  // 10: tether.channel.v1.WarningEvents
-	(*WarningEvent)(nil),   // 11: tether.channel.v1.WarningEvent
-	(*Condition)(nil),      // 12: tether.channel.v1.Condition
-	(*NamespaceCount)(nil), // 13: tether.channel.v1.NamespaceCount
-	(*DriftSummary)(nil),   // 14: tether.channel.v1.DriftSummary
-	(*DriftedObject)(nil),  // 15: tether.channel.v1.DriftedObject
-	(*TunnelFrame)(nil),    // 16: tether.channel.v1.TunnelFrame
-	(*TunnelRequest)(nil),  // 17: tether.channel.v1.TunnelRequest
-	(*TunnelCaller)(nil),   // 18: tether.channel.v1.TunnelCaller
-	(*TunnelResponse)(nil), // 19: tether.channel.v1.TunnelResponse
-	(*Header)(nil),         // 20: tether.channel.v1.Header
+	(Phase)(0),             // 1: tether.channel.v1.Phase
+	(RefKind)(0),           // 2: tether.channel.v1.RefKind
+	(CallerKind)(0),        // 3: tether.channel.v1.CallerKind
+	(*AgentMessage)(nil),   // 4: tether.channel.v1.AgentMessage
+	(*HubMessage)(nil),     // 5: tether.channel.v1.HubMessage
+	(*Hello)(nil),          // 6: tether.channel.v1.Hello
+	(*Heartbeat)(nil),      // 7: tether.channel.v1.Heartbeat
+	(*Welcome)(nil),        // 8: tether.channel.v1.Welcome
+	(*Ack)(nil),            // 9: tether.channel.v1.Ack
+	(*SyncNow)(nil),        // 10: tether.channel.v1.SyncNow
+	(*SyncReport)(nil),     // 11: tether.channel.v1.SyncReport
+	(*Ref)(nil),            // 12: tether.channel.v1.Ref
+	(*WarningEvents)(nil),  // 13: tether.channel.v1.WarningEvents
+	(*WarningEvent)(nil),   // 14: tether.channel.v1.WarningEvent
+	(*Condition)(nil),      // 15: tether.channel.v1.Condition
+	(*NamespaceCount)(nil), // 16: tether.channel.v1.NamespaceCount
+	(*DriftSummary)(nil),   // 17: tether.channel.v1.DriftSummary
+	(*DriftedObject)(nil),  // 18: tether.channel.v1.DriftedObject
+	(*TunnelFrame)(nil),    // 19: tether.channel.v1.TunnelFrame
+	(*TunnelRequest)(nil),  // 20: tether.channel.v1.TunnelRequest
+	(*TunnelCaller)(nil),   // 21: tether.channel.v1.TunnelCaller
+	(*TunnelResponse)(nil), // 22: tether.channel.v1.TunnelResponse
+	(*Header)(nil),         // 23: tether.channel.v1.Header
 }
 var file_channel_proto_depIdxs = []int32{
-	4,  // 0: tether.channel.v1.AgentMessage.hello:type_name -> tether.channel.v1.Hello
-	5,  // 1: tether.channel.v1.AgentMessage.heartbeat:type_name -> tether.channel.v1.Heartbeat
-	9,  // 2: tether.channel.v1.AgentMessage.report:type_name -> tether.channel.v1.SyncReport
-	16, // 3: tether.channel.v1.AgentMessage.tunnel:type_name -> tether.channel.v1.TunnelFrame
-	10, // 4: tether.channel.v1.AgentMessage.events:type_name -> tether.channel.v1.WarningEvents
-	6,  // 5: tether.channel.v1.HubMessage.welcome:type_name -> tether.channel.v1.Welcome
-	8,  // 6: tether.channel.v1.HubMessage.sync_now:type_name -> tether.channel.v1.SyncNow
-	7,  // 7: tether.channel.v1.HubMessage.ack:type_name -> tether.channel.v1.Ack
-	16, // 8: tether.channel.v1.HubMessage.tunnel:type_name -> tether.channel.v1.TunnelFrame
+	6,  // 0: tether.channel.v1.AgentMessage.hello:type_name -> tether.channel.v1.Hello
+	7,  // 1: tether.channel.v1.AgentMessage.heartbeat:type_name -> tether.channel.v1.Heartbeat
+	11, // 2: tether.channel.v1.AgentMessage.report:type_name -> tether.channel.v1.SyncReport
+	19, // 3: tether.channel.v1.AgentMessage.tunnel:type_name -> tether.channel.v1.TunnelFrame
+	13, // 4: tether.channel.v1.AgentMessage.events:type_name -> tether.channel.v1.WarningEvents
+	8,  // 5: tether.channel.v1.HubMessage.welcome:type_name -> tether.channel.v1.Welcome
+	10, // 6: tether.channel.v1.HubMessage.sync_now:type_name -> tether.channel.v1.SyncNow
+	9,  // 7: tether.channel.v1.HubMessage.ack:type_name -> tether.channel.v1.Ack
+	19, // 8: tether.channel.v1.HubMessage.tunnel:type_name -> tether.channel.v1.TunnelFrame
 	0,  // 9: tether.channel.v1.Hello.features:type_name -> tether.channel.v1.Feature
 	0,  // 10: tether.channel.v1.Welcome.features:type_name -> tether.channel.v1.Feature
-	12, // 11: tether.channel.v1.SyncReport.conditions:type_name -> tether.channel.v1.Condition
-	13, // 12: tether.channel.v1.SyncReport.namespaces:type_name -> tether.channel.v1.NamespaceCount
-	14, // 13: tether.channel.v1.SyncReport.drift:type_name -> tether.channel.v1.DriftSummary
-	11, // 14: tether.channel.v1.WarningEvents.events:type_name -> tether.channel.v1.WarningEvent
-	15, // 15: tether.channel.v1.DriftSummary.objects:type_name -> tether.channel.v1.DriftedObject
-	17, // 16: tether.channel.v1.TunnelFrame.request:type_name -> tether.channel.v1.TunnelRequest
-	19, // 17: tether.channel.v1.TunnelFrame.response:type_name -> tether.channel.v1.TunnelResponse
-	20, // 18: tether.channel.v1.TunnelRequest.headers:type_name -> tether.channel.v1.Header
-	18, // 19: tether.channel.v1.TunnelRequest.caller:type_name -> tether.channel.v1.TunnelCaller
-	1,  // 20: tether.channel.v1.TunnelCaller.kind:type_name -> tether.channel.v1.CallerKind
-	20, // 21: tether.channel.v1.TunnelResponse.headers:type_name -> tether.channel.v1.Header
-	2,  // 22: tether.channel.v1.AgentChannel.Connect:input_type -> tether.channel.v1.AgentMessage
-	3,  // 23: tether.channel.v1.AgentChannel.Connect:output_type -> tether.channel.v1.HubMessage
-	23, // [23:24] is the sub-list for method output_type
-	22, // [22:23] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	15, // 11: tether.channel.v1.SyncReport.conditions:type_name -> tether.channel.v1.Condition
+	16, // 12: tether.channel.v1.SyncReport.namespaces:type_name -> tether.channel.v1.NamespaceCount
+	17, // 13: tether.channel.v1.SyncReport.drift:type_name -> tether.channel.v1.DriftSummary
+	1,  // 14: tether.channel.v1.SyncReport.sync_phase:type_name -> tether.channel.v1.Phase
+	12, // 15: tether.channel.v1.SyncReport.source_ref:type_name -> tether.channel.v1.Ref
+	2,  // 16: tether.channel.v1.Ref.kind:type_name -> tether.channel.v1.RefKind
+	14, // 17: tether.channel.v1.WarningEvents.events:type_name -> tether.channel.v1.WarningEvent
+	18, // 18: tether.channel.v1.DriftSummary.objects:type_name -> tether.channel.v1.DriftedObject
+	20, // 19: tether.channel.v1.TunnelFrame.request:type_name -> tether.channel.v1.TunnelRequest
+	22, // 20: tether.channel.v1.TunnelFrame.response:type_name -> tether.channel.v1.TunnelResponse
+	23, // 21: tether.channel.v1.TunnelRequest.headers:type_name -> tether.channel.v1.Header
+	21, // 22: tether.channel.v1.TunnelRequest.caller:type_name -> tether.channel.v1.TunnelCaller
+	3,  // 23: tether.channel.v1.TunnelCaller.kind:type_name -> tether.channel.v1.CallerKind
+	23, // 24: tether.channel.v1.TunnelResponse.headers:type_name -> tether.channel.v1.Header
+	4,  // 25: tether.channel.v1.AgentChannel.Connect:input_type -> tether.channel.v1.AgentMessage
+	5,  // 26: tether.channel.v1.AgentChannel.Connect:output_type -> tether.channel.v1.HubMessage
+	26, // [26:27] is the sub-list for method output_type
+	25, // [25:26] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_channel_proto_init() }
@@ -1895,8 +2136,8 @@ func file_channel_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_channel_proto_rawDesc), len(file_channel_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   19,
+			NumEnums:      4,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

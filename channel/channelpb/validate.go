@@ -7,17 +7,6 @@ import (
 	"unicode"
 )
 
-// Phases a SyncReport carries, as the hub's badges show them. An empty
-// phase reads as PhaseUnknown.
-const (
-	PhaseSynced      = "synced"
-	PhaseProgressing = "progressing"
-	PhaseFailed      = "failed"
-	PhaseDrifted     = "drifted"
-	PhaseSuspended   = "suspended"
-	PhaseUnknown     = "unknown"
-)
-
 // Limits of one message. The agent trims its reports to them and the hub
 // refuses a message beyond them: they are far above what a real GitSync
 // produces, and they keep one report's cost to the hub bounded.
@@ -61,7 +50,8 @@ func (h *Hello) Validate() error {
 
 // Validate checks what the hub relies on in a report: the GitSync's
 // namespace and name, a state_version, a known phase and condition
-// statuses, a ref in the protocol's spelling, and every limit above.
+// statuses, a ref in the protocol's spelling, typed phase and ref that
+// agree with their string spellings, and every limit above.
 // Errors lead with namespace/name when those are usable.
 func (r *SyncReport) Validate() error {
 	if r == nil {
@@ -79,8 +69,11 @@ func (r *SyncReport) Validate() error {
 	default:
 		return fmt.Errorf("%s: unknown phase %.40q: %w", id, r.GetPhase(), ErrInvalid)
 	}
-	if ref := r.GetRef(); ref != "" && !validRef(ref) {
+	if ref := r.GetRef(); ref != "" && ParseRef(ref) == nil {
 		return fmt.Errorf("%s: ref %.40q is not branch:, tag:, semver: or commit:: %w", id, ref, ErrInvalid)
+	}
+	if err := checkTyped(id, r); err != nil {
+		return err
 	}
 	if err := checkTexts(id, map[string]string{
 		"source_url": r.GetSourceUrl(), "ref": r.GetRef(), "path": r.GetPath(), "revision": r.GetRevision(),
@@ -127,6 +120,42 @@ func (r *SyncReport) Validate() error {
 	return nil
 }
 
+// checkTyped checks sync_phase and source_ref against the deprecated
+// strings: an old hub reads only the strings and a new one the typed
+// fields, so a report where they disagree would show two states. A typed
+// value this version does not know (a newer agent's) is left to the
+// strings.
+func checkTyped(id string, r *SyncReport) error {
+	if label := r.GetSyncPhase().Label(); label != "" && r.GetPhase() != "" && r.GetPhase() != label {
+		return fmt.Errorf("%s: sync_phase %s disagrees with phase %.40q: %w", id, r.GetSyncPhase(), r.GetPhase(), ErrInvalid)
+	}
+	ref := r.GetSourceRef()
+	if ref == nil {
+		return nil
+	}
+	if _, known := refPrefixes[ref.GetKind()]; known && ref.GetName() == "" {
+		return fmt.Errorf("%s: source_ref of kind %s has no name: %w", id, ref.GetKind(), ErrInvalid)
+	}
+	if text := ref.Text(); text != "" && r.GetRef() != "" && r.GetRef() != text {
+		return fmt.Errorf("%s: source_ref %.40q disagrees with ref %.40q: %w", id, text, r.GetRef(), ErrInvalid)
+	}
+	if err := checkTexts(id, map[string]string{"source_ref name": ref.GetName()}, MaxTextLength); err != nil {
+		return err
+	}
+	if c := ref.GetCommit(); c != "" && !isCommit(c) {
+		return fmt.Errorf("%s: source_ref commit %.70q is not 40 or 64 lower-case hex digits: %w", id, c, ErrInvalid)
+	}
+	return nil
+}
+
+// isCommit accepts a full SHA-1 or SHA-256 commit name.
+func isCommit(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	return strings.IndexFunc(s, func(c rune) bool { return (c < '0' || c > '9') && (c < 'a' || c > 'f') }) < 0
+}
+
 func checkDrifted(id string, o *DriftedObject) error {
 	if err := checkTexts(id, map[string]string{
 		"group": o.GetGroup(), "kind": o.GetKind(), "namespace": o.GetNamespace(), "name": o.GetName(),
@@ -143,19 +172,6 @@ func checkDrifted(id string, o *DriftedObject) error {
 		}
 	}
 	return nil
-}
-
-// validRef is the protocol's spelling of a ref.
-func validRef(ref string) bool {
-	kind, value, ok := strings.Cut(ref, ":")
-	if !ok || value == "" {
-		return false
-	}
-	switch kind {
-	case "branch", "tag", "semver", "commit":
-		return true
-	}
-	return false
 }
 
 // checkName accepts a name the hub can put into an ID ("agent/ns/name")

@@ -274,8 +274,8 @@ func simulateAgent(ctx context.Context, hubURL, name string, up func()) error {
 	if strings.HasPrefix(hubURL, "ws://") {
 		addr = "passthrough:///sim"
 		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			ws, _, err := websocket.Dial(ctx, hubURL+agent.WebSocketPath, &websocket.DialOptions{
-				Subprotocols: []string{agent.WebSocketSubprotocol},
+			ws, _, err := websocket.Dial(ctx, hubURL+channelpb.WebSocketPath, &websocket.DialOptions{
+				Subprotocols: []string{channelpb.WebSocketSubprotocol},
 			})
 			if err != nil {
 				return nil, err

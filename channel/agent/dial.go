@@ -15,11 +15,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
-)
 
-// WebSocketSubprotocol names the tunnel: raw gRPC (HTTP/2) frames in binary
-// WebSocket messages.
-const WebSocketSubprotocol = "tether.channel.v1"
+	"tether.dev/tether/channel/channelpb"
+)
 
 // tokenCreds puts the bearer token on every call. With a file it is read
 // per call, so a rotated token takes effect on the next connection.
@@ -56,8 +54,8 @@ func (c *Client) dial() (*grpc.ClientConn, error) {
 	opts := []grpc.DialOption{
 		grpc.WithPerRPCCredentials(c.creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time:                keepaliveTime,
-			Timeout:             keepaliveTimeout,
+			Time:                channelpb.KeepaliveTime,
+			Timeout:             channelpb.KeepaliveTimeout,
 			PermitWithoutStream: true,
 		}),
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -86,7 +84,7 @@ func (c *Client) dial() (*grpc.ClientConn, error) {
 // webSocketClient is the HTTP client for the upgrade: proxy from the
 // environment, the hub's CA, HTTP/1.1 only (an upgrade needs it).
 func webSocketClient(t target) *http.Client {
-	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: keepaliveTime}
+	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: channelpb.KeepaliveTime}
 	return &http.Client{Transport: &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         d.DialContext,
@@ -100,7 +98,7 @@ func webSocketClient(t target) *http.Client {
 func (c *Client) dialWebSocket(ctx context.Context, _ string) (net.Conn, error) {
 	ws, resp, err := websocket.Dial(ctx, c.target.wsURL, &websocket.DialOptions{
 		HTTPClient:   c.ws,
-		Subprotocols: []string{WebSocketSubprotocol},
+		Subprotocols: []string{channelpb.WebSocketSubprotocol},
 	})
 	if err != nil {
 		if resp != nil {
@@ -108,9 +106,9 @@ func (c *Client) dialWebSocket(ctx context.Context, _ string) (net.Conn, error) 
 		}
 		return nil, fmt.Errorf("websocket %s: %w", c.target.wsURL, err)
 	}
-	if ws.Subprotocol() != WebSocketSubprotocol {
+	if ws.Subprotocol() != channelpb.WebSocketSubprotocol {
 		ws.Close(websocket.StatusProtocolError, "subprotocol")
-		return nil, errors.New("websocket: the hub did not accept the " + WebSocketSubprotocol + " subprotocol")
+		return nil, errors.New("websocket: the hub did not accept the " + channelpb.WebSocketSubprotocol + " subprotocol")
 	}
 	// The dial context ends with the dial; the conn lives until closed.
 	return websocket.NetConn(context.Background(), ws, websocket.MessageBinary), nil

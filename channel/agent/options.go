@@ -49,25 +49,15 @@ type Options struct {
 	// Backoff between connection attempts.
 	Backoff Backoff
 	// Heartbeat, when set, is used instead of the interval the hub's Welcome
-	// asks for if it is shorter. Without either it is 25s; it is never more
+	// asks for if it is shorter. Without either it is 20s; it is never more
 	// than 55s, under common 60 s idle timeouts.
 	Heartbeat time.Duration
 }
 
-// Timing that keeps the connection alive through load balancers and NATs
-// with 60 s idle timeouts. The hub's keepalive enforcement permits pings
-// every 20 s or slower.
-const (
-	keepaliveTime    = 30 * time.Second
-	keepaliveTimeout = 15 * time.Second
-	maxHeartbeat     = 55 * time.Second
-	defaultHeartbeat = 25 * time.Second
-	welcomeTimeout   = 30 * time.Second
-	dialTimeout      = 20 * time.Second
-)
-
-// WebSocketPath is where the hub serves the WebSocket transport.
-const WebSocketPath = "/channel/ws"
+// dialTimeout bounds one TCP connect to the hub; the stream's own timings
+// (keepalive, heartbeats, the Welcome's deadline) are channelpb's, shared
+// with the hub.
+const dialTimeout = 20 * time.Second
 
 // transport is how the client reaches the hub.
 type transport int
@@ -119,8 +109,8 @@ func parseTarget(o Options) (target, error) {
 	}
 	if t.kind == webSocket {
 		ws := *u
-		if !strings.HasSuffix(ws.Path, WebSocketPath) {
-			ws.Path = strings.TrimSuffix(ws.Path, "/") + WebSocketPath
+		if !strings.HasSuffix(ws.Path, channelpb.WebSocketPath) {
+			ws.Path = strings.TrimSuffix(ws.Path, "/") + channelpb.WebSocketPath
 		}
 		ws.RawQuery, ws.Fragment = "", ""
 		t.wsURL = ws.String()
@@ -158,7 +148,7 @@ func tlsConfig(o Options, serverName string) (*tls.Config, error) {
 }
 
 // heartbeat picks the interval: the hub's wish, or ours when it is set
-// and shorter, never above maxHeartbeat.
+// and shorter, never above channelpb.MaxHeartbeat.
 func heartbeat(own time.Duration, w *channelpb.Welcome) time.Duration {
 	hub := time.Duration(w.GetHeartbeatSeconds()) * time.Second
 	hb := hub
@@ -166,7 +156,7 @@ func heartbeat(own time.Duration, w *channelpb.Welcome) time.Duration {
 	case own > 0 && (hub <= 0 || own < hub):
 		hb = own
 	case hub <= 0:
-		hb = defaultHeartbeat
+		hb = channelpb.DefaultHeartbeat
 	}
-	return min(hb, maxHeartbeat)
+	return min(hb, channelpb.MaxHeartbeat)
 }

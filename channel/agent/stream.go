@@ -42,7 +42,7 @@ func (c *Client) connect(ctx context.Context) (welcomed bool, err error) {
 	if err != nil {
 		return false, recvError(st, err)
 	}
-	timer := time.AfterFunc(welcomeTimeout, func() {
+	timer := time.AfterFunc(channelpb.WelcomeTimeout, func() {
 		cancel(status.Error(codes.DeadlineExceeded, "no Welcome from the hub"))
 	})
 	first, err := st.Recv()

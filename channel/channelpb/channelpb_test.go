@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -105,4 +106,22 @@ func TestRedactReport(t *testing.T) {
 		t.Errorf("redaction changed more than credentials: %v", r)
 	}
 	RedactReport(nil) // no panic
+}
+
+// TestTimings: the shared timings keep a stream alive through 60 s idle
+// timeouts, and the agent's pings stay within what the hub tolerates.
+func TestTimings(t *testing.T) {
+	const idle = 60 * time.Second
+	if KeepaliveTime >= idle || KeepaliveTime < KeepaliveMinPing {
+		t.Errorf("keepalive ping every %s: must be under %s and not under the hub's minimum %s", KeepaliveTime, idle, KeepaliveMinPing)
+	}
+	if MaxHeartbeat >= idle || DefaultHeartbeat > MaxHeartbeat || DefaultHeartbeat <= 0 {
+		t.Errorf("heartbeat default %s, cap %s: want 0 < default <= cap < %s", DefaultHeartbeat, MaxHeartbeat, idle)
+	}
+	if IdleHeartbeats < 2 {
+		t.Errorf("the hub drops a stream after %d silent heartbeats; one late heartbeat must not do it", IdleHeartbeats)
+	}
+	if HelloTimeout >= WelcomeTimeout {
+		t.Errorf("the agent gives up on the Welcome (%s) before the hub gives up on the Hello (%s)", WelcomeTimeout, HelloTimeout)
+	}
 }

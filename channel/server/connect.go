@@ -114,7 +114,7 @@ func (s *Server) serve(ctx context.Context, st stream, sess *session, who caller
 				return err
 			}
 		case now := <-tick.C:
-			if silent := now.Sub(lastSeen); silent > idleHeartbeats*s.opts.Heartbeat {
+			if silent := now.Sub(lastSeen); silent > channelpb.IdleHeartbeats*s.opts.Heartbeat {
 				return status.Errorf(codes.Unavailable, "no message from the agent for %s", silent.Round(time.Second))
 			}
 			if now.Before(nextAuth) {

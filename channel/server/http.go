@@ -11,15 +11,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"tether.dev/tether/channel/channelpb"
 )
-
-// WebSocketPath is where the WebSocket transport is served; the agent
-// package uses the same path.
-const WebSocketPath = "/channel/ws"
-
-// webSocketSubprotocol names the tunnel: raw gRPC (HTTP/2) frames in
-// binary WebSocket messages.
-const webSocketSubprotocol = "tether.channel.v1"
 
 // Handler serves the hub's one port: gRPC over HTTP/2 with TLS
 // (content-type application/grpc), gRPC over cleartext HTTP/2 (h2c with
@@ -39,9 +33,9 @@ func (s *Server) Handler() http.Handler {
 			s.serveGRPC(w, r)
 		case r.Method == "PRI" && r.RequestURI == "*" && r.ProtoMajor == 2:
 			s.serveH2C(w, r)
-		case r.URL.Path == WebSocketPath:
+		case r.URL.Path == channelpb.WebSocketPath:
 			s.serveWebSocket(w, r)
-		case strings.HasPrefix(r.URL.Path, ProxyPrefix) && s.opts.Fallback != nil:
+		case strings.HasPrefix(r.URL.Path, channelpb.ProxyPrefix) && s.opts.Fallback != nil:
 			s.serveProxy(w, r)
 		case s.opts.Fallback != nil:
 			s.serveFallback(w, r)
@@ -76,13 +70,11 @@ func (s *Server) serveFallback(w http.ResponseWriter, r *http.Request) {
 	s.opts.Fallback.ServeHTTP(w, r)
 }
 
-// ProxyPrefix is where the hub serves the Kubernetes API of an agent's
-// cluster: /k8s-proxy/{agent}/... The Fallback handles these requests
-// (the hub checks the caller's token), without RequestTimeout: a watch or
-// a log follow stays open as long as the client wants.
-const ProxyPrefix = "/k8s-proxy/"
-
-// serveProxy runs one tunnelled request under MaxProxyRequests.
+// serveProxy runs one tunnelled request (channelpb.ProxyPrefix: the
+// Kubernetes API of an agent's cluster) under MaxProxyRequests. The
+// Fallback handles it (the hub checks the caller's token), without
+// RequestTimeout: a watch or a log follow stays open as long as the
+// client wants.
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	select {
 	case s.proxies <- struct{}{}:
@@ -118,8 +110,8 @@ func ConfigureHTTPServer(hs *http.Server) {
 	if hs.HTTP2 == nil {
 		hs.HTTP2 = &http.HTTP2Config{}
 	}
-	hs.HTTP2.SendPingTimeout = keepaliveTime
-	hs.HTTP2.PingTimeout = keepaliveTimeout
+	hs.HTTP2.SendPingTimeout = channelpb.KeepaliveTime
+	hs.HTTP2.PingTimeout = channelpb.KeepaliveTimeout
 	if hs.ReadHeaderTimeout == 0 {
 		hs.ReadHeaderTimeout = readHeaderTimeout
 	}
@@ -135,13 +127,13 @@ func ConfigureHTTPServer(hs *http.Server) {
 // serveWebSocket upgrades the request and hands the tunnel to the gRPC
 // server as one more accepted connection.
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{webSocketSubprotocol}})
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{channelpb.WebSocketSubprotocol}})
 	if err != nil {
 		s.log.Info("websocket upgrade failed", "remote", r.RemoteAddr, "error", err)
 		return
 	}
-	if c.Subprotocol() != webSocketSubprotocol {
-		c.Close(websocket.StatusPolicyViolation, "subprotocol "+webSocketSubprotocol+" required")
+	if c.Subprotocol() != channelpb.WebSocketSubprotocol {
+		c.Close(websocket.StatusPolicyViolation, "subprotocol "+channelpb.WebSocketSubprotocol+" required")
 		return
 	}
 	// The tunnel outlives this handler; the gRPC server closes it.

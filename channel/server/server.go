@@ -100,16 +100,10 @@ type ServerOptions struct {
 	MaxProxyRequests int
 }
 
-// Keepalive: the hub pings an idle connection every 30 s (under 60 s load
-// balancer idle timeouts) and lets agents ping as often as every 20 s.
+// The hub's own limits and defaults; the timings both halves rely on
+// (keepalive, heartbeats, the Hello's deadline) are channelpb's.
 const (
-	keepaliveTime        = 30 * time.Second
-	keepaliveTimeout     = 15 * time.Second
-	keepaliveMinPing     = 20 * time.Second
-	maxHeartbeat         = 55 * time.Second
 	maxAuthRecheck       = 30 * time.Second
-	defaultHeartbeat     = 20 * time.Second
-	defaultHello         = 10 * time.Second
 	defaultSendQueue     = 64
 	defaultRequest       = 30 * time.Second
 	defaultConcurrent    = 256
@@ -119,7 +113,6 @@ const (
 	idleTimeout          = 2 * time.Minute
 	maxHeaderBytes       = 64 << 10
 	maxStreamsPerConn    = 16
-	idleHeartbeats       = 3
 	readHeaderTimeout    = 10 * time.Second
 	connReadBuffer       = 8 << 10
 )
@@ -168,15 +161,15 @@ func NewServer(opts ServerOptions) *Server {
 		opts.Logger = slog.Default()
 	}
 	if opts.Heartbeat <= 0 {
-		opts.Heartbeat = defaultHeartbeat
+		opts.Heartbeat = channelpb.DefaultHeartbeat
 	}
-	opts.Heartbeat = min(max(opts.Heartbeat.Round(time.Second), time.Second), maxHeartbeat)
+	opts.Heartbeat = min(max(opts.Heartbeat.Round(time.Second), time.Second), channelpb.MaxHeartbeat)
 	if opts.AuthRecheck <= 0 {
 		opts.AuthRecheck = opts.Heartbeat
 	}
 	opts.AuthRecheck = min(opts.AuthRecheck, maxAuthRecheck)
 	if opts.HelloTimeout <= 0 {
-		opts.HelloTimeout = defaultHello
+		opts.HelloTimeout = channelpb.HelloTimeout
 	}
 	if opts.SendQueue <= 0 {
 		opts.SendQueue = defaultSendQueue
@@ -209,12 +202,12 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	s.grpc = grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             keepaliveMinPing,
+			MinTime:             channelpb.KeepaliveMinPing,
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			Time:    keepaliveTime,
-			Timeout: keepaliveTimeout,
+			Time:    channelpb.KeepaliveTime,
+			Timeout: channelpb.KeepaliveTimeout,
 		}),
 		// Thousands of mostly idle streams: no write buffer held between
 		// flushes, a small read buffer. It matters for the WebSocket

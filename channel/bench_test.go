@@ -75,7 +75,7 @@ func BenchmarkReports(b *testing.B) {
 		b.ResetTimer()
 		start := time.Now()
 		for _, gs := range gss {
-			c.Report(gs)
+			send(c, gs)
 		}
 		eventually(b, "all acked", func() bool { return sink.reports.Load() == int64(b.N) && c.Pending() == 0 })
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reports/s")

@@ -24,9 +24,14 @@ import (
 	"tether.dev/tether/channel/agent"
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/channel/server"
+	tsync "tether.dev/tether/sync"
 )
 
 const sha = "0123456789abcdef0123456789abcdef01234567"
+
+// send hands gs to the agent the way the sync loop does: sync builds
+// the report, the channel queues and sends it.
+func send(c *agent.Client, gs *v1alpha1.GitSync) { tsync.ReportTo(c).Report(gs) }
 
 func gitSync(ns, name, rev string) *v1alpha1.GitSync {
 	return &v1alpha1.GitSync{
@@ -74,7 +79,7 @@ func TestRoundTrip(t *testing.T) {
 			if hl := sk.hello("staging"); hl.GetVersion() != "v0.1.0" || hl.GetClusterUid() != "uid-1" {
 				t.Errorf("hello = %v", hl)
 			}
-			c.Report(gitSync("apps", "web", "main@sha1:"+sha))
+			send(c, gitSync("apps", "web", "main@sha1:"+sha))
 			eventually(t, "the report is acked", func() bool { return sk.get("staging", "apps", "web") != nil && c.Pending() == 0 })
 			r := sk.get("staging", "apps", "web")
 			if r.GetPhase() != "synced" || r.GetRevision() != "main@sha1:"+sha || r.GetRef() != "branch:main" ||
@@ -166,7 +171,7 @@ func TestRevokedMidStream(t *testing.T) {
 	eventually(t, "the stream ends", func() bool { return !c.Connected() && !sk.isConnected("a") })
 	before := tok.calls.Load()
 	eventually(t, "the agent retries", func() bool { return tok.calls.Load() >= before+2 })
-	c.Report(gitSync("apps", "web", "main@sha1:"+sha)) // waits in the buffer
+	send(c, gitSync("apps", "web", "main@sha1:"+sha)) // waits in the buffer
 	if c.Connected() {
 		t.Fatal("connected with a revoked token")
 	}
@@ -229,17 +234,17 @@ func TestHubDown(t *testing.T) {
 	logs := &syncBuffer{}
 	c := startAgent(t, agent.Options{HubURL: h.url("http"), AgentName: "a", Token: "tok-a", Logger: testLogger(t, logs)})
 	eventually(t, "connected", c.Connected)
-	c.Report(gitSync("apps", "web", "main@sha1:rev0"))
-	c.Report(gitSync("apps", "gone", "main@sha1:rev0"))
+	send(c, gitSync("apps", "web", "main@sha1:rev0"))
+	send(c, gitSync("apps", "gone", "main@sha1:rev0"))
 	eventually(t, "acked", func() bool { return c.Pending() == 0 })
 
 	h.stop()
 	eventually(t, "disconnected", func() bool { return !c.Connected() })
 	for i := 1; i <= 5; i++ {
-		c.Report(gitSync("apps", "web", fmt.Sprintf("main@sha1:rev%d", i)))
-		c.Report(gitSync("apps", "api", fmt.Sprintf("main@sha1:rev%d", i)))
+		send(c, gitSync("apps", "web", fmt.Sprintf("main@sha1:rev%d", i)))
+		send(c, gitSync("apps", "api", fmt.Sprintf("main@sha1:rev%d", i)))
 	}
-	c.Forget("apps", "gone")
+	tsync.ReportTo(c).Forget("apps", "gone")
 	if c.Pending() != 3 {
 		t.Errorf("pending = %d, want 3 (the newest per GitSync)", c.Pending())
 	}
@@ -323,7 +328,7 @@ func TestMalformed(t *testing.T) {
 		t.Errorf("the sink got %d malformed reports", sk.calls)
 	}
 	c := startAgent(t, agent.Options{HubURL: h.url("http"), AgentName: "a", Token: "tok-a"})
-	c.Report(gitSync("apps", "web", "main@sha1:"+sha))
+	send(c, gitSync("apps", "web", "main@sha1:"+sha))
 	eventually(t, "the hub still works", func() bool { return c.Pending() == 0 && sk.get("a", "apps", "web") != nil })
 }
 
@@ -338,7 +343,7 @@ func TestReconnectAfterDrop(t *testing.T) {
 	sk.mu.Lock()
 	sk.failNext = 1
 	sk.mu.Unlock()
-	c.Report(gitSync("apps", "web", "main@sha1:"+sha))
+	send(c, gitSync("apps", "web", "main@sha1:"+sha))
 	eventually(t, "the report is stored after a reconnect", func() bool { return c.Pending() == 0 && sk.get("a", "apps", "web") != nil })
 	sk.mu.Lock()
 	events, calls := slices.Clone(sk.events), sk.calls
@@ -435,7 +440,7 @@ func TestPlainHTTPServer(t *testing.T) {
 				hs.Close()
 			})
 			c := startAgent(t, agent.Options{HubURL: "http://" + ln.Addr().String(), AgentName: "a", Token: "tok-a"})
-			c.Report(gitSync("apps", "web", "main@sha1:"+sha))
+			send(c, gitSync("apps", "web", "main@sha1:"+sha))
 			eventually(t, "the report is acked", func() bool { return c.Pending() == 0 && sk.get("a", "apps", "web") != nil })
 		})
 	}

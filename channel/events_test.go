@@ -89,7 +89,7 @@ func TestWarningEventReachesTheHub(t *testing.T) {
 	go func() { col.Run(runCtx); done <- struct{}{} }()
 	t.Cleanup(func() { cancel(); <-done; <-done })
 
-	client.Report(gitSync(ns, "web", sha))
+	send(client, gitSync(ns, "web", sha))
 	eventually(t, "the hub has the GitSync", func() bool {
 		_, err := srv.Store().GitSync(ctx, "prod", ns, "web")
 		return err == nil
@@ -128,7 +128,7 @@ func TestWarningEventReachesTheHub(t *testing.T) {
 	if e.Kind != "Pod" || e.Name != "web-7d9f" || e.Reason != "Failed" || !strings.Contains(e.Message, "ImagePullBackOff") || e.Count != 1 {
 		t.Errorf("event on the hub: %+v", e)
 	}
-	client.Report(gitSync(ns, "web", sha))
+	send(client, gitSync(ns, "web", sha))
 	eventually(t, "the report carries the count", func() bool {
 		var gs struct{ GitSyncs []hubsrv.GitSyncJSON }
 		getJSON("/api/v1/gitsyncs", &gs)

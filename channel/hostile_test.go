@@ -46,7 +46,7 @@ func TestOversizedMessage(t *testing.T) {
 		t.Errorf("the sink got %d reports", sk.calls)
 	}
 	c := startAgent(t, agent.Options{HubURL: h.url("http"), AgentName: "a", Token: "tok-a"})
-	c.Report(gitSync("apps", "web", "main@sha1:"+sha))
+	send(c, gitSync("apps", "web", "main@sha1:"+sha))
 	eventually(t, "the hub still works", func() bool { return c.Pending() == 0 && sk.get("a", "apps", "web") != nil })
 }
 
@@ -205,7 +205,7 @@ func TestSlowRequestCut(t *testing.T) {
 				t.Errorf("slow request: %d, want 408", resp.StatusCode)
 			}
 
-			c.Report(gitSync("apps", "web", "main@sha1:"+sha))
+			send(c, gitSync("apps", "web", "main@sha1:"+sha))
 			eventually(t, "the report is acked on the first stream", func() bool { return c.Pending() == 0 && sk.get("a", "apps", "web") != nil })
 			sk.mu.Lock()
 			events := strings.Join(sk.events, ",")
@@ -232,7 +232,7 @@ func TestSyncNowForARedactedURL(t *testing.T) {
 	}})
 	gs := gitSync("apps", "web", "main@sha1:"+sha)
 	gs.Spec.Source.URL = "https://oauth2:glpat-TOKEN@git.example/app.git"
-	c.Report(gs)
+	send(c, gs)
 	eventually(t, "the report is stored", func() bool { return sk.get("a", "apps", "web") != nil })
 	stored := sk.get("a", "apps", "web").GetSourceUrl()
 	if contains(stored, "TOKEN") {

@@ -17,6 +17,7 @@ import (
 	"tether.dev/tether/channel/server"
 	"tether.dev/tether/hub/store"
 	"tether.dev/tether/internal/testenv"
+	tsync "tether.dev/tether/sync"
 )
 
 // TestNoCredentialsAtTheHub: a GitSync whose source URL and error carry a
@@ -49,7 +50,7 @@ func TestNoCredentialsAtTheHub(t *testing.T) {
 		cancel()
 		<-done
 	})
-	c.Report(gs)
+	tsync.ReportTo(c).Report(gs) // as the agent wires it: sync builds, the channel sends
 
 	// An agent of its own that sends the token as is.
 	legacyTok, _ := s.Store().CreateToken(ctx, store.KindAgent, "legacy")

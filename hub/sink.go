@@ -1,12 +1,14 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"regexp"
 
 	"google.golang.org/protobuf/proto"
 
+	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/hub/status"
 	"tether.dev/tether/hub/store"
@@ -56,11 +58,11 @@ func (s *Server) isConnected(agent string) bool {
 // status it implies. stored false with a nil error means the hub already
 // had this state or a later one: the agent may drop the report.
 //
-// Credentials in URLs are masked before anything is stored, whatever the
+// The report is read alike whatever the agent's version (readReport), and
+// credentials in URLs are masked before anything is stored, whatever the
 // agent did: the agent's own redaction is the first line, not the only one.
 func (s *Server) Report(ctx context.Context, agent string, r *channelpb.SyncReport) (bool, error) {
-	r = proto.Clone(r).(*channelpb.SyncReport)
-	channelpb.RedactReport(r)
+	r = readReport(r)
 	stored, err := s.store.Ingest(ctx, agent, r)
 	switch {
 	case err != nil:
@@ -78,6 +80,22 @@ func (s *Server) Report(ctx context.Context, agent string, r *channelpb.SyncRepo
 		s.poster.Enqueue(st) // never blocks
 	}
 	return true, nil
+}
+
+// readReport is the copy of an agent's report the hub keeps: phase and ref
+// both typed and spelled as the strings the store and the pages read,
+// whichever the agent sent (an agent from before the typed fields sends
+// only the strings), the ref's resolved commit filled in the agent's way
+// when an older agent did not send it, and URL credentials masked. An old
+// agent's report and a new one's about the same state read the same.
+func readReport(in *channelpb.SyncReport) *channelpb.SyncReport {
+	r := proto.Clone(in).(*channelpb.SyncReport)
+	r.Normalize()
+	if ref := r.GetSourceRef(); ref != nil && ref.GetCommit() == "" {
+		ref.Commit = cmp.Or(store.SHA(r.GetAttemptedRevision()), store.SHA(r.GetRevision()))
+	}
+	channelpb.RedactReport(r, v1alpha1.RedactURL, v1alpha1.RedactString)
+	return r
 }
 
 // commitStatus is the commit status a report implies: running while a

@@ -15,8 +15,9 @@ import (
 	"tether.dev/tether/channel/channelpb"
 )
 
-// Client is the agent's end of the channel. It implements the sync loop's
-// Reporter interface (Report, Forget).
+// Client is the agent's end of the channel. It takes the reports the sync
+// loop builds (Send implements sync.ReportSink) and never reads the
+// GitSync itself.
 type Client struct {
 	opts    Options
 	log     *slog.Logger

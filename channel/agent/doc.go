@@ -4,6 +4,8 @@
 // exponential backoff, and buffers the newest report per GitSync until the
 // hub acknowledges it.
 //
-// It never blocks the sync loop: Report and Forget only update the buffer.
+// It never blocks the sync loop: Send only updates the buffer. It takes
+// reports ready-made (the sync loop builds them from the GitSync) and does
+// not import the CRD's package.
 // It never logs the token.
 package agent

@@ -6,5 +6,5 @@ import (
 	"tether.dev/tether/channel/agent"
 )
 
-// The agent half is the sync loop's Reporter, without importing sync.
-var _ tsync.Reporter = (*agent.Client)(nil)
+// The agent half takes the sync loop's reports, without importing sync.
+var _ tsync.ReportSink = (*agent.Client)(nil)

@@ -5,7 +5,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/channel/channelpb"
 )
 
@@ -18,10 +17,10 @@ type sources struct {
 	m  map[string]map[string]bool // redacted -> originals
 }
 
-// remember notes a GitSync's source URL when redaction changes it.
-func (s *sources) remember(url string) {
-	redacted := v1alpha1.RedactURL(url)
-	if redacted == url {
+// remember notes a GitSync's source URL, url, when the report spells it
+// otherwise (redacted).
+func (s *sources) remember(redacted, url string) {
+	if redacted == url || redacted == "" || url == "" {
 		return
 	}
 	s.mu.Lock()

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+
+	"tether.dev/tether/api/v1alpha1"
 )
 
 func validReport() *SyncReport {
@@ -89,7 +91,7 @@ func TestRedactReport(t *testing.T) {
 	r.Message = `fetch "https://x:SECRET2@h/r": refused`
 	r.Conditions[0].Message = "git https://SECRET3@h/r: auth failed"
 	r.Drift.Objects[0].Paths = []string{"ssh://git:SECRET4@h/r"}
-	RedactReport(r)
+	RedactReport(r, v1alpha1.RedactURL, v1alpha1.RedactString)
 	b, err := proto.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +107,7 @@ func TestRedactReport(t *testing.T) {
 	if r.Conditions[0].Message != "git https://redacted@h/r: auth failed" || r.Name != "web" || r.Phase != PhaseSynced {
 		t.Errorf("redaction changed more than credentials: %v", r)
 	}
-	RedactReport(nil) // no panic
+	RedactReport(nil, v1alpha1.RedactURL, v1alpha1.RedactString) // no panic
 }
 
 // TestTimings: the shared timings keep a stream alive through 60 s idle

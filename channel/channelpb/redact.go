@@ -1,32 +1,29 @@
 package channelpb
 
 import (
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-
-	"tether.dev/tether/api/v1alpha1"
 )
 
-// RedactReport masks URL credentials in r, in place: the source URL as
-// v1alpha1.RedactURL does, and every other string (messages, conditions,
-// paths) as v1alpha1.RedactString does. The agent calls it before a report
+// RedactReport masks URL credentials in r, in place: the source URL with
+// redactURL, and every other string (messages, conditions, paths, the
+// ref) with redactText. Tether passes v1alpha1.RedactURL and
+// v1alpha1.RedactString; they are parameters so that the protocol, and
+// with it the agent's half of the channel, does not depend on the CRD's
+// package. The agent's report builder (sync) calls it before a report
 // leaves the cluster, and the hub again before it stores one, so a token
 // in a repository URL reaches neither the hub nor its pages.
-func RedactReport(r *SyncReport) {
+//
+// Every string field is walked, nested messages included, so a field
+// added to the protocol later is covered without a change here.
+func RedactReport(r *SyncReport, redactURL, redactText func(string) string) {
 	if r == nil {
 		return
 	}
-	r.SourceUrl = v1alpha1.RedactURL(r.SourceUrl)
-	redactStrings(r)
+	r.SourceUrl = redactURL(r.SourceUrl)
+	walk(r.ProtoReflect(), redactText)
 }
 
-// redactStrings walks every string of m, nested messages included, so a
-// field added to the protocol later is covered without a change here.
-func redactStrings(m proto.Message) {
-	walk(m.ProtoReflect())
-}
-
-func walk(m protoreflect.Message) {
+func walk(m protoreflect.Message, redact func(string) string) {
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		switch {
 		case fd.IsMap():
@@ -34,9 +31,9 @@ func walk(m protoreflect.Message) {
 			mp.Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
 				switch {
 				case fd.MapValue().Kind() == protoreflect.StringKind:
-					mp.Set(k, protoreflect.ValueOfString(v1alpha1.RedactString(mv.String())))
+					mp.Set(k, protoreflect.ValueOfString(redact(mv.String())))
 				case fd.MapValue().Message() != nil:
-					walk(mv.Message())
+					walk(mv.Message(), redact)
 				}
 				return true
 			})
@@ -45,17 +42,17 @@ func walk(m protoreflect.Message) {
 			for i := range l.Len() {
 				switch {
 				case fd.Kind() == protoreflect.StringKind:
-					l.Set(i, protoreflect.ValueOfString(v1alpha1.RedactString(l.Get(i).String())))
+					l.Set(i, protoreflect.ValueOfString(redact(l.Get(i).String())))
 				case fd.Message() != nil:
-					walk(l.Get(i).Message())
+					walk(l.Get(i).Message(), redact)
 				}
 			}
 		case fd.Kind() == protoreflect.StringKind:
 			if s := v.String(); s != "" {
-				m.Set(fd, protoreflect.ValueOfString(v1alpha1.RedactString(s)))
+				m.Set(fd, protoreflect.ValueOfString(redact(s)))
 			}
 		case fd.Message() != nil:
-			walk(v.Message())
+			walk(v.Message(), redact)
 		}
 		return true
 	})

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/channel/tunnel"
 )
@@ -27,6 +28,11 @@ func FuzzChannelMessage(f *testing.F) {
 			Conditions: []*channelpb.Condition{{Type: "Ready", Status: "False", Reason: "FetchFailed"}},
 			Namespaces: []*channelpb.NamespaceCount{{Namespace: "apps", Objects: 2}},
 			Drift:      &channelpb.DriftSummary{Count: 1, Objects: []*channelpb.DriftedObject{{Kind: "ConfigMap", Name: "c", Paths: []string{"/data"}}}},
+		}}},
+		{Msg: &channelpb.AgentMessage_Report{Report: &channelpb.SyncReport{
+			Namespace: "apps", Name: "web", StateVersion: 2, Ref: "tag:v1", Phase: "synced",
+			SyncPhase: channelpb.Phase_PHASE_SYNCED, SourceRef: &channelpb.Ref{Kind: channelpb.RefKind_REF_KIND_TAG, Name: "v1",
+				Commit: "0123456789abcdef0123456789abcdef01234567"},
 		}}},
 		{Msg: &channelpb.AgentMessage_Tunnel{Tunnel: &channelpb.TunnelFrame{StreamId: 1, Data: []byte("{}"), End: true,
 			Response: &channelpb.TunnelResponse{Status: 200, Headers: []*channelpb.Header{{Name: "Content-Type", Values: []string{"application/json"}}}}}}},
@@ -86,9 +92,14 @@ func FuzzChannelMessage(f *testing.F) {
 			if r.GetNamespace() == "" || r.GetName() == "" || strings.Contains(r.GetNamespace()+r.GetName(), "/") || r.GetStateVersion() == 0 {
 				t.Fatalf("accepted report %v", r)
 			}
-			channelpb.RedactReport(r)
+			// What the hub does with an accepted report.
+			r.Normalize()
+			channelpb.RedactReport(r, v1alpha1.RedactURL, v1alpha1.RedactString)
 			if _, err := proto.Marshal(r); err != nil {
-				t.Fatalf("an accepted, redacted report does not encode: %v", err)
+				t.Fatalf("an accepted, normalized, redacted report does not encode: %v", err)
+			}
+			if label := r.GetSyncPhase().Label(); label != "" && r.GetPhase() != label {
+				t.Fatalf("normalized phase %q, sync_phase %s", r.GetPhase(), r.GetSyncPhase())
 			}
 		}
 	})

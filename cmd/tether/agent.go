@@ -202,7 +202,7 @@ func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.L
 		if err != nil {
 			return fmt.Errorf("--hub-url: %w", err)
 		}
-		reporter = ch
+		reporter = tsync.ReportTo(ch) // sync builds each report; the channel sends it
 		// Only the leader reports: a second replica would replace its
 		// stream at the hub.
 		if err := mgr.Add(manager.RunnableFunc(ch.Run)); err != nil {

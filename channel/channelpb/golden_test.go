@@ -1,20 +1,27 @@
 package channelpb
 
 import (
+	"bytes"
 	"encoding/hex"
+	"os"
+	"slices"
+	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
+
+type goldenMessage struct {
+	name string
+	msg  proto.Message
+	hex  string
+}
 
 // The wire is a contract between agents and hubs of different versions:
 // these messages must encode to exactly these bytes, forever. A field
 // renumbered, retyped or reused breaks this test; a field added does not.
-var golden = []struct {
-	name string
-	msg  proto.Message
-	hex  string
-}{
+var golden = []goldenMessage{
 	{
 		// What an agent from before the tunnel sends: still a valid Hello.
 		name: "hello before the tunnel",
@@ -79,7 +86,67 @@ var golden = []struct {
 	},
 }
 
+// The report a new agent sends, in full, and what an agent from before
+// sync_phase and source_ref sent for the same GitSync. Their bytes are
+// committed (testdata/*.hex): sync's TestReportGolden builds the first from
+// a GitSync with the agent's own code, and the hub's
+// TestOldAndNewReportReadAlike reads both into the same state.
+const (
+	goldenReportFile    = "testdata/report.hex"
+	goldenOldReportFile = "testdata/report-old.hex"
+)
+
+const (
+	goldenApplied   = "0123456789abcdef0123456789abcdef01234567"
+	goldenAttempted = "89abcdef0123456789abcdef0123456789abcdef"
+)
+
+// goldenReport is the full report of GitSync apps/web (drifted, at
+// goldenApplied, last attempt goldenAttempted), as the agent queues it.
+func goldenReport() *AgentMessage {
+	return &AgentMessage{Msg: &AgentMessage_Report{Report: &SyncReport{
+		Namespace: "apps", Name: "web", StateVersion: 1700000000000000000,
+		SourceUrl: "https://redacted@git.example.com/team/app.git", Ref: "branch:main", Path: "deploy/prod",
+		Revision: "main@sha1:" + goldenApplied, AttemptedRevision: "main@sha1:" + goldenAttempted,
+		Phase: PhaseDrifted, Message: "1 object differs from Git",
+		Conditions: []*Condition{
+			{Type: "Ready", Status: "True", Reason: "Succeeded", Message: "applied main@sha1:" + goldenApplied, LastTransitionUnixMs: 1700000000000},
+			{Type: "Drifted", Status: "True", Reason: "DriftDetected", Message: "1 object differs from Git", LastTransitionUnixMs: 1700000060000},
+		},
+		Namespaces: []*NamespaceCount{{Namespace: "", Objects: 1}, {Namespace: "apps", Objects: 3}},
+		Drift: &DriftSummary{Count: 1, Objects: []*DriftedObject{{
+			Group: "apps", Kind: "Deployment", Namespace: "apps", Name: "web",
+			Paths: []string{"/spec/replicas"}, Managers: []string{"kubectl-edit"}, DetectedUnixMs: 1700000060000,
+		}}},
+		LastSyncUnixMs: 1700000000000,
+		WarningEvents:  2,
+		SyncPhase:      Phase_PHASE_DRIFTED,
+		SourceRef:      &Ref{Kind: RefKind_REF_KIND_BRANCH, Name: "main", Commit: goldenAttempted},
+	}}}
+}
+
+// goldenOldReport is goldenReport as an agent from before the typed fields
+// sends it: the same message without sync_phase and source_ref.
+func goldenOldReport() *AgentMessage {
+	m := goldenReport()
+	m.GetReport().SyncPhase, m.GetReport().SourceRef = Phase_PHASE_UNSPECIFIED, nil
+	return m
+}
+
+func readGolden(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func TestGoldenWire(t *testing.T) {
+	golden := append(slices.Clone(golden),
+		goldenMessage{"full report of a new agent", goldenReport(), readGolden(t, goldenReportFile)},
+		goldenMessage{"full report of an agent from before sync_phase and source_ref", goldenOldReport(), readGolden(t, goldenOldReportFile)},
+	)
 	for _, g := range golden {
 		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(g.msg)
 		if err != nil {
@@ -112,5 +179,67 @@ func TestOldPeerDecodesNewMessages(t *testing.T) {
 	}
 	if w.GetHubVersion() != "prod" || len(w.ProtoReflect().GetUnknown()) == 0 {
 		t.Errorf("decoded %v, unknown %x", &w, w.ProtoReflect().GetUnknown())
+	}
+}
+
+// TestOldHubReadsNewReport: a hub from before sync_phase and source_ref
+// skips fields 17 and 18 as unknown; what is left of the new agent's bytes
+// is, byte for byte, the report an old agent sends. So an old hub reads
+// the same phase, ref and everything else from either.
+func TestOldHubReadsNewReport(t *testing.T) {
+	newMsg, _ := hex.DecodeString(readGolden(t, goldenReportFile))
+	oldMsg, _ := hex.DecodeString(readGolden(t, goldenOldReportFile))
+	newReport, oldReport := reportField(t, newMsg), reportField(t, oldMsg)
+	var known []byte
+	for b := newReport; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if n < 0 || m < 0 {
+			t.Fatalf("the new report does not parse at %x", b)
+		}
+		if num != 17 && num != 18 {
+			known = append(known, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	if !bytes.Equal(known, oldReport) {
+		t.Errorf("without fields 17 and 18 the new report is\n%x\nthe old agent's is\n%x", known, oldReport)
+	}
+	// And the string fields an old hub reads are there, spelled as before.
+	var r SyncReport
+	if err := proto.Unmarshal(known, &r); err != nil || r.GetPhase() != PhaseDrifted || r.GetRef() != "branch:main" {
+		t.Errorf("an old hub reads phase %q, ref %q (%v)", r.GetPhase(), r.GetRef(), err)
+	}
+}
+
+// reportField is the SyncReport's bytes inside an encoded AgentMessage.
+func reportField(t *testing.T, msg []byte) []byte {
+	t.Helper()
+	num, typ, n := protowire.ConsumeTag(msg)
+	v, m := protowire.ConsumeBytes(msg[n:])
+	if n < 0 || num != 3 || typ != protowire.BytesType || m < 0 || n+m != len(msg) {
+		t.Fatalf("%x is not an AgentMessage with only a report", msg)
+	}
+	return v
+}
+
+// TestNewHubReadsOldReport: Normalize gives an old agent's report the
+// typed phase and ref a new agent sends (the resolved commit aside: the
+// old strings never carried it, the hub fills it from the revisions), and
+// leaves a new agent's report as it is.
+func TestNewHubReadsOldReport(t *testing.T) {
+	old, neu := goldenOldReport().GetReport(), goldenReport().GetReport()
+	old.Normalize()
+	if old.GetSourceRef().GetCommit() != "" {
+		t.Errorf("Normalize invented a commit: %v", old.GetSourceRef())
+	}
+	old.SourceRef.Commit = neu.GetSourceRef().GetCommit()
+	if !proto.Equal(old, neu) {
+		t.Errorf("the old report normalizes to\n%v\nthe new one is\n%v", old, neu)
+	}
+	again := proto.Clone(neu).(*SyncReport)
+	again.Normalize()
+	if !proto.Equal(again, neu) {
+		t.Errorf("Normalize changed a new agent's report: %v", again)
 	}
 }

@@ -59,6 +59,14 @@ func TestValidateReport(t *testing.T) {
 		{"many managers", func(r *SyncReport) { r.Drift.Objects[0].Managers = many(MaxPaths + 1) }, "managers, at most"},
 		{"long path", func(r *SyncReport) { r.Drift.Objects[0].Paths = []string{long} }, "a path or manager longer"},
 		{"negative drift count", func(r *SyncReport) { r.Drift.Count = -1 }, "drift count -1"},
+		{"typed phase disagrees", func(r *SyncReport) { r.SyncPhase = Phase_PHASE_FAILED }, `sync_phase PHASE_FAILED disagrees with phase "synced"`},
+		{"typed ref disagrees", func(r *SyncReport) { r.SourceRef = &Ref{Kind: RefKind_REF_KIND_TAG, Name: "main"} }, `source_ref "tag:main" disagrees with ref "branch:main"`},
+		{"typed ref without a name", func(r *SyncReport) { r.SourceRef = &Ref{Kind: RefKind_REF_KIND_BRANCH} }, "source_ref of kind REF_KIND_BRANCH has no name"},
+		{"typed ref with a short commit", func(r *SyncReport) { r.SourceRef = &Ref{Kind: RefKind_REF_KIND_BRANCH, Name: "main", Commit: "abc"} }, `source_ref commit "abc" is not`},
+		{"typed ref with an upper-case commit", func(r *SyncReport) {
+			r.SourceRef = &Ref{Kind: RefKind_REF_KIND_BRANCH, Name: "main", Commit: strings.Repeat("A", 40)}
+		}, "source_ref commit"},
+		{"long typed ref name", func(r *SyncReport) { r.Ref, r.SourceRef = "", &Ref{Kind: RefKind_REF_KIND_SEMVER, Name: long} }, "source_ref name longer than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r *SyncReport
@@ -72,6 +80,59 @@ func TestValidateReport(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestValidateTypedReport: typed phase and ref that agree with the
+// strings, or stand alone, or carry values of a newer version, pass.
+func TestValidateTypedReport(t *testing.T) {
+	for name, change := range map[string]func(r *SyncReport){
+		"both spellings": func(r *SyncReport) {
+			r.SyncPhase, r.SourceRef = Phase_PHASE_SYNCED, &Ref{Kind: RefKind_REF_KIND_BRANCH, Name: "main", Commit: strings.Repeat("a", 40)}
+		},
+		"typed only": func(r *SyncReport) {
+			r.Phase, r.Ref = "", ""
+			r.SyncPhase, r.SourceRef = Phase_PHASE_DRIFTED, &Ref{Kind: RefKind_REF_KIND_COMMIT, Name: strings.Repeat("b", 40)}
+		},
+		"a SHA-256 commit": func(r *SyncReport) {
+			r.SourceRef = &Ref{Kind: RefKind_REF_KIND_BRANCH, Name: "main", Commit: strings.Repeat("c", 64)}
+		},
+		"values of a newer version": func(r *SyncReport) {
+			r.SyncPhase, r.SourceRef = Phase(42), &Ref{Kind: RefKind(9), Name: "whatever:it-is"}
+		},
+	} {
+		r := validReport()
+		change(r)
+		if err := r.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestNormalize: whichever spelling an agent sent, both are there after,
+// the typed one winning; values this version does not know are kept.
+func TestNormalize(t *testing.T) {
+	branch := func(name string) *Ref { return &Ref{Kind: RefKind_REF_KIND_BRANCH, Name: name} }
+	for _, tc := range []struct {
+		name     string
+		in, want *SyncReport
+	}{
+		{"old agent", &SyncReport{Phase: "failed", Ref: "semver:>=1"},
+			&SyncReport{Phase: "failed", Ref: "semver:>=1", SyncPhase: Phase_PHASE_FAILED, SourceRef: &Ref{Kind: RefKind_REF_KIND_SEMVER, Name: ">=1"}}},
+		{"typed only", &SyncReport{SyncPhase: Phase_PHASE_SUSPENDED, SourceRef: &Ref{Kind: RefKind_REF_KIND_COMMIT, Name: "abc", Commit: "abc"}},
+			&SyncReport{Phase: "suspended", Ref: "commit:abc", SyncPhase: Phase_PHASE_SUSPENDED, SourceRef: &Ref{Kind: RefKind_REF_KIND_COMMIT, Name: "abc", Commit: "abc"}}},
+		{"typed wins", &SyncReport{Phase: "failed", Ref: "branch:a", SyncPhase: Phase_PHASE_SYNCED, SourceRef: branch("b")},
+			&SyncReport{Phase: "synced", Ref: "branch:b", SyncPhase: Phase_PHASE_SYNCED, SourceRef: branch("b")}},
+		{"nothing", &SyncReport{}, &SyncReport{}},
+		{"unknown strings", &SyncReport{Phase: "exploded", Ref: "main"}, &SyncReport{Phase: "exploded", Ref: "main"}},
+		{"a newer agent's values", &SyncReport{Phase: "failed", Ref: "tag:v1", SyncPhase: Phase(42), SourceRef: &Ref{Kind: RefKind(9), Name: "x"}},
+			&SyncReport{Phase: "failed", Ref: "tag:v1", SyncPhase: Phase(42), SourceRef: &Ref{Kind: RefKind(9), Name: "x"}}},
+	} {
+		tc.in.Normalize()
+		if !proto.Equal(tc.in, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, tc.in, tc.want)
+		}
+	}
+	(*SyncReport)(nil).Normalize() // no panic
 }
 
 func TestValidateHello(t *testing.T) {

@@ -184,7 +184,4 @@ func TestTimings(t *testing.T) {
 	if IdleHeartbeats < 2 {
 		t.Errorf("the hub drops a stream after %d silent heartbeats; one late heartbeat must not do it", IdleHeartbeats)
 	}
-	if HelloTimeout >= WelcomeTimeout {
-		t.Errorf("the agent gives up on the Welcome (%s) before the hub gives up on the Hello (%s)", WelcomeTimeout, HelloTimeout)
-	}
 }

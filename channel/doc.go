@@ -4,7 +4,8 @@
 // Kubernetes API requests from the hub to the agent over the same stream
 // (tunnel). A protocol change is one reviewable change across them.
 //
-// The channel never imports the sync loop: the agent half implements the
-// sync.Reporter interface structurally, and the hub half hands what it
+// The channel never imports the sync loop: sync builds each report and hands
+// it to the agent half, which implements sync.ReportSink structurally, and
+// the hub half hands what it
 // receives to a Sink the hub provides.
 package channel

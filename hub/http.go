@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"tether.dev/tether/channel/channelpb"
 )
 
 // Handler serves everything the hub offers over HTTP: the page at /, the
@@ -35,7 +37,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /gitsyncs/{agent}/{ns}/{name}/resync", s.pageResync)
 	mux.Handle("POST /hooks/gitlab", s.hooks.GitLab())
 	mux.Handle("POST /hooks/github", s.hooks.GitHub())
-	mux.HandleFunc("/k8s-proxy/{agent}/{path...}", s.proxy)
+	mux.HandleFunc(channelpb.ProxyPrefix+"{agent}/{path...}", s.proxy)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	metrics := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", s.readers(false, func(w http.ResponseWriter, r *http.Request, p Principal) {

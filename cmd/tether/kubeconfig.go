@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
+
+	"tether.dev/tether/channel/channelpb"
 )
 
 type kubeconfigOptions struct {
@@ -71,7 +73,7 @@ func kubeconfig(o *kubeconfigOptions) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--token-file: %w", err)
 	}
-	cluster := map[string]any{"server": strings.TrimSuffix(u.String(), "/") + "/k8s-proxy/" + o.agent}
+	cluster := map[string]any{"server": strings.TrimSuffix(u.String(), "/") + channelpb.ProxyPrefix + o.agent}
 	if o.caFile != "" {
 		if u.Scheme != "https" {
 			return nil, errors.New("--ca-file needs an https:// --hub-url")

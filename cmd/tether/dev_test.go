@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
@@ -42,7 +43,11 @@ func (l *lockedBuffer) String() string {
 
 // TestDevDemo runs what `make run` runs: `tether dev` with the embedded
 // control plane, then commits to the demo repository as its printed
-// instructions say and waits for the change to reach the cluster.
+// instructions say and waits for the change to reach the cluster. The
+// GitSyncs poll once an hour here, and the hub's webhook counter shows
+// that the repository's post-commit hook delivered the push. (The counter
+// is the proof, not the interval: any reconcile, e.g. one kicked by a
+// watched object's change, lists the ref again.)
 func TestDevDemo(t *testing.T) {
 	if _, err := testenv.BinDir(); err != nil {
 		t.Fatal(err)
@@ -50,9 +55,10 @@ func TestDevDemo(t *testing.T) {
 	t.Setenv("KUBECONFIG", "")
 	work := t.TempDir()
 	ctx := context.Background()
-	out := runDev(t, work)
+	out := runDev(t, work, "--interval", "1h")
 	text := out.String()
-	for _, want := range []string{"embedded kube-apiserver", "podinfo-staging: Ready=True", "podinfo-production: Ready=True", "git commit -am", "tether.dev/resync-at", "hub page:", "commit badge:"} {
+	for _, want := range []string{"embedded kube-apiserver, etcd and kube-controller-manager", "podinfo-staging: Ready=True", "podinfo-production: Ready=True",
+		"git commit -am", "post-commit hook calls the hub's", "poll (every 1h0m0s)", "tether.dev/resync-at", "hub page:", "commit badge:", "Pods stay Pending"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("dev output lacks %q:\n%s", want, text)
 		}
@@ -109,6 +115,38 @@ func TestDevDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// kube-controller-manager runs: the Deployment has its ReplicaSet.
+	waitFor(t, time.Minute, func() bool {
+		rs := &appsv1.ReplicaSetList{}
+		return c.List(ctx, rs, client.InNamespace("podinfo-staging")) == nil && len(rs.Items) > 0
+	}, out)
+
+	// The hooks and the secret they read are the user's alone, and the
+	// secret is in no hook, output or log.
+	secret, err := os.ReadFile(filepath.Join(work, "webhook.secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMode(t, filepath.Join(work, "webhook.secret"), 0o600)
+	agentLog, err := os.ReadFile(filepath.Join(work, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"post-commit", "post-merge", "post-rewrite", "post-receive"} {
+		p := filepath.Join(work, "repos", "demo", ".git", "hooks", name)
+		checkMode(t, p, 0o700)
+		hook, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(hook, secret) {
+			t.Errorf("%s holds the webhook secret", p)
+		}
+	}
+	if strings.Contains(text, string(secret)) || bytes.Contains(agentLog, secret) {
+		t.Error("the webhook secret is in the demo's output or the agent's log")
+	}
+
 	repo := &testenv.GitRepo{Dir: filepath.Join(work, "repos", "demo")}
 	file := filepath.Join(repo.Dir, "podinfo-like", "overlays", "staging", "configmap.yaml")
 	b, err := os.ReadFile(file)
@@ -124,19 +162,54 @@ func TestDevDemo(t *testing.T) {
 		cm := &corev1.ConfigMap{}
 		return c.Get(ctx, key, cm) == nil && cm.Data["PODINFO_UI_MESSAGE"] == "Hello from a commit"
 	}, out)
+	// And it came by the hook: the hub took one authentic push webhook.
+	req, _ = http.NewRequest(http.MethodGet, login[1]+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(apiToken)))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `tether_hub_webhooks_total{provider="gitlab",result="dispatched"} 1`; !strings.Contains(string(metrics), want) {
+		t.Errorf("hub metrics lack %s:\n%s", want, grepLines(string(metrics), "webhooks"))
+	}
+}
+
+// checkMode fails the test unless the file at p has exactly mode perm.
+func checkMode(t *testing.T, p string, perm os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != perm {
+		t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), perm)
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // runDev starts `tether dev` and waits until it prints its next steps.
 // The command stops (as on Ctrl-C) when the test ends.
-func runDev(t *testing.T, work string) *lockedBuffer {
+func runDev(t *testing.T, work string, args ...string) *lockedBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lockedBuffer{}
 	cmd := newRootCmd()
 	cmd.SetOut(out)
 	cmd.SetErr(out)
-	cmd.SetArgs([]string{"dev", "--examples", "../../examples", "--work-dir", work, "--interval", "1s",
-		"--cache-dir", filepath.Join(work, "git-cache"), "--leader-elect=false"})
+	cmd.SetArgs(append([]string{"dev", "--examples", "../../examples", "--work-dir", work, "--interval", "1s",
+		"--cache-dir", filepath.Join(work, "git-cache"), "--leader-elect=false"}, args...))
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 	t.Cleanup(func() {

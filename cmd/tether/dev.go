@@ -219,8 +219,12 @@ and badge show Ready=False, HealthCheckFailed ("Available: 0/3") after 30s:
 
 Change something behind Git's back and watch it come back (drift):
 
-  kubectl scale deployment/podinfo -n %[2]s --replicas=5
+  kubectl patch configmap podinfo-config -n %[2]s --type merge -p '{"data":{"PODINFO_UI_MESSAGE":"changed by hand"}}'
+  kubectl get configmap podinfo-config -n %[2]s -o jsonpath='{.data.PODINFO_UI_MESSAGE}'
   kubectl get gitsync/%[5]s -n %[6]s -o jsonpath='{.status.drift}'
+
+(Scaling deployment/podinfo is left to its HorizontalPodAutoscaler: Tether
+neither reports nor corrects the replicas of an HPA's target.)
 
 Force a resync:
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/internal/testenv"
 )
 
@@ -111,7 +113,7 @@ func TestDevDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(cfg, client.Options{})
+	c, err := client.New(cfg, client.Options{Scheme: newScheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,20 +149,15 @@ func TestDevDemo(t *testing.T) {
 		t.Error("the webhook secret is in the demo's output or the agent's log")
 	}
 
-	repo := &testenv.GitRepo{Dir: filepath.Join(work, "repos", "demo")}
-	file := filepath.Join(repo.Dir, "podinfo-like", "overlays", "staging", "configmap.yaml")
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edited := strings.Replace(string(b), "Hello from staging", "Hello from a commit", 1)
-	if _, err := repo.Commit(map[string]string{"podinfo-like/overlays/staging/configmap.yaml": edited}, "Change the greeting"); err != nil {
-		t.Fatal(err)
-	}
+	// Commit to deploy exactly as the printed next steps say, with the
+	// kubectl of the control plane's version.
+	kubeEnv := []string{"KUBECONFIG=" + filepath.Join(work, "kubeconfig"),
+		"GIT_AUTHOR_NAME=Demo", "GIT_AUTHOR_EMAIL=demo@tether.dev", "GIT_COMMITTER_NAME=Demo", "GIT_COMMITTER_EMAIL=demo@tether.dev"}
+	runPrinted(t, text, "What to do next", "Rollout health", kubeEnv)
 	key := types.NamespacedName{Namespace: "podinfo-staging", Name: "podinfo-config"}
 	waitFor(t, 2*time.Minute, func() bool {
 		cm := &corev1.ConfigMap{}
-		return c.Get(ctx, key, cm) == nil && cm.Data["PODINFO_UI_MESSAGE"] == "Hello from a commit"
+		return c.Get(ctx, key, cm) == nil && cm.Data["PODINFO_UI_MESSAGE"] == "Hello again"
 	}, out)
 	// And it came by the hook: the hub took one authentic push webhook.
 	req, _ = http.NewRequest(http.MethodGet, login[1]+"/metrics", nil)
@@ -173,6 +170,55 @@ func TestDevDemo(t *testing.T) {
 	resp.Body.Close()
 	if want := `tether_hub_webhooks_total{provider="gitlab",result="dispatched"} 1`; !strings.Contains(string(metrics), want) {
 		t.Errorf("hub metrics lack %s:\n%s", want, grepLines(string(metrics), "webhooks"))
+	}
+
+	// The rest of the printed steps work as they say: the hand-made change
+	// is seen as drift and undone.
+	runPrinted(t, text, "Rollout health", "Press Ctrl-C", kubeEnv)
+	waitFor(t, time.Minute, func() bool {
+		cm, gs := &corev1.ConfigMap{}, &v1alpha1.GitSync{}
+		if c.Get(ctx, key, cm) != nil || cm.Data["PODINFO_UI_MESSAGE"] != "Hello again" {
+			return false
+		}
+		if c.Get(ctx, types.NamespacedName{Namespace: "tether-system", Name: "podinfo-staging"}, gs) != nil || gs.Status.Drift == nil {
+			return false
+		}
+		for _, o := range gs.Status.Drift.Objects {
+			if o.Name == "podinfo-config" && o.Corrected {
+				return true
+			}
+		}
+		return false
+	}, out)
+}
+
+// runPrinted runs, in one shell, the commands the demo printed between the
+// lines holding from and to (the indented lines that start with a command
+// of the instructions), with the control plane's kubectl first on PATH.
+func runPrinted(t *testing.T, text, from, to string, env []string) {
+	t.Helper()
+	i, j := strings.Index(text, from), strings.Index(text, to)
+	if i < 0 || j < i {
+		t.Fatalf("no section %q..%q in:\n%s", from, to, text)
+	}
+	cmdLine := regexp.MustCompile(`^  (export|kubectl|cd|sed|git|curl|cat) `)
+	var script []string
+	for _, l := range strings.Split(text[i:j], "\n") {
+		if cmdLine.MatchString(l) {
+			script = append(script, strings.TrimSpace(l))
+		}
+	}
+	if len(script) == 0 {
+		t.Fatalf("no commands in section %q", from)
+	}
+	bin, err := testenv.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-ec", strings.Join(script, "\n"))
+	cmd.Env = append(os.Environ(), append(env, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the printed steps failed: %v\n%s\n--- output:\n%s", err, strings.Join(script, "\n"), b)
 	}
 }
 

@@ -53,6 +53,7 @@ run: ## Run the local demo (or the agent on $KUBECONFIG's cluster)
 	  $(MAKE) --no-print-directory build || exit 1; \
 	  if [ "$$cp" = 1 ]; then $(MAKE) --no-print-directory test-bin || exit 1; fi; \
 	fi; \
+	command -v curl >/dev/null || echo "[run] no curl: the demo repository's hooks cannot call the hub, so commits deploy at the next poll (10 s); apt-get install curl for instant deploys"; \
 	echo "[run] built in $$(( $$(date +%s) - t0 ))s; starting the demo"; \
 	exec ./bin/tether dev --examples examples --work-dir .tether-dev
 

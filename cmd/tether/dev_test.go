@@ -17,6 +17,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -189,6 +191,31 @@ func TestDevDemo(t *testing.T) {
 			}
 		}
 		return false
+	}, out)
+
+	// Rollout health is as the steps say: the production GitSync, told to
+	// wait, fails its health check on the Deployment that has no running
+	// Pods, and the hub's GitSync page shows that and the HPA's warnings.
+	prod := types.NamespacedName{Namespace: "tether-system", Name: "podinfo-production"}
+	waitFor(t, 3*time.Minute, func() bool {
+		gs := &v1alpha1.GitSync{}
+		if c.Get(ctx, prod, gs) != nil {
+			return false
+		}
+		ready := meta.FindStatusCondition(gs.Status.Conditions, v1alpha1.ReadyCondition)
+		return ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == v1alpha1.ReasonHealthCheckFailed &&
+			strings.Contains(ready.Message, "Deployment/podinfo-production/podinfo InProgress")
+	}, out)
+	waitFor(t, 2*time.Minute, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, login[1]+"/gitsyncs/dev/tether-system/podinfo-production", nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(apiToken)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		page, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(page), "HealthCheckFailed") && strings.Contains(string(page), "FailedGetResourceMetric")
 	}, out)
 }
 

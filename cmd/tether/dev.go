@@ -116,7 +116,7 @@ func startDevHub(ctx context.Context, env *devenv.Env, work string, o *agentOpti
 		}
 	}
 	hubURL := "http://" + l.Addr().String()
-	env.Step("starting the hub on " + hubURL)
+	env.Step("starting the hub on " + hubURL + " (the demo repository's Git hooks call its webhook)")
 	db := filepath.Join(work, "hub.db")
 	st, err := store.Open(ctx, db)
 	if err != nil {
@@ -145,9 +145,19 @@ func startDevHub(ctx context.Context, env *devenv.Env, work string, o *agentOpti
 	if err := os.WriteFile(apiTokenFile, []byte(apiToken+"\n"), 0o600); err != nil {
 		return "", "", nil, err
 	}
+	// The demo repository's hooks call the hub's webhook with this secret,
+	// so a commit deploys at once instead of at the next poll.
+	secretFile := filepath.Join(work, "webhook.secret")
+	if err := devenv.WriteWebhookSecret(secretFile); err != nil {
+		return "", "", nil, err
+	}
+	if err := env.InstallHooks(hubURL, secretFile); err != nil {
+		return "", "", nil, err
+	}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- serveHub(ctx, &hubOptions{db: db, externalURL: hubURL, shutdownTimeout: 5 * time.Second}, l)
+		errc <- serveHub(ctx, &hubOptions{db: db, externalURL: hubURL, webhookSecretFile: secretFile,
+			shutdownTimeout: 5 * time.Second}, l)
 	}()
 	return hubURL, apiTokenFile, errc, nil
 }
@@ -185,17 +195,36 @@ What to do next (in another terminal):
   kubectl get gitsyncs -A                      # READY, REVISION, DRIFT, STATUS, AGE
   kubectl get all,configmaps -n %[2]s
 
-Commit to deploy (the agent polls every %[3]s):
+Commit to deploy. The repository's post-commit hook calls the hub's
+webhook, so the commit is applied within about a second; if the hook
+cannot reach the hub, the agent's poll (every %[3]s) picks it up:
 
   cd %[4]s
   sed -i 's/Hello from staging/Hello again/' podinfo-like/overlays/staging/configmap.yaml
   git commit -am "Change the staging greeting"
   kubectl get configmap podinfo-config -n %[2]s -o jsonpath='{.data.PODINFO_UI_MESSAGE}'
 
+Rollout health: kube-controller-manager runs, so the Deployment gets a
+ReplicaSet and Pods and the HorizontalPodAutoscaler scales it:
+
+  kubectl get deployment,replicasets,pods,hpa -n %[2]s
+
+There is no kubelet (nor scheduler) here: the Pods stay Pending and the
+Deployment never becomes Available. The demo GitSyncs don't wait for
+health, so their Ready=True means "applied". The hub's GitSync page shows
+the HPA's warning events (no metrics server). Make one wait, and its page
+and badge show Ready=False, HealthCheckFailed ("Available: 0/3") after 30s:
+
+  kubectl patch gitsync/podinfo-production -n %[6]s --type merge -p '{"spec":{"wait":true,"timeout":"30s"}}'
+
 Change something behind Git's back and watch it come back (drift):
 
-  kubectl scale deployment/podinfo -n %[2]s --replicas=5
+  kubectl patch configmap podinfo-config -n %[2]s --type merge -p '{"data":{"PODINFO_UI_MESSAGE":"changed by hand"}}'
+  kubectl get configmap podinfo-config -n %[2]s -o jsonpath='{.data.PODINFO_UI_MESSAGE}'
   kubectl get gitsync/%[5]s -n %[6]s -o jsonpath='{.status.drift}'
+
+(Scaling deployment/podinfo is left to its HorizontalPodAutoscaler: Tether
+neither reports nor corrects the replicas of an HPA's target.)
 
 Force a resync:
 

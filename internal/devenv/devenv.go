@@ -1,7 +1,8 @@
 // Package devenv sets up the local demo that `make run` starts: a control
-// plane (the embedded kube-apiserver + etcd, or the cluster of $KUBECONFIG),
-// a Git repository on loopback seeded from examples/, and GitSyncs that
-// point at it. It prints every step with the time it took, so nobody stares
+// plane (the embedded kube-apiserver, etcd and kube-controller-manager, or
+// the cluster of $KUBECONFIG), a Git repository on loopback seeded from
+// examples/ whose hooks call the hub's webhook, and GitSyncs that point at
+// it. It prints every step with the time it took, so nobody stares
 // at a silent terminal. It runs no agent itself: the caller does.
 package devenv
 
@@ -71,8 +72,11 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		return nil, err
 	}
 	if o.Kubeconfig == "" {
-		e.step("starting the embedded kube-apiserver and etcd")
-		e.cp, err = testenv.StartControlPlane(testenv.ControlPlaneOptions{KubeconfigDir: work})
+		// kube-controller-manager gives Deployments their ReplicaSets and
+		// Pods, HPAs their scaling, so rollout health is real; with no
+		// kubelet (and no scheduler) the Pods stay Pending.
+		e.step("starting the embedded kube-apiserver, etcd and kube-controller-manager")
+		e.cp, err = testenv.StartControlPlane(testenv.ControlPlaneOptions{KubeconfigDir: work, ControllerManager: true})
 		if err != nil {
 			return nil, err
 		}

@@ -60,7 +60,7 @@ run: ## Run the local demo (or the agent on $KUBECONFIG's cluster)
 # Debian packages the tests need, as command:package. The end-to-end tests
 # (internal/e2e) run headless Chromium, and a hub in a network namespace
 # behind an iptables rule.
-DEPS := git:git chromium:chromium iptables:iptables ip:iproute2
+DEPS := git:git chromium:chromium iptables:iptables ip:iproute2 curl:curl
 
 deps: ## Install the Debian packages the tests need
 	@missing=""; for d in $(DEPS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \

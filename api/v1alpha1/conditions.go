@@ -36,7 +36,6 @@ const (
 	ReasonDependencyCycle    = "DependencyCycle"
 	ReasonSyncWindowClosed   = "SyncWindowClosed"
 	ReasonNotScheduled       = "NotScheduled"
-	ReasonNotBlocked         = "NotBlocked"
 	// ReasonServiceAccountRequired: a GitSync outside the agent's namespace
 	// names no service account and the agent has no default one, so it
 	// would apply with the agent's own rights; nothing is applied.

@@ -2,23 +2,29 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/channel/tunnel"
+	"tether.dev/tether/hub"
+	"tether.dev/tether/internal/testenv"
 )
 
 // TestBrowser renders the hub's page and both badges in headless Chromium
@@ -218,4 +224,111 @@ func readGitSyncs(t *testing.T, ns, user string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestWarningEventReachesPage: a Warning that a real controller records
+// for a Deployment a GitSync manages reaches the hub's GitSync page. Its
+// own control plane runs kube-controller-manager (the suite's has none):
+// the ReplicaSet controller tries to create the Deployment's pod, the
+// namespace's ResourceQuota (pods: 0, as a platform team sets for a
+// tenant) makes the API server refuse it, and the controller records
+// Warning FailedCreate on the ReplicaSet. The real `tether agent` sees
+// that event, traces the ReplicaSet to the Deployment and the Deployment
+// to the GitSync, and sends it up the channel; the hub's events API and
+// the page (in Chromium) show it. There is no kubelet, so an image pull
+// failure (ImagePullBackOff) cannot happen here: the Deployment's image
+// does not exist, but it is the quota that fails it.
+func TestWarningEventReachesPage(t *testing.T) {
+	ctx := context.Background()
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{ControllerManager: true, KubeconfigDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cp.Stop(); err != nil {
+			t.Logf("stop control plane: %v", err)
+		}
+	})
+	c, err := client.New(cp.Config, client.Options{Scheme: suite.k8s.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	repo, err := newGitServer(t).CreateRepo("acme/quota")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Commit(map[string]string{"app/web.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: registry.invalid/web:does-not-exist
+`}, "web"); err != nil {
+		t.Fatal(err)
+	}
+	h := startHub(t, dir, hubOptions{})
+	a := &agentProc{dir: dir, name: "agent", argv: []string{suite.tether, "agent", "--kubeconfig", cp.KubeconfigPath,
+		"--cache-dir", filepath.Join(dir, "agent-cache"), "--leader-elect=false",
+		"--default-service-account", testenv.DeployerAccount,
+		"--hub-url", h.url, "--agent-name", "quota-agent", "--token-file", h.token(t, "agent.token", "--agent", "quota-agent")}}
+	a.start(t)
+	ns := testenv.NewDeployerNamespace(t, c, "quota", "cluster-admin", false)
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-pods", Namespace: ns},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}}}
+	if err := c.Create(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	gs := &v1alpha1.GitSync{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-app", Namespace: ns},
+		Spec: v1alpha1.GitSyncSpec{
+			Source: v1alpha1.GitSource{URL: repo.URL, Ref: v1alpha1.GitRef{Branch: "main"}},
+			Path:   "./app", Interval: metav1.Duration{Duration: time.Hour},
+		},
+	}
+	created := time.Now()
+	if err := c.Create(ctx, gs); err != nil {
+		t.Fatal(err)
+	}
+
+	api := h.url + "/api/v1/agents/quota-agent/gitsyncs/" + ns + "/web-app/events"
+	var seen string
+	eventually(t, 2*time.Minute, "the hub has Warning FailedCreate of web's ReplicaSet", func() (bool, string) {
+		code, body, _, err := getWith(api, h.apiToken)
+		if err != nil || code != http.StatusOK {
+			return false, fmt.Sprint(code, body, err)
+		}
+		var got struct{ Events []hub.EventJSON }
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range got.Events {
+			if e.Reason == "FailedCreate" && e.Kind == "ReplicaSet" && strings.HasPrefix(e.Name, "web-") && strings.Contains(e.Message, "exceeded quota: no-pods") {
+				seen = e.Message
+				return true, ""
+			}
+		}
+		return false, body
+	})
+	t.Logf("FailedCreate at the hub %s after the GitSync was created: %s", time.Since(created).Round(time.Millisecond), seen)
+
+	page := signedIn(t, h) + "/gitsyncs/quota-agent/" + ns + "/web-app"
+	dom := headless(t, page, "--dump-dom")
+	_, events, _ := strings.Cut(dom, `id="events"`)
+	events, _, _ = strings.Cut(events, "</table>")
+	for _, want := range []string{"ReplicaSet", "FailedCreate", "exceeded quota: no-pods"} {
+		if !strings.Contains(events, want) {
+			t.Errorf("the page's events table lacks %q:\n%s", want, events)
+		}
+	}
+	keep(t, screenshot(t, dir, "gitsync-events", page, 1200, 1400), "gitsync-warning-event.png")
 }

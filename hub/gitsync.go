@@ -66,7 +66,8 @@ var resyncNotices = map[string]string{
 }
 
 // serveGitSync serves GET /gitsyncs/{agent}/{ns}/{name}: one GitSync, its
-// objects as the latest report has them, its recent Warning events, the
+// objects as the latest report has them and as the agent's watch cache
+// has them now (see liveObjects), its recent Warning events, the
 // revisions it applied, and a resync button for whoever may resync. A
 // GitSync the reader may not see is 404, like one that does not exist.
 func (s *Server) serveGitSync(w http.ResponseWriter, r *http.Request, who Principal) {

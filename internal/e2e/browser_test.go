@@ -123,7 +123,13 @@ func TestGitSyncPageLiveObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit(t, repo, "one")
+	// No controller fills in the Deployment's status in this suite, so
+	// kstatus finds it InProgress; a ConfigMap has no status: Current.
+	files := configMap("one")
+	files["app/web.yaml"] = webDeployment
+	if _, err := repo.Commit(files, "one"); err != nil {
+		t.Fatal(err)
+	}
 	h := startHub(t, dir, hubOptions{})
 	agentNS := "tether-live-" + randomHex(t, 4)
 	// The API token's name is "e2e": the page asks as user "e2e".
@@ -167,7 +173,7 @@ func TestGitSyncPageLiveObjects(t *testing.T) {
 	})
 	dom := headless(t, gitsyncPage, "--dump-dom")
 	live := liveTable(dom)
-	for _, want := range []string{"ConfigMap", ns, "<td>settings</td>", "Current", "Drifted", "/data/v"} {
+	for _, want := range []string{"ConfigMap", ns, "<td>settings</td>", "Current", "Drifted", "/data/v", "apps/Deployment", "<td>web</td>", "InProgress"} {
 		if !strings.Contains(live, want) {
 			t.Errorf("Chromium's live objects table lacks %q:\n%s", want, live)
 		}
@@ -199,6 +205,25 @@ func TestGitSyncPageLiveObjects(t *testing.T) {
 	}
 	keep(t, screenshot(t, dir, "gitsync-offline", gitsyncPage, 1200, 900), "gitsync-live-offline.png")
 }
+
+// webDeployment is a Deployment of one pod whose image does not exist
+// (no kubelet here pulls it anyway).
+const webDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: registry.invalid/web:does-not-exist
+`
 
 // liveTable is the page's live objects table, or "".
 func liveTable(page string) string {
@@ -258,22 +283,7 @@ func TestWarningEventReachesPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := repo.Commit(map[string]string{"app/web.yaml": `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: registry.invalid/web:does-not-exist
-`}, "web"); err != nil {
+	if _, err := repo.Commit(map[string]string{"app/web.yaml": webDeployment}, "web"); err != nil {
 		t.Fatal(err)
 	}
 	h := startHub(t, dir, hubOptions{})

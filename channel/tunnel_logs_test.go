@@ -58,7 +58,12 @@ func startKubeletStandIn(t *testing.T) *kubeletStandIn {
 		}
 	})
 	k.srv = httptest.NewTLSServer(mux) // on 127.0.0.1
-	t.Cleanup(k.srv.Close)
+	t.Cleanup(func() {
+		// Close waits for open requests: a follow the API server never
+		// ended (the failure this test looks for) is cut first.
+		k.srv.CloseClientConnections()
+		k.srv.Close()
+	})
 	return k
 }
 

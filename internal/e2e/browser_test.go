@@ -135,9 +135,11 @@ func TestGitSyncPageLiveObjects(t *testing.T) {
 	// The API token's name is "e2e": the page asks as user "e2e".
 	access := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: tunnel.AccessConfigMap, Namespace: agentNS},
 		Data: map[string]string{tunnel.AccessKey: "users:\n- name: e2e\n- name: mallory\n"}}
-	if err := suite.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNS}}); err != nil {
+	agentNamespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNS}}
+	if err := suite.k8s.Create(ctx, agentNamespace); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = suite.k8s.Delete(context.Background(), agentNamespace) })
 	if err := suite.k8s.Create(ctx, access); err != nil {
 		t.Fatal(err)
 	}

@@ -3,15 +3,11 @@ package channel_test
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,94 +16,36 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"tether.dev/tether/channel/agent"
 	"tether.dev/tether/channel/tunnel"
+	"tether.dev/tether/channel/tunnel/measure"
 	"tether.dev/tether/hub/store"
 )
 
-// apiClients are two ways to the same API server path as the same
-// identity: through the hub's tunnel, and straight to the API server with
-// the impersonation headers the agent would add (so the difference is the
-// tunnel's cost alone).
-type apiClients struct {
-	tunnel, direct       *http.Client
-	tunnelURL, directURL string
-	token                string
-	impersonate, asGroup string
-}
-
-func newAPIClients(b *testing.B, r *tunnelRig, token string) *apiClients {
+// newAPIClients are two ways to the same API server path as the same
+// identity (tunnel/measure): through the hub's tunnel, and straight to
+// the API server with the impersonation headers the agent would add.
+func newAPIClients(b *testing.B, r *tunnelRig, token string) *measure.Clients {
 	b.Helper()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(r.ca)
-	direct, err := rest.TransportFor(controlPlane(b).Config)
+	c, err := measure.New(measure.Options{
+		ProxyURL: r.url + "/k8s-proxy/" + r.agentName, HubCA: r.ca, Token: token,
+		Direct: controlPlane(b).Config, User: "tether:user:alice", Groups: []string{"tether:users"},
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &apiClients{
-		tunnel:      &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 100}},
-		direct:      &http.Client{Transport: direct},
-		tunnelURL:   r.url + "/k8s-proxy/" + r.agentName,
-		directURL:   strings.TrimSuffix(controlPlane(b).Config.Host, "/"),
-		token:       token,
-		impersonate: "tether:user:alice", asGroup: "tether:users",
-	}
-}
-
-// get makes one request, reads the whole answer and returns its size.
-func (c *apiClients) get(b *testing.B, viaTunnel bool, path string) int {
-	resp := c.open(b, context.Background(), viaTunnel, path)
-	n, err := io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return int(n)
-}
-
-// open starts a request and returns once the headers are in.
-func (c *apiClients) open(b *testing.B, ctx context.Context, viaTunnel bool, path string) *http.Response {
-	url, client := c.directURL+path, c.direct
-	if viaTunnel {
-		url, client = c.tunnelURL+path, c.tunnel
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	req.Header.Set("Accept", "application/json")
-	if viaTunnel {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	} else {
-		req.Header.Set("Impersonate-User", c.impersonate)
-		req.Header.Set("Impersonate-Group", c.asGroup)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		b.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
-	}
-	return resp
+	return c
 }
 
 // timed runs one request and returns its duration.
-func (c *apiClients) timed(b *testing.B, viaTunnel bool, path string) time.Duration {
-	start := time.Now()
-	c.get(b, viaTunnel, path)
-	return time.Since(start)
-}
-
-func percentile(d []time.Duration, p float64) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(float64(len(s))*p))]
+func timed(b *testing.B, c *measure.Clients, viaTunnel bool, path string) time.Duration {
+	d, err := c.Time(context.Background(), viaTunnel, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -140,20 +78,19 @@ func BenchmarkTunnelGet(b *testing.B) {
 		code, _ := r.proxyGet(tok, path, nil)
 		return code == http.StatusOK
 	})
-	for range 50 { // warm connections and caches
-		c.timed(b, true, path)
-		c.timed(b, false, path)
+	if _, _, err := c.Alternate(context.Background(), path, 50, 0); err != nil { // warm connections and caches
+		b.Fatal(err)
 	}
 	var viaTunnel, direct []time.Duration
 	for b.Loop() {
-		viaTunnel = append(viaTunnel, c.timed(b, true, path))
-		direct = append(direct, c.timed(b, false, path))
+		viaTunnel = append(viaTunnel, timed(b, c, true, path))
+		direct = append(direct, timed(b, c, false, path))
 	}
-	b.ReportMetric(ms(percentile(viaTunnel, 0.5)), "tunnel-p50-ms")
-	b.ReportMetric(ms(percentile(viaTunnel, 0.95)), "tunnel-p95-ms")
-	b.ReportMetric(ms(percentile(direct, 0.5)), "direct-p50-ms")
-	b.ReportMetric(ms(percentile(direct, 0.95)), "direct-p95-ms")
-	b.ReportMetric(ms(percentile(viaTunnel, 0.5)-percentile(direct, 0.5)), "p50-overhead-ms")
+	b.ReportMetric(ms(measure.Percentile(viaTunnel, 0.5)), "tunnel-p50-ms")
+	b.ReportMetric(ms(measure.Percentile(viaTunnel, 0.95)), "tunnel-p95-ms")
+	b.ReportMetric(ms(measure.Percentile(direct, 0.5)), "direct-p50-ms")
+	b.ReportMetric(ms(measure.Percentile(direct, 0.95)), "direct-p95-ms")
+	b.ReportMetric(ms(measure.Percentile(viaTunnel, 0.5)-measure.Percentile(direct, 0.5)), "p50-overhead-ms")
 }
 
 // BenchmarkTunnelList1000: a list of 1,000 ConfigMaps (about 0.8 MB of
@@ -167,17 +104,19 @@ func BenchmarkTunnelList1000(b *testing.B) {
 		code, _ := r.proxyGet(tok, path+"?limit=1", nil)
 		return code == http.StatusOK
 	})
-	size := c.get(b, true, path)
-	for range 5 {
-		c.timed(b, true, path)
-		c.timed(b, false, path)
+	size, err := c.Get(context.Background(), true, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := c.Alternate(context.Background(), path, 5, 0); err != nil {
+		b.Fatal(err)
 	}
 	var viaTunnel, direct []time.Duration
 	for b.Loop() {
-		viaTunnel = append(viaTunnel, c.timed(b, true, path))
-		direct = append(direct, c.timed(b, false, path))
+		viaTunnel = append(viaTunnel, timed(b, c, true, path))
+		direct = append(direct, timed(b, c, false, path))
 	}
-	t50, d50 := percentile(viaTunnel, 0.5), percentile(direct, 0.5)
+	t50, d50 := measure.Percentile(viaTunnel, 0.5), measure.Percentile(direct, 0.5)
 	b.ReportMetric(ms(t50), "tunnel-p50-ms")
 	b.ReportMetric(ms(d50), "direct-p50-ms")
 	b.ReportMetric(float64(t50)/float64(d50), "tunnel/direct")
@@ -200,30 +139,15 @@ func BenchmarkTunnelWatchMemory(b *testing.B) {
 		return code == http.StatusOK
 	})
 	for b.Loop() {
-		openAll := func(viaTunnel bool) (int64, func()) {
-			ctx, cancel := context.WithCancel(context.Background())
-			before := heapInUse()
-			var open []*http.Response
-			for range n {
-				open = append(open, c.open(b, ctx, viaTunnel, path))
-			}
-			grown := heapInUse() - before
-			return grown, func() {
-				cancel()
-				for _, resp := range open {
-					resp.Body.Close()
-				}
-			}
+		inProcess := func() (int64, error) { return heapInUse(), nil }
+		agentHeap := func() (int64, error) { return agentMem(), nil }
+		m, err := c.Watches(context.Background(), path, n, inProcess, agentHeap, true)
+		if err != nil {
+			b.Fatal(err)
 		}
-		clientOnly, closeDirect := openAll(false)
-		closeDirect()
-		agentBefore := agentMem()
-		withHub, closeTunnel := openAll(true)
-		agentWith := agentMem()
-		closeTunnel()
-		b.ReportMetric(float64(withHub-clientOnly)/n, "hub-heap-B/watch")
-		b.ReportMetric(float64(agentWith-agentBefore)/n, "agent-heap-B/request")
-		b.ReportMetric(float64(agentWith)/(1<<20), "agent-heap-MiB@100")
+		b.ReportMetric(m.HubPerWatch, "hub-heap-B/watch")
+		b.ReportMetric(m.AgentPerRequest, "agent-heap-B/request")
+		b.ReportMetric(float64(m.AgentWith)/(1<<20), "agent-heap-MiB@100")
 	}
 }
 

@@ -43,7 +43,7 @@ var (
 
 func controlPlane(t testing.TB) *testenv.ControlPlane {
 	t.Helper()
-	cpOnce.Do(func() { cp, cpErr = testenv.StartControlPlane(testenv.ControlPlaneOptions{WithoutCRDs: true}) })
+	cpOnce.Do(func() { cp, cpErr = testenv.StartControlPlane(testenv.ControlPlaneOptions{}) })
 	if cpErr != nil {
 		t.Fatal(cpErr)
 	}
@@ -91,6 +91,7 @@ type tunnelRig struct {
 	mu        sync.Mutex
 	stopAgent func()
 	tun       *tunnel.Agent
+	objects   tunnel.ObjectsFunc
 }
 
 type rigOptions struct {
@@ -100,6 +101,8 @@ type rigOptions struct {
 	quiet        bool
 	// externalAgent: the caller runs the agent (startAgentProcess).
 	externalAgent bool
+	// objects is the agent's watch cache view (GitSync pages).
+	objects tunnel.ObjectsFunc
 }
 
 func newTunnelRig(t testing.TB, o rigOptions) *tunnelRig {
@@ -146,6 +149,7 @@ func newTunnelRig(t testing.TB, o rigOptions) *tunnelRig {
 	if o.externalAgent {
 		return r
 	}
+	r.objects = o.objects
 	r.startAgent(!o.noTunnel, log)
 	eventually(t, "the agent is connected", func() bool { return len(ch.ConnectedAgents()) == 1 })
 	return r
@@ -162,7 +166,7 @@ func (r *tunnelRig) startAgent(withTunnel bool, log *slog.Logger) {
 	}
 	var wg sync.WaitGroup
 	if withTunnel {
-		tun, err := tunnel.NewAgent(tunnel.AgentOptions{Config: controlPlane(r.t).Config, Namespace: r.ns, Logger: log})
+		tun, err := tunnel.NewAgent(tunnel.AgentOptions{Config: controlPlane(r.t).Config, Namespace: r.ns, Logger: log, Objects: r.objects})
 		if err != nil {
 			r.t.Fatal(err)
 		}

@@ -1,7 +1,9 @@
 package hub
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -11,6 +13,8 @@ import (
 	_ "embed"
 
 	"tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/channel/server"
+	"tether.dev/tether/channel/tunnel"
 	"tether.dev/tether/hub/store"
 )
 
@@ -40,7 +44,16 @@ type gitsyncPage struct {
 	ResyncPath string
 	Notice     string
 	SignedIn   bool
+	// Live are the GitSync's objects now, from the agent's watch cache
+	// through the tunnel; LiveNote says why there are none when the
+	// agent could not be asked or refused.
+	Live     []tunnel.LiveObject
+	LiveNote string
 }
+
+// liveObjectsTimeout bounds the page's wait for the agent's answer: a
+// slow agent makes the page say so, not hang.
+const liveObjectsTimeout = 5 * time.Second
 
 // resyncNotices are what the page says after its resync button: fixed
 // texts keyed by a fixed word, so nothing of the query is reflected.
@@ -53,7 +66,8 @@ var resyncNotices = map[string]string{
 }
 
 // serveGitSync serves GET /gitsyncs/{agent}/{ns}/{name}: one GitSync, its
-// objects as the latest report has them, its recent Warning events, the
+// objects as the latest report has them and as the agent's watch cache
+// has them now (see liveObjects), its recent Warning events, the
 // revisions it applied, and a resync button for whoever may resync. A
 // GitSync the reader may not see is 404, like one that does not exist.
 func (s *Server) serveGitSync(w http.ResponseWriter, r *http.Request, who Principal) {
@@ -84,6 +98,7 @@ func (s *Server) serveGitSync(w http.ResponseWriter, r *http.Request, who Princi
 		ResyncPath: url.PathEscape(name) + "/resync",
 		Notice:     resyncNotices[r.URL.Query().Get("resync")],
 	}
+	d.Live, d.LiveNote = s.liveObjects(r.Context(), who, agent, ns, name)
 	d.BadgeSrc = d.Root + strings.TrimPrefix(gj.Badge, "/")
 	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" && !s.opt.PublicRead {
 		d.SignedIn = true
@@ -92,6 +107,51 @@ func (s *Server) serveGitSync(w http.ResponseWriter, r *http.Request, who Princi
 	if err := gitsyncTemplate.Execute(w, d); err != nil {
 		s.log.Error("gitsync page", "error", err)
 	}
+}
+
+// liveObjects asks the agent, through its tunnel and as the page's reader,
+// for the GitSync's objects now. The reader already passed the page's
+// read check; the agent then decides again (the reader's granted identity
+// must be allowed to get the GitSync). Anything short of an answer is a
+// note for the page, never an error page.
+func (s *Server) liveObjects(ctx context.Context, who Principal, agent, ns, name string) ([]tunnel.LiveObject, string) {
+	if who.Name == anonymous.Name && who.Kind == anonymous.Kind {
+		// Public pages have no caller the cluster owner could grant.
+		return nil, "Live objects are shown to signed-in readers only."
+	}
+	s.mu.Lock()
+	tunnels := s.tunnels
+	s.mu.Unlock()
+	if tunnels == nil {
+		return nil, "The hub has no agent channel: live objects are not available."
+	}
+	m, err := tunnels.Tunnel(agent)
+	switch {
+	case errors.Is(err, server.ErrNotConnected):
+		return nil, "The agent " + agent + " is not connected: live objects are not available until it is back."
+	case errors.Is(err, server.ErrNoTunnel):
+		return nil, "The agent " + agent + " does not serve live objects (upgrade it)."
+	case err != nil:
+		return nil, "The agent " + agent + " has no tunnel: live objects are not available."
+	}
+	ctx, cancel := context.WithTimeout(ctx, liveObjectsTimeout)
+	defer cancel()
+	objs, err := tunnel.GetObjects(ctx, m, callerOf(who), ns, name)
+	var refused *tunnel.ErrAgentAnswer
+	switch {
+	case errors.As(err, &refused) && refused.Code == http.StatusForbidden:
+		return nil, "The cluster does not let you read this GitSync's live objects: " + refused.Message
+	case errors.As(err, &refused):
+		return nil, fmt.Sprintf("The agent could not list the live objects (%d): %s", refused.Code, refused.Message)
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, fmt.Sprintf("The agent did not answer within %s.", liveObjectsTimeout)
+	case err != nil:
+		s.log.Warn("gitsync page: live objects", "agent", agent, "gitsync", ns+"/"+name, "error", err)
+		return nil, "The agent could not be asked for the live objects; reload to retry."
+	case !objs.Tracked:
+		return nil, "The agent has not applied this GitSync since it started."
+	}
+	return objs.Items, ""
 }
 
 // pageResync serves POST /gitsyncs/{agent}/{ns}/{name}/resync, the page's

@@ -56,6 +56,13 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		tunnel.WriteStatus(w, http.StatusForbidden, "Forbidden", "the hub token lacks the proxy action")
 		return
 	}
+	if tunnel.IsAgentPath(r.PathValue("path")) {
+		// The agent's own paths (a GitSync's live objects) are the page's,
+		// behind its per-GitSync read check; a proxy token must not reach
+		// them for GitSyncs it cannot see.
+		tunnel.WriteStatus(w, http.StatusNotFound, "NotFound", "not a Kubernetes API path")
+		return
+	}
 	agent := r.PathValue("agent")
 	s.mu.Lock()
 	tunnels := s.tunnels

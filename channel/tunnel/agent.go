@@ -34,6 +34,9 @@ type AgentOptions struct {
 	// MaxResponseBytes caps one answer that is not a watch or a log
 	// follow (default 1 GiB); a larger one is aborted.
 	MaxResponseBytes int64
+	// Objects reads a GitSync's objects from the drift watch cache, for
+	// the hub's GitSync page (ObjectsPath); nil: that path answers 501.
+	Objects ObjectsFunc
 }
 
 // Agent serves tunnelled requests against its cluster's API server, as
@@ -156,6 +159,10 @@ func (a *Agent) serve(st *Stream, req *channelpb.TunnelRequest) {
 	if code != 0 {
 		a.log.Info("tunnel request refused", "caller", callerString(req.GetCaller()), "method", req.GetMethod(), "path", req.GetPath(), "code", code)
 		a.answer(st, code, msg)
+		return
+	}
+	if IsAgentPath(req.GetPath()) {
+		a.serveAgentPath(st, req, id)
 		return
 	}
 	hr, err := a.apiRequest(ctx, st, req, id)

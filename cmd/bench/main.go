@@ -53,7 +53,7 @@ type options struct {
 	hookRate      int
 }
 
-var parts = []string{"poll", "mix", "drift", "flap", "webhook", "fleet"}
+var parts = []string{"poll", "mix", "drift", "flap", "webhook", "fleet", "tunnel"}
 
 func main() {
 	o := options{sizes: intList{1000, 5000}, fleets: intList{100, 1000}}
@@ -137,6 +137,13 @@ func run(o options) error {
 	}
 	if o.does("webhook") {
 		r, err := e.benchWebhook(ctx, o)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
+	if o.does("tunnel") {
+		r, err := e.benchTunnel(ctx, o)
 		if err != nil {
 			return err
 		}

@@ -31,6 +31,7 @@ import (
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/channel/events"
 	"tether.dev/tether/channel/tunnel"
+	"tether.dev/tether/drift"
 	tsync "tether.dev/tether/sync"
 )
 
@@ -186,7 +187,19 @@ func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.L
 		}
 		// The hub's kubectl tunnel: requests go to the API server as the
 		// identity the ConfigMap tether-access grants, never as the agent.
-		tun, err := tunnel.NewAgent(tunnel.AgentOptions{Config: cfg, Namespace: o.namespace, Logger: logrSlog(log)})
+		tun, err := tunnel.NewAgent(tunnel.AgentOptions{Config: cfg, Namespace: o.namespace, Logger: logrSlog(log),
+			// The GitSync page's live objects, from the drift watch cache.
+			Objects: func(ns, name string) ([]tunnel.Tracked, bool) {
+				if rec == nil {
+					return nil, false
+				}
+				tr, ok := rec.Drift.(*drift.Tracker)
+				if !ok {
+					return nil, false
+				}
+				return trackedObjects(tr, drift.Owner{Namespace: ns, Name: name})
+			},
+		})
 		if err != nil {
 			return fmt.Errorf("--hub-url: %w", err)
 		}
@@ -247,6 +260,18 @@ func runAgent(ctx context.Context, cfg *rest.Config, o *agentOptions, log logr.L
 	}
 	log.Info("agent starting", "version", version, "leaseNamespace", o.namespace, "cacheDir", o.cacheDir)
 	return mgr.Start(ctx)
+}
+
+// trackedObjects converts the drift watch cache's view of owner for the
+// tunnel, which does not import drift.
+func trackedObjects(tr *drift.Tracker, owner drift.Owner) ([]tunnel.Tracked, bool) {
+	objs, ok := tr.Objects(owner)
+	out := make([]tunnel.Tracked, len(objs))
+	for i, o := range objs {
+		out[i] = tunnel.Tracked{Group: o.Group, Version: o.Version, Kind: o.Kind, Resource: o.Resource,
+			Namespace: o.Namespace, Name: o.Name, Drift: string(o.State), Paths: o.Paths}
+	}
+	return out, ok
 }
 
 // ensureNamespace creates the lease namespace when it is missing, so that

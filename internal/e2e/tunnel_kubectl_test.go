@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/url"
@@ -27,7 +26,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"tether.dev/tether/channel/agent"
 	"tether.dev/tether/channel/tunnel"
 	"tether.dev/tether/internal/testenv"
 )
@@ -39,10 +37,7 @@ import (
 // `tether hub kubeconfig` prints. Every request reaches the cluster over
 // the stream the agent opened, as the identity the agent's ConfigMap
 // grants.
-//
-// The agent half runs in this test process (channel/agent with
-// channel/tunnel, the code `tether agent` runs): `tether agent` does not
-// wire the tunnel yet (cmd/tether/agent.go is outside this change).
+// The agent is the real `tether agent` process.
 func TestTunnelKubectlThroughNetns(t *testing.T) {
 	n := newNetns(t)
 	n.dropNewOutgoing(t)
@@ -58,12 +53,11 @@ func TestTunnelKubectlThroughNetns(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, caFile := tunnelCert(t, dir, n.nsIP)
 	h := startTLSHub(t, dir, n, certFile, keyFile)
-	agentTok := readFile(t, h.token(t, "prod.token", "--agent", "prod"))
+	agentTokFile := h.token(t, "prod.token", "--agent", "prod")
 	aliceTokFile := h.token(t, "alice.token", "--api", "--name", "alice")
 
 	// The cluster owner's side: an agent namespace with the grant, and
 	// RBAC for the granted user in one namespace.
-	ctx := context.Background()
 	agentNS := newNamespace(t, "tunnel-agent")
 	appNS := newNamespace(t, "tunnel-app")
 	mustCreate(t, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "read-configmaps", Namespace: appNS},
@@ -75,20 +69,10 @@ func TestTunnelKubectlThroughNetns(t *testing.T) {
 		Data: map[string]string{tunnel.AccessKey: "users:\n- name: alice\n"}})
 	mustCreate(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: appNS}, Data: map[string]string{"v": "1"}})
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	tun, err := tunnel.NewAgent(tunnel.AgentOptions{Config: cfg, Namespace: agentNS, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go tun.Run(runCtx)
-	ch, err := agent.New(agent.Options{HubURL: h.url, AgentName: "prod", Token: strings.TrimSpace(agentTok), CAFile: caFile, Tunnel: tun, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ch.Run(runCtx)
-	eventually(t, time.Minute, "the agent to connect", func() (bool, string) { return ch.Connected(), "" })
+	// The real `tether agent`, on the host (it reaches the API server and
+	// dials out to the hub in the namespace), serving the tunnel as the
+	// ConfigMap in its --namespace grants.
+	startAgent(t, dir, h.url, "prod", agentTokFile, "--namespace", agentNS, "--ca-file", caFile)
 
 	kubeconfig := filepath.Join(dir, "alice.kubeconfig")
 	writeFile(t, kubeconfig, mustRun(t, suite.tether, "hub", "kubeconfig", "--hub-url", h.url, "--agent", "prod",

@@ -14,7 +14,10 @@
 //     many GitSyncs (webhook.go);
 //   - many GitSyncs on one repository: create → all Ready, one commit
 //     touching all → live everywhere, requests per idle interval, memory
-//     (fleet.go).
+//     (fleet.go);
+//   - the cluster through the hub's tunnel: get and a list of 1,000
+//     through the tunnel vs direct, hub memory per open tunnelled watch,
+//     agent memory with 100 open proxied requests (tunnel.go).
 //
 // It starts its own control plane, Git server and hub and runs the real
 // `tether` binary as separate processes, so it measures whatever engine is

@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"tether.dev/tether/channel/channelpb"
 )
@@ -96,15 +95,16 @@ func (s *Store) drain(batch []*ingestReq) []*ingestReq {
 	return batch
 }
 
-const upsertGitSync = `INSERT INTO gitsyncs(agent, namespace, name, state_version, source_url, ref, path,
-	revision, attempted_revision, phase, message, drift_count, last_sync, deleted, updated, report)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+const upsertGitSync = `INSERT INTO gitsyncs(agent, namespace, name, state_version, source_url, ref, ref_kind, ref_name,
+	path, revision, attempted_revision, phase, message, drift_count, warning_events, last_sync, deleted, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(agent, namespace, name) DO UPDATE SET
 	state_version = excluded.state_version, source_url = excluded.source_url, ref = excluded.ref,
+	ref_kind = excluded.ref_kind, ref_name = excluded.ref_name,
 	path = excluded.path, revision = excluded.revision, attempted_revision = excluded.attempted_revision,
 	phase = excluded.phase, message = excluded.message, drift_count = excluded.drift_count,
-	last_sync = excluded.last_sync, deleted = excluded.deleted, updated = excluded.updated,
-	report = excluded.report
+	warning_events = excluded.warning_events,
+	last_sync = excluded.last_sync, deleted = excluded.deleted, updated = excluded.updated
 WHERE excluded.state_version > gitsyncs.state_version`
 
 const upsertRevision = `INSERT INTO revisions(sha, agent, namespace, name, repo_url, revision, state, first_seen, last_seen)
@@ -117,27 +117,74 @@ ON CONFLICT(sha, agent, namespace, name) DO UPDATE SET
 const supersedeRevisions = `UPDATE revisions SET state = 'superseded', last_seen = ?
 WHERE agent = ? AND namespace = ? AND name = ? AND state IN ('live', 'applying') AND sha NOT IN (?, ?)`
 
-type batchStmts struct {
-	gitsync, revision, supersede, seen *sql.Stmt
+const agentSeen = `UPDATE agents SET last_seen = ? WHERE name = ?`
+
+// The child rows of a GitSync: replaced whole with each stored report.
+const (
+	deleteConditions = `DELETE FROM gitsync_conditions WHERE agent = ? AND namespace = ? AND name = ?`
+	deleteNamespaces = `DELETE FROM gitsync_namespaces WHERE agent = ? AND namespace = ? AND name = ?`
+	deleteDrift      = `DELETE FROM gitsync_drift WHERE agent = ? AND namespace = ? AND name = ?`
+	insertCondition  = `INSERT INTO gitsync_conditions(agent, namespace, name, position, type, status, reason, message, last_transition)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertNamespace = `INSERT INTO gitsync_namespaces(agent, namespace, name, position, object_namespace, objects)
+VALUES (?, ?, ?, ?, ?, ?)`
+	insertDrift = `INSERT INTO gitsync_drift(agent, namespace, name, position, obj_group, obj_kind, obj_namespace, obj_name,
+	paths, managers, detected, deleted)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+// ingestQueries are prepared once: parsing SQL was half the cost of a
+// small batch.
+var ingestQueries = []string{upsertGitSync, upsertRevision, supersedeRevisions, agentSeen,
+	deleteConditions, deleteNamespaces, deleteDrift, insertCondition, insertNamespace, insertDrift}
+
+// execer runs a statement: a transaction, or prepared statements in one.
+type execer interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
 }
 
-func prepareBatch(ctx context.Context, db *sql.DB) (batchStmts, error) {
-	var st batchStmts
-	var err error
-	for _, p := range []struct {
-		dst  **sql.Stmt
-		text string
-	}{
-		{&st.gitsync, upsertGitSync},
-		{&st.revision, upsertRevision},
-		{&st.supersede, supersedeRevisions},
-		{&st.seen, `UPDATE agents SET last_seen = ? WHERE name = ?`},
-	} {
-		if *p.dst, err = db.PrepareContext(ctx, p.text); err != nil {
-			return st, err
+// prepared holds statements prepared on the database (database/sql keeps
+// one per connection), by their query text.
+type prepared map[string]*sql.Stmt
+
+func prepare(ctx context.Context, d db, queries []string) (prepared, error) {
+	p := prepared{}
+	for _, q := range queries {
+		st, err := d.PrepareContext(ctx, q)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("prepare %q: %w", q, err)
 		}
+		p[q] = st
 	}
-	return st, nil
+	return p, nil
+}
+
+func (p prepared) close() {
+	for _, st := range p {
+		st.Close()
+	}
+}
+
+// txStmts runs prepared statements in one transaction; a query that was
+// not prepared runs as it is.
+type txStmts struct {
+	t     tx
+	p     prepared
+	bound map[string]*sql.Stmt
+}
+
+func (x *txStmts) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, ok := x.bound[q]
+	if !ok {
+		ps, ok := x.p[q]
+		if !ok {
+			return x.t.ExecContext(ctx, q, args...)
+		}
+		st = x.t.StmtContext(ctx, ps)
+		x.bound[q] = st
+	}
+	return st.ExecContext(ctx, args...)
 }
 
 func (s *Store) writeBatch(batch []*ingestReq) {
@@ -153,23 +200,16 @@ func (s *Store) writeBatch(batch []*ingestReq) {
 
 func (s *Store) writeTx(batch []*ingestReq, results []ingestResult) error {
 	ctx := context.Background()
-	tx, err := s.db.BeginTx(ctx, nil)
+	t, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store reports: %w", err)
 	}
-	defer tx.Rollback()
-	// The statements are prepared once per connection (database/sql keeps
-	// them); parsing SQL was half the cost of a small batch.
-	st := batchStmts{
-		gitsync:   tx.StmtContext(ctx, s.stmts.gitsync),
-		revision:  tx.StmtContext(ctx, s.stmts.revision),
-		supersede: tx.StmtContext(ctx, s.stmts.supersede),
-		seen:      tx.StmtContext(ctx, s.stmts.seen),
-	}
+	defer t.Rollback()
+	st := &txStmts{t: t, p: s.stmts, bound: map[string]*sql.Stmt{}}
 	now := s.now()
 	agents := map[string]bool{}
 	for i, req := range batch {
-		stored, err := writeReport(ctx, &st, req.agent, req.report, now)
+		stored, err := writeReport(ctx, st, req.agent, req.report, now)
 		if err != nil {
 			return fmt.Errorf("report %s/%s/%s: %w", req.agent, req.report.GetNamespace(), req.report.GetName(), err)
 		}
@@ -177,34 +217,34 @@ func (s *Store) writeTx(batch []*ingestReq, results []ingestResult) error {
 		agents[req.agent] = true
 	}
 	for a := range agents {
-		if _, err := st.seen.ExecContext(ctx, ms(now), a); err != nil {
+		if _, err := st.ExecContext(ctx, agentSeen, ms(now), a); err != nil {
 			return fmt.Errorf("agent %s last seen: %w", a, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := t.Commit(); err != nil {
 		return fmt.Errorf("store reports: %w", err)
 	}
 	return nil
 }
 
-func writeReport(ctx context.Context, st *batchStmts, agent string, r *channelpb.SyncReport, now time.Time) (bool, error) {
-	blob, err := proto.Marshal(r)
-	if err != nil {
-		return false, err
-	}
+func writeReport(ctx context.Context, ex execer, agent string, r *channelpb.SyncReport, now time.Time) (bool, error) {
 	version := r.GetStateVersion()
 	if version > math.MaxInt64 {
 		version = math.MaxInt64
 	}
-	res, err := st.gitsync.ExecContext(ctx, agent, r.GetNamespace(), r.GetName(), int64(version),
-		r.GetSourceUrl(), r.GetRef(), r.GetPath(), r.GetRevision(), r.GetAttemptedRevision(),
-		r.GetPhase(), r.GetMessage(), r.GetDrift().GetCount(), r.GetLastSyncUnixMs(), r.GetDeleted(),
-		ms(now), blob)
+	kind, refName := splitRef(r.GetRef())
+	res, err := ex.ExecContext(ctx, upsertGitSync, agent, r.GetNamespace(), r.GetName(), int64(version),
+		r.GetSourceUrl(), r.GetRef(), kind, refName, r.GetPath(), r.GetRevision(), r.GetAttemptedRevision(),
+		r.GetPhase(), r.GetMessage(), r.GetDrift().GetCount(), r.GetWarningEvents(), r.GetLastSyncUnixMs(),
+		b2i(r.GetDeleted()), ms(now))
 	if err != nil {
 		return false, err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return false, nil
+	}
+	if err := writeChildren(ctx, ex, agent, r); err != nil {
+		return false, err
 	}
 	seen := observed(r, now)
 	states := RevisionStates(r)
@@ -215,7 +255,7 @@ func writeReport(ctx context.Context, st *batchStmts, agent string, r *channelpb
 		if sha != SHA(rev) {
 			rev = r.GetAttemptedRevision()
 		}
-		if _, err := st.revision.ExecContext(ctx, sha, agent, r.GetNamespace(), r.GetName(),
+		if _, err := ex.ExecContext(ctx, upsertRevision, sha, agent, r.GetNamespace(), r.GetName(),
 			r.GetSourceUrl(), rev, state, seen, seen); err != nil {
 			return false, err
 		}
@@ -224,10 +264,39 @@ func writeReport(ctx context.Context, st *batchStmts, agent string, r *channelpb
 			i++
 		}
 	}
-	if _, err := st.supersede.ExecContext(ctx, seen, agent, r.GetNamespace(), r.GetName(), keep[0], keep[1]); err != nil {
+	if _, err := ex.ExecContext(ctx, supersedeRevisions, seen, agent, r.GetNamespace(), r.GetName(), keep[0], keep[1]); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// writeChildren replaces the GitSync's conditions, namespace counts and
+// drifted objects with the report's.
+func writeChildren(ctx context.Context, ex execer, agent string, r *channelpb.SyncReport) error {
+	ns, name := r.GetNamespace(), r.GetName()
+	for _, q := range []string{deleteConditions, deleteNamespaces, deleteDrift} {
+		if _, err := ex.ExecContext(ctx, q, agent, ns, name); err != nil {
+			return err
+		}
+	}
+	for i, c := range r.GetConditions() {
+		if _, err := ex.ExecContext(ctx, insertCondition, agent, ns, name, i,
+			c.GetType(), c.GetStatus(), c.GetReason(), c.GetMessage(), c.GetLastTransitionUnixMs()); err != nil {
+			return fmt.Errorf("condition %s: %w", c.GetType(), err)
+		}
+	}
+	for i, n := range r.GetNamespaces() {
+		if _, err := ex.ExecContext(ctx, insertNamespace, agent, ns, name, i, n.GetNamespace(), n.GetObjects()); err != nil {
+			return fmt.Errorf("namespace %s: %w", n.GetNamespace(), err)
+		}
+	}
+	for i, d := range r.GetDrift().GetObjects() {
+		if _, err := ex.ExecContext(ctx, insertDrift, agent, ns, name, i, d.GetGroup(), d.GetKind(), d.GetNamespace(), d.GetName(),
+			strings.Join(d.GetPaths(), "\n"), strings.Join(d.GetManagers(), "\n"), d.GetDetectedUnixMs(), b2i(d.GetDeleted())); err != nil {
+			return fmt.Errorf("drifted %s %s/%s: %w", d.GetKind(), d.GetNamespace(), d.GetName(), err)
+		}
+	}
+	return nil
 }
 
 // observed is when the agent saw the state: its state_version is its clock

@@ -76,8 +76,8 @@ func isPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
-// displayName is dsn without its password, for errors and logs.
-func displayName(dsn string) string {
+// Redact is dsn without its password, for errors and logs.
+func Redact(dsn string) string {
 	if !isPostgres(dsn) {
 		return dsn
 	}
@@ -181,5 +181,5 @@ func b2i(b bool) int {
 }
 
 func errDB(dsn string, err error) error {
-	return fmt.Errorf("hub database %s: %w", displayName(dsn), err)
+	return fmt.Errorf("hub database %s: %w", Redact(dsn), err)
 }

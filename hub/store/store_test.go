@@ -349,3 +349,17 @@ func TestReportColumns(t *testing.T) {
 		}
 	})
 }
+
+func TestRedact(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"hub.db", "hub.db"},
+		{"/var/lib/tether/hub.db", "/var/lib/tether/hub.db"},
+		{"postgres://tether:pw@db:5432/hub", "postgres://tether:xxxxx@db:5432/hub"},
+		{"postgresql://tether@db/hub?sslmode=require", "postgresql://tether@db/hub?sslmode=require"},
+		{"postgres://db/hub?password=pw&user=tether", "postgres://db/hub?password=xxxxx&user=tether"},
+	} {
+		if got := Redact(c.in); got != c.want {
+			t.Errorf("Redact(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

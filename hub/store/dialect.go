@@ -70,6 +70,15 @@ func (d *dialect) bind(q string) string {
 	return sb.String()
 }
 
+// lockRow makes a SELECT of one row lock it until the transaction ends.
+// SQLite needs nothing: a write transaction holds the whole database.
+func (d *dialect) lockRow(q string) string {
+	if d == postgresDialect {
+		return q + " FOR UPDATE"
+	}
+	return q
+}
+
 // isPostgres says whether dsn names a PostgreSQL database rather than a
 // SQLite file.
 func isPostgres(dsn string) bool {

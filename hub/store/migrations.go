@@ -106,6 +106,7 @@ ALTER TABLE tokens ADD COLUMN actions TEXT NOT NULL DEFAULT '';  -- comma-separa
 ALTER TABLE gitsyncs ADD COLUMN ref_kind TEXT NOT NULL DEFAULT '';        -- branch, tag, semver, commit
 ALTER TABLE gitsyncs ADD COLUMN ref_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE gitsyncs ADD COLUMN warning_events BIGINT NOT NULL DEFAULT 0; -- Warning events the agent has seen
+ALTER TABLE gitsyncs ADD COLUMN children_hash TEXT NOT NULL DEFAULT '';   -- fingerprint of the child rows below
 CREATE TABLE gitsync_conditions (
 	agent           TEXT NOT NULL,
 	namespace       TEXT NOT NULL,
@@ -189,9 +190,9 @@ func moveReportBlobs(ctx context.Context, t tx) error {
 	}
 	for _, o := range olds {
 		kind, name := splitRef(o.r.GetRef())
-		if _, err := t.ExecContext(ctx, `UPDATE gitsyncs SET ref_kind = ?, ref_name = ?, warning_events = ?
+		if _, err := t.ExecContext(ctx, `UPDATE gitsyncs SET ref_kind = ?, ref_name = ?, warning_events = ?, children_hash = ?
 			WHERE agent = ? AND namespace = ? AND name = ?`,
-			kind, name, o.r.GetWarningEvents(), o.agent, o.r.GetNamespace(), o.r.GetName()); err != nil {
+			kind, name, o.r.GetWarningEvents(), hashChildren(o.r), o.agent, o.r.GetNamespace(), o.r.GetName()); err != nil {
 			return err
 		}
 		if err := writeChildren(ctx, execer(t), o.agent, o.r); err != nil {

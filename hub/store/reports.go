@@ -2,12 +2,16 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"tether.dev/tether/channel/channelpb"
 )
@@ -96,15 +100,16 @@ func (s *Store) drain(batch []*ingestReq) []*ingestReq {
 }
 
 const upsertGitSync = `INSERT INTO gitsyncs(agent, namespace, name, state_version, source_url, ref, ref_kind, ref_name,
-	path, revision, attempted_revision, phase, message, drift_count, warning_events, last_sync, deleted, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	path, revision, attempted_revision, phase, message, drift_count, warning_events, last_sync, deleted, updated, children_hash)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(agent, namespace, name) DO UPDATE SET
 	state_version = excluded.state_version, source_url = excluded.source_url, ref = excluded.ref,
 	ref_kind = excluded.ref_kind, ref_name = excluded.ref_name,
 	path = excluded.path, revision = excluded.revision, attempted_revision = excluded.attempted_revision,
 	phase = excluded.phase, message = excluded.message, drift_count = excluded.drift_count,
 	warning_events = excluded.warning_events,
-	last_sync = excluded.last_sync, deleted = excluded.deleted, updated = excluded.updated
+	last_sync = excluded.last_sync, deleted = excluded.deleted, updated = excluded.updated,
+	children_hash = excluded.children_hash
 WHERE excluded.state_version > gitsyncs.state_version`
 
 const upsertRevision = `INSERT INTO revisions(sha, agent, namespace, name, repo_url, revision, state, first_seen, last_seen)
@@ -133,14 +138,22 @@ VALUES (?, ?, ?, ?, ?, ?)`
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
+// childrenHash reads the fingerprint of the child rows a GitSync has; on
+// PostgreSQL it locks the row, so two hubs writing one GitSync at once
+// take turns.
+const childrenHash = `SELECT children_hash FROM gitsyncs WHERE agent = ? AND namespace = ? AND name = ?`
+
 // ingestQueries are prepared once: parsing SQL was half the cost of a
 // small batch.
-var ingestQueries = []string{upsertGitSync, upsertRevision, supersedeRevisions, agentSeen,
-	deleteConditions, deleteNamespaces, deleteDrift, insertCondition, insertNamespace, insertDrift}
+func ingestQueries(d *dialect) []string {
+	return []string{upsertGitSync, upsertRevision, supersedeRevisions, agentSeen, d.lockRow(childrenHash),
+		deleteConditions, deleteNamespaces, deleteDrift, insertCondition, insertNamespace, insertDrift}
+}
 
-// execer runs a statement: a transaction, or prepared statements in one.
+// execer runs statements: a transaction, or prepared statements in one.
 type execer interface {
 	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }
 
 // prepared holds statements prepared on the database (database/sql keeps
@@ -174,17 +187,31 @@ type txStmts struct {
 	bound map[string]*sql.Stmt
 }
 
-func (x *txStmts) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+func (x *txStmts) stmt(ctx context.Context, q string) *sql.Stmt {
 	st, ok := x.bound[q]
 	if !ok {
 		ps, ok := x.p[q]
 		if !ok {
-			return x.t.ExecContext(ctx, q, args...)
+			return nil
 		}
 		st = x.t.StmtContext(ctx, ps)
 		x.bound[q] = st
 	}
-	return st.ExecContext(ctx, args...)
+	return st
+}
+
+func (x *txStmts) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := x.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return x.t.ExecContext(ctx, q, args...)
+}
+
+func (x *txStmts) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := x.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return x.t.QueryRowContext(ctx, q, args...)
 }
 
 func (s *Store) writeBatch(batch []*ingestReq) {
@@ -233,18 +260,27 @@ func writeReport(ctx context.Context, ex execer, agent string, r *channelpb.Sync
 		version = math.MaxInt64
 	}
 	kind, refName := splitRef(r.GetRef())
+	// Most reports repeat the conditions, counts and drift of the last:
+	// their child rows are rewritten only when they changed.
+	var oldHash string
+	if err := ex.QueryRowContext(ctx, lockRow(ex, childrenHash), agent, r.GetNamespace(), r.GetName()).Scan(&oldHash); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, err
+	}
+	hash := hashChildren(r)
 	res, err := ex.ExecContext(ctx, upsertGitSync, agent, r.GetNamespace(), r.GetName(), int64(version),
 		r.GetSourceUrl(), r.GetRef(), kind, refName, r.GetPath(), r.GetRevision(), r.GetAttemptedRevision(),
 		r.GetPhase(), r.GetMessage(), r.GetDrift().GetCount(), r.GetWarningEvents(), r.GetLastSyncUnixMs(),
-		b2i(r.GetDeleted()), ms(now))
+		b2i(r.GetDeleted()), ms(now), hash)
 	if err != nil {
 		return false, err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return false, nil
 	}
-	if err := writeChildren(ctx, ex, agent, r); err != nil {
-		return false, err
+	if hash != oldHash {
+		if err := writeChildren(ctx, ex, agent, r); err != nil {
+			return false, err
+		}
 	}
 	seen := observed(r, now)
 	states := RevisionStates(r)
@@ -268,6 +304,24 @@ func writeReport(ctx context.Context, ex execer, agent string, r *channelpb.Sync
 		return false, err
 	}
 	return true, nil
+}
+
+// hashChildren fingerprints what a report puts in child rows.
+func hashChildren(r *channelpb.SyncReport) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(&channelpb.SyncReport{
+		Conditions: r.GetConditions(), Namespaces: r.GetNamespaces(),
+		Drift: &channelpb.DriftSummary{Objects: r.GetDrift().GetObjects()},
+	})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// lockRow is q with the row lock of ex's dialect.
+func lockRow(ex execer, q string) string {
+	if x, ok := ex.(*txStmts); ok {
+		return x.t.d.lockRow(q)
+	}
+	return q
 }
 
 // writeChildren replaces the GitSync's conditions, namespace counts and

@@ -39,7 +39,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		d.Close()
 		return nil, errDB(dsn, err)
 	}
-	stmts, err := prepare(ctx, d, ingestQueries)
+	stmts, err := prepare(ctx, d, ingestQueries(d.d))
 	if err != nil {
 		d.Close()
 		return nil, errDB(dsn, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"google.golang.org/protobuf/proto"
 
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/internal/pgtest"
@@ -346,6 +347,23 @@ func TestReportColumns(t *testing.T) {
 		g, _ = s.GitSync(ctx, "prod", "apps", "web")
 		if len(g.Conditions) != 1 || g.Conditions[0].Reason != "Synced" || len(g.Namespaces) != 0 || len(g.Drifted) != 0 || g.WarningEvents != 0 {
 			t.Errorf("after a newer report: %+v", g)
+		}
+		// Back to the first report's children: unchanged children are not
+		// rewritten, changed ones are, whatever came between.
+		again := proto.Clone(r).(*channelpb.SyncReport)
+		again.StateVersion = 3
+		if _, err := s.Ingest(ctx, "prod", again); err != nil {
+			t.Fatal(err)
+		}
+		same := proto.Clone(again).(*channelpb.SyncReport)
+		same.StateVersion = 4
+		if _, err := s.Ingest(ctx, "prod", same); err != nil {
+			t.Fatal(err)
+		}
+		g, _ = s.GitSync(ctx, "prod", "apps", "web")
+		want.StateVersion = 4
+		if diff := cmp.Diff(want, g, ignore); diff != "" {
+			t.Errorf("back to the first children (-want +got):\n%s", diff)
 		}
 	})
 }

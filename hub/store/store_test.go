@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -380,4 +381,33 @@ func TestRedact(t *testing.T) {
 			t.Errorf("Redact(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
+}
+
+// Lists come in bytewise order on both databases, whatever PostgreSQL's
+// locale (internal/pgtest makes it en-US, where "beta-1" and "Beta" sort
+// otherwise).
+func TestOrderIsBytewise(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		s := open(t, dsn)
+		names := []string{"beta1", "Zeta", "beta-1", "alpha", "beta_2", "Beta"}
+		for _, n := range names {
+			if _, err := s.CreateToken(ctx, KindAgent, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		as, err := s.Agents(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range as {
+			got = append(got, a.Name)
+		}
+		want := slices.Clone(names)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("agents in order %q, want %q", got, want)
+		}
+	})
 }

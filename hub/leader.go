@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,8 +29,10 @@ const (
 // leader is a hub's part in the election: whether it holds the lease now,
 // and the leader-only work it runs while it does.
 type leader struct {
-	lease     *store.Lease
-	leading   atomic.Bool
+	lease   *store.Lease
+	leading atomic.Bool
+	// mu serialises steps: the loop's, and a test's.
+	mu        sync.Mutex
 	lastPrune time.Time
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -46,7 +49,9 @@ func hubID() string {
 
 // startLeader takes part in the election: it asks for the lease once
 // before returning (so a lone hub leads from its first report on), then
-// renews or asks again every third of the lease's TTL.
+// in the background runs a step at once (the first retention pass, which
+// may take a while on a large database) and every third of the lease's
+// TTL.
 func (s *Server) startLeader() {
 	ttl := s.opt.LeaseTTL
 	if ttl <= 0 {
@@ -59,17 +64,20 @@ func (s *Server) startLeader() {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &leader{lease: s.store.Lease(leaderLease, id, ttl), cancel: cancel, done: make(chan struct{})}
 	s.leader = l
-	s.leaderStep(ctx, time.Now())
+	l.mu.Lock()
+	s.acquire(ctx)
+	l.mu.Unlock()
 	go func() {
 		defer close(l.done)
 		t := time.NewTicker(ttl / 3)
 		defer t.Stop()
+		now := time.Now()
 		for {
+			s.leaderStep(ctx, now)
 			select {
 			case <-ctx.Done():
 				return
-			case now := <-t.C:
-				s.leaderStep(ctx, now)
+			case now = <-t.C:
 			}
 		}
 	}()
@@ -94,14 +102,9 @@ func (s *Server) stopLeader() {
 // does not know whether it still holds the lease, so it stops leading.
 func (s *Server) leaderStep(ctx context.Context, now time.Time) {
 	l := s.leader
-	held, err := l.lease.TryAcquire(ctx)
-	if err != nil {
-		s.log.Error("hub leader: lease", "error", err)
-		held = false
-	}
-	if was := l.leading.Swap(held); was != held {
-		s.log.Info("hub leader", "leading", held)
-	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := s.acquire(ctx)
 	if !held || s.opt.Retention <= 0 || now.Sub(l.lastPrune) < pruneEvery {
 		return
 	}
@@ -114,6 +117,22 @@ func (s *Server) leaderStep(ctx context.Context, now time.Time) {
 	}
 	s.log.Info("retention", "before", before.UTC().Format(time.RFC3339), "revisions", p.Revisions,
 		"commitStatuses", p.CommitStatuses, "gitsyncs", p.GitSyncs)
+}
+
+// acquire renews or asks for the lease and says whether this hub leads.
+func (s *Server) acquire(ctx context.Context) bool {
+	l := s.leader
+	held, err := l.lease.TryAcquire(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("hub leader: lease", "error", err)
+		}
+		held = false
+	}
+	if was := l.leading.Swap(held); was != held {
+		s.log.Info("hub leader", "leading", held)
+	}
+	return held
 }
 
 // Leading says whether this hub holds the leader's lease now.

@@ -29,7 +29,7 @@ import (
 )
 
 // BinEnv names an environment variable that, when set, is the folder of
-// initdb, pg_ctl and postgres; otherwise the newest
+// initdb and postgres; otherwise the newest
 // /usr/lib/postgresql/<major>/bin is used.
 const BinEnv = "TETHER_PG_BIN"
 
@@ -46,10 +46,12 @@ var (
 )
 
 type server struct {
-	dir  string // owns data/, the socket and the log
-	port int
-	cred *syscall.Credential
-	bin  string
+	dir    string // owns data/, the socket and the log
+	port   int
+	cred   *syscall.Credential
+	bin    string
+	proc   *exec.Cmd
+	exited chan error // postgres's exit, once
 }
 
 // Main runs the tests and then stops the server, if one was started. Call
@@ -123,7 +125,7 @@ func start() (s *server, skip string, err error) {
 	if bin == "" {
 		return nil, "no PostgreSQL server binaries (initdb) under /usr/lib/postgresql/*/bin or $" + BinEnv, nil
 	}
-	for _, b := range []string{"initdb", "pg_ctl", "postgres"} {
+	for _, b := range []string{"initdb", "postgres"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			return nil, fmt.Sprintf("%s missing from %s", b, bin), nil
 		}
@@ -160,18 +162,72 @@ func start() (s *server, skip string, err error) {
 		os.RemoveAll(dir)
 		return nil, "", err
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", s.port, dir)
-	if err := s.run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+	if err := s.serve(data); err != nil {
 		os.RemoveAll(dir)
-		return nil, "", fmt.Errorf("%w\n%s", err, log)
+		return nil, "", err
 	}
 	return s, "", nil
 }
 
+// serve starts postgres itself, as a child of the test binary rather than
+// a daemon of pg_ctl, so that it dies with the binary (the parent-death
+// signal asks for a fast shutdown) even when the binary is killed on a
+// timeout; then it waits until the server takes connections.
+func (s *server) serve(data string) error {
+	log, err := os.Create(filepath.Join(s.dir, "log"))
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", data, "-p", strconv.Itoa(s.port), "-k", s.dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=200")
+	cmd.Dir, cmd.Env = s.dir, s.env()
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGINT}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	s.proc = cmd
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	s.exited = exited
+	db, err := sql.Open("pgx", s.url("postgres"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	deadline := time.After(time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := db.PingContext(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case werr := <-exited:
+			out, _ := os.ReadFile(filepath.Join(s.dir, "log"))
+			return fmt.Errorf("postgres exited (%v) before it took connections:\n%s", werr, out)
+		case <-deadline:
+			cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("postgres took no connection within a minute: %w", err)
+		case <-tick.C:
+		}
+	}
+}
+
+// stop asks for a fast shutdown and waits for it.
 func (s *server) stop() error {
 	defer os.RemoveAll(s.dir)
-	return s.run("pg_ctl", "-D", filepath.Join(s.dir, "data"), "-m", "fast", "-w", "stop")
+	if err := s.proc.Process.Signal(syscall.SIGINT); err != nil {
+		return fmt.Errorf("stop postgres: %w", err)
+	}
+	<-s.exited
+	return nil
 }
 
 // run runs one of the server's binaries as the server's user.
@@ -180,7 +236,7 @@ func (s *server) run(name string, args ...string) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
 	cmd.Dir = s.dir // the postgres user may not enter the caller's folder
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=" + s.dir}
+	cmd.Env = s.env()
 	if s.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	}
@@ -189,6 +245,10 @@ func (s *server) run(name string, args ...string) error {
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return nil
+}
+
+func (s *server) env() []string {
+	return []string{"PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=" + s.dir}
 }
 
 func freePort() (int, error) {

@@ -7,7 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,7 +50,7 @@ func (s *Store) Ingest(ctx context.Context, agent string, report *channelpb.Sync
 	}
 	req := &ingestReq{agent: agent, report: report, done: make(chan ingestResult, 1)}
 	select {
-	case s.ingest <- req:
+	case s.ingest[shard(agent, report, len(s.ingest))] <- req:
 	case <-s.stop:
 		return false, ErrClosed
 	case <-ctx.Done():
@@ -68,29 +71,42 @@ func (s *Store) Ingest(ctx context.Context, agent string, report *channelpb.Sync
 	}
 }
 
-func (s *Store) writeLoop() {
-	defer close(s.done)
+// shard picks the writer of a GitSync's reports: always the same one, so
+// its reports are written in the order they came.
+func shard(agent string, r *channelpb.SyncReport, n int) int {
+	if n == 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(agent + "/" + r.GetNamespace() + "/" + r.GetName()))
+	return int(h.Sum32() % uint32(n))
+}
+
+// writeLoop is one writer: it takes the reports of its shard, as many at
+// a time as are waiting, into one transaction.
+func (s *Store) writeLoop(in chan *ingestReq) {
+	defer s.writers.Done()
 	for {
 		select {
 		case <-s.stop:
 			// Write what was handed over before Close.
 			for {
-				batch := s.drain(nil)
+				batch := drain(in, nil)
 				if len(batch) == 0 {
 					return
 				}
 				s.writeBatch(batch)
 			}
-		case req := <-s.ingest:
-			s.writeBatch(s.drain([]*ingestReq{req}))
+		case req := <-in:
+			s.writeBatch(drain(in, []*ingestReq{req}))
 		}
 	}
 }
 
-func (s *Store) drain(batch []*ingestReq) []*ingestReq {
+func drain(in chan *ingestReq, batch []*ingestReq) []*ingestReq {
 	for len(batch) < maxBatch {
 		select {
-		case req := <-s.ingest:
+		case req := <-in:
 			batch = append(batch, req)
 		default:
 			return batch
@@ -243,7 +259,9 @@ func (s *Store) writeTx(batch []*ingestReq, results []ingestResult) error {
 		results[i].stored = stored
 		agents[req.agent] = true
 	}
-	for a := range agents {
+	// In name order: writers on PostgreSQL lock agents' rows in one order,
+	// so two batches never wait on each other in a circle.
+	for _, a := range slices.Sorted(maps.Keys(agents)) {
 		if _, err := st.ExecContext(ctx, agentSeen, ms(now), a); err != nil {
 			return fmt.Errorf("agent %s last seen: %w", a, err)
 		}

@@ -18,13 +18,15 @@ import (
 
 // Store is an open hub database. It is safe for concurrent use.
 type Store struct {
-	db     db
-	stmts  prepared
-	ingest chan *ingestReq
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
-	now    func() time.Time
+	db    db
+	stmts prepared
+	// ingest feeds the writers, one channel each.
+	ingest  []chan *ingestReq
+	writers sync.WaitGroup
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	now     func() time.Time
 }
 
 // Open opens the hub database dsn and brings its schema up to date: a
@@ -45,19 +47,37 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, errDB(dsn, err)
 	}
 	s := &Store{
-		db:     d,
-		stmts:  stmts,
-		ingest: make(chan *ingestReq, 4096),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		now:    time.Now,
+		db:    d,
+		stmts: stmts,
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+		now:   time.Now,
 	}
-	go s.writeLoop()
+	// SQLite has one writer at a time anyway; PostgreSQL takes several,
+	// and each statement is a round trip, so writers in parallel ingest
+	// more.
+	writers := 1
+	if d.d == postgresDialect {
+		writers = pgWriters
+	}
+	for range writers {
+		in := make(chan *ingestReq, 4096/writers)
+		s.ingest = append(s.ingest, in)
+		s.writers.Add(1)
+		go s.writeLoop(in)
+	}
+	go func() {
+		s.writers.Wait()
+		close(s.done)
+	}()
 	return s, nil
 }
 
 // Dialect is "sqlite" or "postgres": which database the store is on.
 func (s *Store) Dialect() string { return s.db.d.name }
+
+// pgWriters is how many transactions write reports at once on PostgreSQL.
+const pgWriters = 4
 
 // Close stops the report writer and closes the database.
 func (s *Store) Close() error {

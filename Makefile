@@ -59,15 +59,19 @@ run: ## Run the local demo (or the agent on $KUBECONFIG's cluster)
 
 # Debian packages the tests need, as command:package. The end-to-end tests
 # (internal/e2e) run headless Chromium, and a hub in a network namespace
-# behind an iptables rule.
+# behind an iptables rule; the demo's Git hooks call the hub with curl. The
+# hub's store tests (internal/pgtest) start PostgreSQL's server from
+# /usr/lib/postgresql/<major>/bin, which is not on PATH, so deps looks for
+# initdb there.
 DEPS := git:git chromium:chromium iptables:iptables ip:iproute2 curl:curl
 
 deps: ## Install the Debian packages the tests need
 	@missing=""; for d in $(DEPS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "[deps] installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	else echo "[deps] $(foreach d,$(DEPS),$(lastword $(subst :, ,$(d)))) present"; fi
+	else echo "[deps] $(foreach d,$(DEPS),$(lastword $(subst :, ,$(d)))) postgresql present"; fi
 
 lint: ## gofmt, go vet, go mod tidy
 	@echo "[lint] gofmt, go vet, go mod tidy"

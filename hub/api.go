@@ -152,18 +152,18 @@ func (s *Server) gitsyncJSON(g store.GitSync) GitSyncJSON {
 		Phase: g.Phase, Status: badgeState(g, s.isConnected(g.Agent)), Message: v1alpha1.RedactString(g.Message), DriftCount: g.DriftCount,
 		StateVersion: strconv.FormatUint(g.StateVersion, 10), LastSync: g.LastSync, Updated: g.Updated,
 		Badge: badgePath(g.Agent, g.Namespace, g.Name), Page: gitsyncPath(g.Agent, g.Namespace, g.Name),
-		WarningEvents: g.Report.GetWarningEvents(),
+		WarningEvents: g.WarningEvents,
 	}
-	for _, d := range g.Report.GetDrift().GetObjects() {
-		out.Drifted = append(out.Drifted, DriftedJSON{Group: d.GetGroup(), Kind: d.GetKind(), Namespace: d.GetNamespace(),
-			Name: d.GetName(), Paths: d.GetPaths(), Deleted: d.GetDeleted()})
+	for _, d := range g.Drifted {
+		out.Drifted = append(out.Drifted, DriftedJSON{Group: d.Group, Kind: d.Kind, Namespace: d.Namespace,
+			Name: d.Name, Paths: d.Paths, Deleted: d.Deleted})
 	}
-	for _, c := range g.Report.GetConditions() {
-		out.Conditions = append(out.Conditions, ConditionJSON{Type: c.GetType(), Status: c.GetStatus(), Reason: c.GetReason(),
-			Message: v1alpha1.RedactString(c.GetMessage())})
+	for _, c := range g.Conditions {
+		out.Conditions = append(out.Conditions, ConditionJSON{Type: c.Type, Status: c.Status, Reason: c.Reason,
+			Message: v1alpha1.RedactString(c.Message)})
 	}
-	for _, n := range g.Report.GetNamespaces() {
-		out.Namespaces = append(out.Namespaces, NamespaceCountJSON{Namespace: n.GetNamespace(), Objects: n.GetObjects()})
+	for _, n := range g.Namespaces {
+		out.Namespaces = append(out.Namespaces, NamespaceCountJSON{Namespace: n.Namespace, Objects: n.Objects})
 	}
 	return out
 }

@@ -66,10 +66,13 @@ func listen(t testing.TB, h http.Handler) string {
 	return srv.URL
 }
 
-// newHub starts a hub on a fresh database, served on loopback.
+// newHub starts a hub on a fresh SQLite database (or on opt.DB when set),
+// served on loopback.
 func newHub(t testing.TB, opt Options) (*Server, string, *dispatcher) {
 	t.Helper()
-	opt.DB = filepath.Join(t.TempDir(), "hub.db")
+	if opt.DB == "" {
+		opt.DB = filepath.Join(t.TempDir(), "hub.db")
+	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -40,8 +40,19 @@ type Dispatcher interface {
 
 // Options configure a hub Server.
 type Options struct {
-	// DB is the path of the SQLite database, created when missing.
+	// DB is the hub's database: the path of a SQLite file (created when
+	// missing), or a postgres:// URL for several hubs on one database.
 	DB string
+	// Retention is how long history is kept: revisions no GitSync is on
+	// any more, commit statuses of such commits, deleted GitSyncs' last
+	// states. The leader deletes what is older every hour; 0 keeps all.
+	Retention time.Duration
+	// LeaseTTL is how long the leader's lease lasts unrenewed (default
+	// 30 s): how long leader-only work pauses when the leader dies.
+	LeaseTTL time.Duration
+	// HubID names this hub in the lease; default host, pid and a random
+	// suffix.
+	HubID string
 	// WebhookSecret is checked by /hooks/*; empty turns webhooks off.
 	WebhookSecret []byte
 	// ExternalURL is the hub's address as people reach it
@@ -79,7 +90,8 @@ type Server struct {
 	opt      Options
 	log      *slog.Logger
 	store    *store.Store
-	poster   *status.Poster
+	poster   leaderPoster
+	leader   *leader
 	metrics  *metrics
 	hooks    *webhook.Receiver
 	sessions *sessions
@@ -112,7 +124,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	// No stream can be open before the hub starts.
 	if err := st.DisconnectAll(ctx); err != nil {
 		st.Close()
-		return nil, fmt.Errorf("hub database %s: %w", opt.DB, err)
+		return nil, fmt.Errorf("hub database %s: %w", store.Redact(opt.DB), err)
 	}
 	if opt.ProxyRecheck <= 0 {
 		opt.ProxyRecheck = defaultProxyRecheck
@@ -122,10 +134,11 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	if s.principals == nil {
 		s.principals = storeTokens{store: st}
 	}
-	s.poster = status.NewPoster(opt.GitHosts, st, status.Options{
+	s.startLeader()
+	s.poster = leaderPoster{status.NewPoster(opt.GitHosts, st, status.Options{
 		Client: opt.StatusClient, Log: opt.Log, Backoff: opt.StatusBackoff,
 		Result: s.metrics.statusResult,
-	})
+	}), &s.leader.leading}
 	s.hooks = &webhook.Receiver{
 		Secret: opt.WebhookSecret, Finder: st, Dispatch: dispatchFunc(s.syncNow), Log: opt.Log, MaxBody: opt.WebhookMaxBody,
 		Result: func(provider, result string) { s.metrics.webhooks.WithLabelValues(provider, result).Inc() },
@@ -133,9 +146,11 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the poster and closes the store.
+// Close stops the poster, gives up the leader's lease and closes the
+// store.
 func (s *Server) Close() error {
 	s.poster.Close()
+	s.stopLeader()
 	return s.store.Close()
 }
 

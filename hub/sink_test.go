@@ -58,16 +58,16 @@ func TestOldAndNewReportReadAlike(t *testing.T) {
 		got[agent] = g
 	}
 	o, n := got["old"], got["new"]
-	if !proto.Equal(o.Report, n.Report) {
-		t.Errorf("stored reports differ:\nold agent %v\nnew agent %v", o.Report, n.Report)
-	}
-	o.Agent, o.Updated, o.Report = n.Agent, n.Updated, n.Report
-	if o != n {
+	o.Agent, o.Updated = n.Agent, n.Updated
+	if !reflect.DeepEqual(o, n) {
 		t.Errorf("stored GitSyncs differ:\nold agent %+v\nnew agent %+v", got["old"], n)
 	}
-	if n.Phase != channelpb.PhaseDrifted || n.Ref != "branch:main" || n.Report.GetSyncPhase() != channelpb.Phase_PHASE_DRIFTED ||
-		n.Report.GetSourceRef().GetCommit() != store.SHA(n.AttemptedRevision) {
+	if n.Phase != channelpb.PhaseDrifted || n.Ref != "branch:main" || n.RefKind != "branch" || n.RefName != "main" {
 		t.Errorf("stored %+v", n)
+	}
+	if ro, rn := readReport(old), readReport(neu); ro.GetSyncPhase() != channelpb.Phase_PHASE_DRIFTED ||
+		ro.GetSourceRef().GetCommit() != rn.GetSourceRef().GetCommit() || rn.GetSourceRef().GetCommit() != store.SHA(n.AttemptedRevision) {
+		t.Errorf("read reports: old agent %v, new agent %v", ro, rn)
 	}
 
 	var api struct {

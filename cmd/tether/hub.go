@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"tether.dev/tether/channel/server"
 	"tether.dev/tether/hub"
@@ -21,9 +22,36 @@ import (
 	"tether.dev/tether/hub/webhook"
 )
 
+// dbEnv, when set, is the default of every --db: a hub's Deployment can
+// take a PostgreSQL URL from a Secret without it showing in the process
+// list.
+const dbEnv = "TETHER_HUB_DB"
+
+const dbHelp = `the hub's database: a SQLite file (created when missing), or a PostgreSQL URL
+postgres://USER@HOST:PORT/DB?sslmode=verify-full for several hubs on one database
+(default $` + dbEnv + ` when set). Give the password by PGPASSWORD or ~/.pgpass, or the
+whole URL by $` + dbEnv + `, so it stays out of the process list.`
+
+// dbFlag binds --db to p, its default $TETHER_HUB_DB or hub.db. Help
+// and errors show it without a password.
+func dbFlag(f *pflag.FlagSet, p *string) {
+	*p = "hub.db"
+	if v := os.Getenv(dbEnv); v != "" {
+		*p = v
+	}
+	f.Var((*dbValue)(p), "db", dbHelp)
+}
+
+type dbValue string
+
+func (v *dbValue) String() string     { return store.Redact(string(*v)) }
+func (v *dbValue) Set(s string) error { *v = dbValue(s); return nil }
+func (v *dbValue) Type() string       { return "string" }
+
 type hubOptions struct {
 	listen            string
 	db                string
+	retention         time.Duration
 	tlsCert           string
 	tlsKey            string
 	webhookSecretFile string
@@ -42,7 +70,8 @@ type hubOptions struct {
 func (o *hubOptions) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on: the agent channel, API, page, badges and webhooks share it")
-	f.StringVar(&o.db, "db", "hub.db", "SQLite database file (created when missing)")
+	dbFlag(f, &o.db)
+	f.DurationVar(&o.retention, "retention", 0, "delete revisions no GitSync is on any more, their commit statuses and deleted GitSyncs after this age, e.g. 720h (0: keep all); one hub (the lease holder) does it")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	f.StringVar(&o.webhookSecretFile, "webhook-secret-file", "", "file holding the secret /hooks/gitlab and /hooks/github check (empty: webhooks off)")
@@ -115,8 +144,11 @@ A GitSync's source URL selects the host by its host name.`,
 
 // hubConfig turns flags into the hub's options, reading secret files.
 func hubConfig(o *hubOptions) (hub.Options, error) {
-	opt := hub.Options{DB: o.db, ExternalURL: o.externalURL, PublicRead: o.publicRead,
+	opt := hub.Options{DB: o.db, Retention: o.retention, ExternalURL: o.externalURL, PublicRead: o.publicRead,
 		WebhookMaxBody: o.webhookMaxBody, Log: slog.Default()}
+	if o.retention < 0 {
+		return opt, errors.New("--retention must not be negative")
+	}
 	if o.webhookMaxBody < 0 {
 		return opt, errors.New("--webhook-max-body must be positive")
 	}
@@ -205,7 +237,7 @@ func serveHub(ctx context.Context, o *hubOptions, l net.Listener) error {
 	if httpSrv.TLSConfig != nil {
 		scheme = "https"
 	}
-	slog.Info("hub serving", "address", scheme+"://"+l.Addr().String(), "db", o.db,
+	slog.Info("hub serving", "address", scheme+"://"+l.Addr().String(), "db", store.Redact(o.db),
 		"webhooks", len(opt.WebhookSecret) > 0, "gitHosts", len(opt.GitHosts), "publicRead", opt.PublicRead)
 	errc := make(chan error, 1)
 	go func() {
@@ -255,7 +287,7 @@ type tokenOptions struct {
 
 func (o *tokenOptions) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.db, "db", "hub.db", "the hub's SQLite database file")
+	dbFlag(f, &o.db)
 	f.StringVar(&o.agent, "agent", "", "the agent the token is for")
 	f.BoolVar(&o.api, "api", false, "an API token (to read the page, the API and /metrics, and to resync) instead of an agent token")
 	f.StringVar(&o.name, "name", "", "with --api: who holds the token, e.g. ci")

@@ -38,7 +38,7 @@ whose source is one of them, spelled any way (https, ssh, scp-like; case and
 			return st.CreateProject(cmd.Context(), name, repos)
 		},
 	}
-	create.Flags().StringVar(&db, "db", "hub.db", "the hub's SQLite database file")
+	dbFlag(create.Flags(), &db)
 	create.Flags().StringVar(&name, "name", "", "the project's name")
 	create.Flags().StringArrayVar(&repos, "repo", nil, "a repository URL the project owns (repeatable)")
 	var listDB string
@@ -68,7 +68,7 @@ whose source is one of them, spelled any way (https, ssh, scp-like; case and
 			return nil
 		},
 	}
-	list.Flags().StringVar(&listDB, "db", "hub.db", "the hub's SQLite database file")
+	dbFlag(list.Flags(), &listDB)
 	cmd.AddCommand(create, list)
 	return cmd
 }

@@ -5,67 +5,86 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
-
-	"google.golang.org/protobuf/proto"
-
-	"tether.dev/tether/channel/channelpb"
 )
 
 // GitSync is the latest reported state of one GitSync on one agent.
 type GitSync struct {
-	Agent             string
-	Namespace         string
-	Name              string
-	StateVersion      uint64
-	SourceURL         string
+	Agent        string
+	Namespace    string
+	Name         string
+	StateVersion uint64
+	SourceURL    string
+	// Ref is the agent's "kind:name" ("branch:main"); RefKind and RefName
+	// are its two halves.
 	Ref               string
+	RefKind           string
+	RefName           string
 	Path              string
 	Revision          string
 	AttemptedRevision string
 	Phase             string
 	Message           string
 	DriftCount        int
-	LastSync          time.Time
-	Updated           time.Time
-	// Report is the whole last report (conditions, namespaces, drift).
-	Report *channelpb.SyncReport
+	// WarningEvents is how many Warning events of its objects the agent
+	// has seen.
+	WarningEvents int64
+	LastSync      time.Time
+	Updated       time.Time
+	Conditions    []Condition
+	Namespaces    []NamespaceCount
+	Drifted       []DriftedObject
 }
 
-const gitsyncColumns = `agent, namespace, name, state_version, source_url, ref, path, revision,
-	attempted_revision, phase, message, drift_count, last_sync, updated, report`
+// Condition is one status condition of a GitSync.
+type Condition struct {
+	Type, Status, Reason, Message string
+	LastTransition                time.Time
+}
+
+// NamespaceCount is how many objects a GitSync manages in a namespace.
+type NamespaceCount struct {
+	Namespace string
+	Objects   int32
+}
+
+// DriftedObject is one object whose live state differs from Git.
+type DriftedObject struct {
+	Group, Kind, Namespace, Name string
+	Paths, Managers              []string
+	Detected                     time.Time
+	Deleted                      bool
+}
+
+type gitsyncKey struct{ agent, namespace, name string }
+
+const gitsyncColumns = `agent, namespace, name, state_version, source_url, ref, ref_kind, ref_name, path, revision,
+	attempted_revision, phase, message, drift_count, warning_events, last_sync, updated`
 
 func scanGitSync(sc interface{ Scan(...any) error }) (GitSync, error) {
 	var g GitSync
 	var version, lastSync, updated int64
-	var blob []byte
-	if err := sc.Scan(&g.Agent, &g.Namespace, &g.Name, &version, &g.SourceURL, &g.Ref, &g.Path,
-		&g.Revision, &g.AttemptedRevision, &g.Phase, &g.Message, &g.DriftCount, &lastSync, &updated, &blob); err != nil {
+	if err := sc.Scan(&g.Agent, &g.Namespace, &g.Name, &version, &g.SourceURL, &g.Ref, &g.RefKind, &g.RefName, &g.Path,
+		&g.Revision, &g.AttemptedRevision, &g.Phase, &g.Message, &g.DriftCount, &g.WarningEvents, &lastSync, &updated); err != nil {
 		return GitSync{}, err
 	}
 	g.StateVersion = uint64(version)
 	g.LastSync = fromMS(lastSync)
 	g.Updated = fromMS(updated)
-	g.Report = &channelpb.SyncReport{}
-	if len(blob) > 0 {
-		if err := proto.Unmarshal(blob, g.Report); err != nil {
-			return GitSync{}, fmt.Errorf("gitsync %s/%s/%s report: %w", g.Agent, g.Namespace, g.Name, err)
-		}
-	}
 	return g, nil
 }
 
 // GitSyncs lists the GitSyncs that still exist, of one agent or (agent "")
 // of all, ordered by agent, namespace and name.
 func (s *Store) GitSyncs(ctx context.Context, agent string) ([]GitSync, error) {
-	q := `SELECT ` + gitsyncColumns + ` FROM gitsyncs WHERE deleted = 0`
+	where := `deleted = 0`
 	args := []any{}
 	if agent != "" {
-		q += ` AND agent = ?`
+		where += ` AND agent = ?`
 		args = append(args, agent)
 	}
-	q += ` ORDER BY agent, namespace, name`
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+gitsyncColumns+` FROM gitsyncs WHERE `+where+` ORDER BY agent, namespace, name`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("gitsyncs: %w", err)
 	}
@@ -78,18 +97,121 @@ func (s *Store) GitSyncs(ctx context.Context, agent string) ([]GitSync, error) {
 		}
 		out = append(out, g)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("gitsyncs: %w", err)
+	}
+	// The child rows of the listed GitSyncs: the same filter, joined.
+	childWhere := `EXISTS (SELECT 1 FROM gitsyncs g
+		WHERE g.agent = c.agent AND g.namespace = c.namespace AND g.name = c.name AND g.deleted = 0)`
+	if agent != "" {
+		childWhere = `c.agent = ? AND ` + childWhere
+	}
+	if err := s.loadChildren(ctx, out, childWhere, args); err != nil {
+		return nil, fmt.Errorf("gitsyncs: %w", err)
+	}
+	return out, nil
 }
 
 // GitSync returns one GitSync that still exists, or ErrNotFound.
 func (s *Store) GitSync(ctx context.Context, agent, namespace, name string) (GitSync, error) {
+	id := fmt.Sprintf("gitsync %s/%s/%s", agent, namespace, name)
 	row := s.db.QueryRowContext(ctx, `SELECT `+gitsyncColumns+` FROM gitsyncs
 		WHERE agent = ? AND namespace = ? AND name = ? AND deleted = 0`, agent, namespace, name)
 	g, err := scanGitSync(row)
 	if err != nil {
-		return GitSync{}, notFound(err, fmt.Sprintf("gitsync %s/%s/%s", agent, namespace, name))
+		return GitSync{}, notFound(err, id)
 	}
-	return g, nil
+	gs := []GitSync{g}
+	if err := s.loadChildren(ctx, gs, `c.agent = ? AND c.namespace = ? AND c.name = ?`, []any{agent, namespace, name}); err != nil {
+		return GitSync{}, fmt.Errorf("%s: %w", id, err)
+	}
+	return gs[0], nil
+}
+
+// loadChildren fills the conditions, namespace counts and drifted objects
+// of gs from the child rows (aliased c) that match where.
+func (s *Store) loadChildren(ctx context.Context, gs []GitSync, where string, args []any) error {
+	if len(gs) == 0 {
+		return nil
+	}
+	idx := make(map[gitsyncKey]*GitSync, len(gs))
+	for i := range gs {
+		idx[gitsyncKey{gs[i].Agent, gs[i].Namespace, gs[i].Name}] = &gs[i]
+	}
+	children := []struct {
+		query string
+		scan  childScan
+	}{
+		{`SELECT c.agent, c.namespace, c.name, c.type, c.status, c.reason, c.message, c.last_transition
+			FROM gitsync_conditions c WHERE ` + where + ` ORDER BY c.agent, c.namespace, c.name, c.position`,
+			func(rows *sql.Rows, key []any) (func(*GitSync), error) {
+				var c Condition
+				var t int64
+				if err := rows.Scan(append(key, &c.Type, &c.Status, &c.Reason, &c.Message, &t)...); err != nil {
+					return nil, err
+				}
+				c.LastTransition = fromMS(t)
+				return func(g *GitSync) { g.Conditions = append(g.Conditions, c) }, nil
+			}},
+		{`SELECT c.agent, c.namespace, c.name, c.object_namespace, c.objects
+			FROM gitsync_namespaces c WHERE ` + where + ` ORDER BY c.agent, c.namespace, c.name, c.position`,
+			func(rows *sql.Rows, key []any) (func(*GitSync), error) {
+				var n NamespaceCount
+				if err := rows.Scan(append(key, &n.Namespace, &n.Objects)...); err != nil {
+					return nil, err
+				}
+				return func(g *GitSync) { g.Namespaces = append(g.Namespaces, n) }, nil
+			}},
+		{`SELECT c.agent, c.namespace, c.name, c.obj_group, c.obj_kind, c.obj_namespace, c.obj_name, c.paths, c.managers, c.detected, c.deleted
+			FROM gitsync_drift c WHERE ` + where + ` ORDER BY c.agent, c.namespace, c.name, c.position`,
+			func(rows *sql.Rows, key []any) (func(*GitSync), error) {
+				var d DriftedObject
+				var paths, managers string
+				var detected int64
+				if err := rows.Scan(append(key, &d.Group, &d.Kind, &d.Namespace, &d.Name, &paths, &managers, &detected, &d.Deleted)...); err != nil {
+					return nil, err
+				}
+				d.Paths, d.Managers, d.Detected = lines(paths), lines(managers), fromMS(detected)
+				return func(g *GitSync) { g.Drifted = append(g.Drifted, d) }, nil
+			}},
+	}
+	for _, c := range children {
+		if err := s.scanChildren(ctx, c.query, args, idx, c.scan); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// childScan reads one child row: the GitSync's key into key, then its own
+// columns; it returns how to add the row to its GitSync.
+type childScan func(rows *sql.Rows, key []any) (func(*GitSync), error)
+
+func (s *Store) scanChildren(ctx context.Context, query string, args []any, idx map[gitsyncKey]*GitSync, scan childScan) error {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k gitsyncKey
+		add, err := scan(rows, []any{&k.agent, &k.namespace, &k.name})
+		if err != nil {
+			return err
+		}
+		// A GitSync reported between the two reads is not in the list.
+		if g := idx[k]; g != nil {
+			add(g)
+		}
+	}
+	return rows.Err()
+}
+
+func lines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
 }
 
 func notFound(err error, what string) error {

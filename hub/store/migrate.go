@@ -4,131 +4,140 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+	"github.com/pressly/goose/v3/lock"
 )
 
-// migrations are applied in order, each once, each in its own transaction.
-// Never edit one that has shipped: append a new one.
-var migrations = []string{
-	// 1: the first schema.
-	`
-CREATE TABLE agents (
-	name        TEXT PRIMARY KEY,
-	connected   INTEGER NOT NULL DEFAULT 0,
-	last_seen   INTEGER NOT NULL DEFAULT 0,
-	version     TEXT NOT NULL DEFAULT '',
-	cluster_uid TEXT NOT NULL DEFAULT '',
-	created     INTEGER NOT NULL
-);
-CREATE TABLE tokens (
-	id      INTEGER PRIMARY KEY,
-	kind    TEXT NOT NULL,    -- 'agent' or 'api'
-	subject TEXT NOT NULL,    -- the agent's name, or the API client's name
-	lookup  TEXT NOT NULL,    -- first 16 hex digits of hash, for the index
-	hash    TEXT NOT NULL,    -- hex sha256 of the token
-	created INTEGER NOT NULL,
-	revoked INTEGER           -- unix ms, NULL while valid
-);
-CREATE INDEX tokens_lookup ON tokens(lookup);
-CREATE INDEX tokens_subject ON tokens(kind, subject);
-CREATE TABLE gitsyncs (
-	agent              TEXT NOT NULL,
-	namespace          TEXT NOT NULL,
-	name               TEXT NOT NULL,
-	state_version      INTEGER NOT NULL,
-	source_url         TEXT NOT NULL DEFAULT '',
-	ref                TEXT NOT NULL DEFAULT '',
-	path               TEXT NOT NULL DEFAULT '',
-	revision           TEXT NOT NULL DEFAULT '',
-	attempted_revision TEXT NOT NULL DEFAULT '',
-	phase              TEXT NOT NULL DEFAULT '',
-	message            TEXT NOT NULL DEFAULT '',
-	drift_count        INTEGER NOT NULL DEFAULT 0,
-	last_sync          INTEGER NOT NULL DEFAULT 0,
-	deleted            INTEGER NOT NULL DEFAULT 0,
-	updated            INTEGER NOT NULL,
-	report             BLOB,  -- the whole SyncReport, protobuf
-	PRIMARY KEY (agent, namespace, name)
-);
-CREATE TABLE revisions (
-	sha        TEXT NOT NULL,
-	agent      TEXT NOT NULL,
-	namespace  TEXT NOT NULL,
-	name       TEXT NOT NULL,
-	repo_url   TEXT NOT NULL DEFAULT '',
-	revision   TEXT NOT NULL DEFAULT '',
-	state      TEXT NOT NULL,  -- live, applying, failed, superseded
-	first_seen INTEGER NOT NULL,
-	last_seen  INTEGER NOT NULL,
-	PRIMARY KEY (sha, agent, namespace, name)
-);
-CREATE INDEX revisions_gitsync ON revisions(agent, namespace, name, state);
-CREATE TABLE commit_statuses (
-	sha     TEXT NOT NULL,
-	context TEXT NOT NULL,
-	state   TEXT NOT NULL,
-	posted  INTEGER NOT NULL,
-	PRIMARY KEY (sha, context)
-);
-`,
-	// 2: projects (a name and the repositories it owns) and scoped tokens:
-	// tokens of kind 'project' or 'user' carry their actions.
-	`
-CREATE TABLE projects (
-	name    TEXT PRIMARY KEY,
-	created INTEGER NOT NULL
-);
-CREATE TABLE project_repos (
-	project  TEXT NOT NULL REFERENCES projects(name),
-	repo_key TEXT NOT NULL,  -- giturl.Key of url: what a GitSync's source is matched on
-	url      TEXT NOT NULL,  -- as given, userinfo stripped
-	PRIMARY KEY (project, repo_key)
-);
-ALTER TABLE tokens ADD COLUMN actions TEXT NOT NULL DEFAULT '';  -- comma-separated, scoped tokens only
-`,
-}
+// versionTable is goose's record of the migrations applied.
+const versionTable = "goose_db_version"
 
-func migrate(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("schema_migrations: %w", err)
+// legacyTable is where the hand-written runner of earlier releases
+// recorded its migrations (versions 1 and 2 of the list below).
+const legacyTable = "schema_migrations"
+
+// migrate brings the schema up to date with goose. Several hubs may start
+// at once on one PostgreSQL: a session lock (an advisory lock) lets one
+// migrate while the others wait.
+func migrate(ctx context.Context, d db) error {
+	if err := adoptLegacy(ctx, d); err != nil {
+		return fmt.Errorf("schema migrations of an earlier release: %w", err)
 	}
-	for i, m := range migrations {
-		version := i + 1
-		if err := applyMigration(ctx, db, version, m); err != nil {
-			return fmt.Errorf("schema migration %d: %w", version, err)
+	opts := []goose.ProviderOption{
+		goose.WithTableName(versionTable),
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithGoMigrations(gooseMigrations(d.d)...),
+		goose.WithSlog(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	}
+	if d.d == postgresDialect {
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return err
 		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(d.d.goose, d.DB, nil, opts...)
+	if err != nil {
+		return fmt.Errorf("schema migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("schema migrations: %w", err)
 	}
 	return nil
 }
 
-// applyMigration runs one migration unless it already ran. The check and
-// the change share a write transaction, so two hubs starting on the same
-// file cannot both apply it.
-func applyMigration(ctx context.Context, db *sql.DB, version int, stmt string) error {
-	tx, err := db.BeginTx(ctx, nil)
+// gooseMigrations are the schema's migrations for one dialect: each runs
+// in its own transaction, the SQL with the dialect's types filled in.
+func gooseMigrations(d *dialect) []*goose.Migration {
+	out := make([]*goose.Migration, 0, len(migrations))
+	for i, m := range migrations {
+		up := func(ctx context.Context, t *sql.Tx) error {
+			if m.sql != "" {
+				if _, err := t.ExecContext(ctx, d.types.Replace(m.sql)); err != nil {
+					return err
+				}
+			}
+			if m.code != nil {
+				return m.code(ctx, tx{t, d})
+			}
+			return nil
+		}
+		out = append(out, goose.NewGoMigration(int64(i+1), &goose.GoFunc{RunTx: up}, nil))
+	}
+	return out
+}
+
+// adoptLegacy hands a SQLite database made by the earlier hand-written
+// runner over to goose: the versions it recorded become goose's, in one
+// transaction, so goose runs only what is new.
+func adoptLegacy(ctx context.Context, d db) error {
+	if d.d != sqliteDialect {
+		return nil // no release ran PostgreSQL before goose
+	}
+	if legacy, err := sqliteTableExists(ctx, d, legacyTable); err != nil || !legacy {
+		return err
+	}
+	t, err := d.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+	defer t.Rollback()
+	rows, err := t.QueryContext(ctx, `SELECT version FROM `+legacyTable+` ORDER BY version`)
+	if err != nil {
 		return err
 	}
-	if n > 0 {
-		return nil
+	var versions []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return err
+		}
+		versions = append(versions, v)
 	}
-	if _, err := tx.ExecContext(ctx, stmt); err != nil {
+	rows.Close()
+	if err := rows.Err(); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied) VALUES (?, strftime('%s','now')*1000)`, version); err != nil {
+	gs, err := database.NewStore(database.DialectSQLite3, versionTable)
+	if err != nil {
 		return err
 	}
-	return tx.Commit()
+	exists, err := sqliteTableExists(ctx, t, versionTable)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if err := gs.CreateVersionTable(ctx, t.Tx); err != nil {
+			return err
+		}
+		versions = append([]int64{0}, versions...) // goose's mark of an empty schema
+	}
+	for _, v := range versions {
+		if err := gs.Insert(ctx, t.Tx, database.InsertRequest{Version: v}); err != nil {
+			return fmt.Errorf("version %d: %w", v, err)
+		}
+	}
+	if _, err := t.ExecContext(ctx, `DROP TABLE `+legacyTable); err != nil {
+		return err
+	}
+	return t.Commit()
 }
 
 // SchemaVersion is the highest migration applied to the database.
 func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	var v sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v)
+	err := s.db.QueryRowContext(ctx, `SELECT max(version_id) FROM `+versionTable+``).Scan(&v)
 	return int(v.Int64), err
+}
+
+func sqliteTableExists(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}, name string) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, name).Scan(&n)
+	return n > 0, err
 }

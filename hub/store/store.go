@@ -1,81 +1,89 @@
 // Package store is the hub's memory: agents, their tokens (hashes only), the
 // latest state of every GitSync they report, the history of revisions each
-// GitSync applied, and the commit statuses already posted. It is embedded
-// SQLite through a pure-Go driver, so the hub binary stays static.
+// GitSync applied, the commit statuses already posted, and the lease that
+// elects one hub for leader-only work. It runs on embedded SQLite (a
+// pure-Go driver, so the hub binary stays static) or on PostgreSQL when
+// several hubs share one database; the SQL is written once for both, and
+// the differences live in dialect.go. The schema is migrated by goose.
 //
 // The store never calls out: no network, no Git host, no agent.
 package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
-	"net/url"
 	"sync"
 	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // Store is an open hub database. It is safe for concurrent use.
 type Store struct {
-	db     *sql.DB
-	stmts  batchStmts
-	ingest chan *ingestReq
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
-	now    func() time.Time
+	db    db
+	stmts prepared
+	// ingest feeds the writers, one channel each.
+	ingest  []chan *ingestReq
+	writers sync.WaitGroup
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	now     func() time.Time
 }
 
-// Open opens (creating when missing) the database at path, switches it to
-// WAL mode and brings its schema up to date.
-func Open(ctx context.Context, path string) (*Store, error) {
-	q := url.Values{}
-	q.Set("_busy_timeout", "10000")
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "NORMAL")
-	q.Set("_foreign_keys", "1")
-	// Write transactions take the write lock at BEGIN, so two writers wait
-	// on the busy timeout instead of failing on a lock upgrade.
-	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
-	db, err := sql.Open("sqlite", dsn)
+// Open opens the hub database dsn and brings its schema up to date: a
+// postgres:// (or postgresql://) URL, or else the path of a SQLite file,
+// made when missing and switched to WAL mode.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	d, err := openDB(ctx, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("hub database %s: %w", path, err)
+		return nil, errDB(dsn, err)
 	}
-	db.SetMaxOpenConns(8)
-	db.SetConnMaxIdleTime(time.Minute)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("hub database %s: %w", path, err)
+	if err := migrate(ctx, d); err != nil {
+		d.Close()
+		return nil, errDB(dsn, err)
 	}
-	if err := migrate(ctx, db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("hub database %s: %w", path, err)
-	}
-	stmts, err := prepareBatch(ctx, db)
+	stmts, err := prepare(ctx, d, ingestQueries(d.d))
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("hub database %s: %w", path, err)
+		d.Close()
+		return nil, errDB(dsn, err)
 	}
 	s := &Store{
-		db:     db,
-		stmts:  stmts,
-		ingest: make(chan *ingestReq, 4096),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		now:    time.Now,
+		db:    d,
+		stmts: stmts,
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+		now:   time.Now,
 	}
-	go s.writeLoop()
+	// SQLite has one writer at a time anyway; PostgreSQL takes several,
+	// and each statement is a round trip, so writers in parallel ingest
+	// more.
+	writers := 1
+	if d.d == postgresDialect {
+		writers = pgWriters
+	}
+	for range writers {
+		in := make(chan *ingestReq, 4096/writers)
+		s.ingest = append(s.ingest, in)
+		s.writers.Add(1)
+		go s.writeLoop(in)
+	}
+	go func() {
+		s.writers.Wait()
+		close(s.done)
+	}()
 	return s, nil
 }
+
+// Dialect is "sqlite" or "postgres": which database the store is on.
+func (s *Store) Dialect() string { return s.db.d.name }
+
+// pgWriters is how many transactions write reports at once on PostgreSQL.
+const pgWriters = 4
 
 // Close stops the report writer and closes the database.
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
+	s.stmts.close()
 	return s.db.Close()
 }
 

@@ -1,0 +1,213 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"tether.dev/tether/channel/channelpb"
+)
+
+// migration is one step of the schema: SQL in the dialect both databases
+// accept ({{id}} and {{blob}} are filled per dialect), then code for what
+// SQL cannot do. Never edit one that has shipped: append a new one.
+//
+// BIGINT is what PostgreSQL needs for unix milliseconds; SQLite gives it
+// the same integer affinity as the INTEGER the first release wrote.
+type migration struct {
+	sql  string
+	code func(ctx context.Context, t tx) error
+}
+
+var migrations = []migration{
+	// 1: the first schema.
+	{sql: `
+CREATE TABLE agents (
+	name        TEXT PRIMARY KEY,
+	connected   INTEGER NOT NULL DEFAULT 0,
+	last_seen   BIGINT NOT NULL DEFAULT 0,
+	version     TEXT NOT NULL DEFAULT '',
+	cluster_uid TEXT NOT NULL DEFAULT '',
+	created     BIGINT NOT NULL
+);
+CREATE TABLE tokens (
+	id      {{id}},
+	kind    TEXT NOT NULL,    -- 'agent' or 'api'
+	subject TEXT NOT NULL,    -- the agent's name, or the API client's name
+	lookup  TEXT NOT NULL,    -- first 16 hex digits of hash, for the index
+	hash    TEXT NOT NULL,    -- hex sha256 of the token
+	created BIGINT NOT NULL,
+	revoked BIGINT            -- unix ms, NULL while valid
+);
+CREATE INDEX tokens_lookup ON tokens(lookup);
+CREATE INDEX tokens_subject ON tokens(kind, subject);
+CREATE TABLE gitsyncs (
+	agent              TEXT NOT NULL,
+	namespace          TEXT NOT NULL,
+	name               TEXT NOT NULL,
+	state_version      BIGINT NOT NULL,
+	source_url         TEXT NOT NULL DEFAULT '',
+	ref                TEXT NOT NULL DEFAULT '',
+	path               TEXT NOT NULL DEFAULT '',
+	revision           TEXT NOT NULL DEFAULT '',
+	attempted_revision TEXT NOT NULL DEFAULT '',
+	phase              TEXT NOT NULL DEFAULT '',
+	message            TEXT NOT NULL DEFAULT '',
+	drift_count        BIGINT NOT NULL DEFAULT 0,
+	last_sync          BIGINT NOT NULL DEFAULT 0,
+	deleted            INTEGER NOT NULL DEFAULT 0,
+	updated            BIGINT NOT NULL,
+	report             {{blob}},  -- the whole SyncReport, protobuf (moved to columns by 3)
+	PRIMARY KEY (agent, namespace, name)
+);
+CREATE TABLE revisions (
+	sha        TEXT NOT NULL,
+	agent      TEXT NOT NULL,
+	namespace  TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	repo_url   TEXT NOT NULL DEFAULT '',
+	revision   TEXT NOT NULL DEFAULT '',
+	state      TEXT NOT NULL,  -- live, applying, failed, superseded
+	first_seen BIGINT NOT NULL,
+	last_seen  BIGINT NOT NULL,
+	PRIMARY KEY (sha, agent, namespace, name)
+);
+CREATE INDEX revisions_gitsync ON revisions(agent, namespace, name, state);
+CREATE TABLE commit_statuses (
+	sha     TEXT NOT NULL,
+	context TEXT NOT NULL,
+	state   TEXT NOT NULL,
+	posted  BIGINT NOT NULL,
+	PRIMARY KEY (sha, context)
+);
+`},
+	// 2: projects (a name and the repositories it owns) and scoped tokens:
+	// tokens of kind 'project' or 'user' carry their actions.
+	{sql: `
+CREATE TABLE projects (
+	name    TEXT PRIMARY KEY,
+	created BIGINT NOT NULL
+);
+CREATE TABLE project_repos (
+	project  TEXT NOT NULL REFERENCES projects(name),
+	repo_key TEXT NOT NULL,  -- giturl.Key of url: what a GitSync's source is matched on
+	url      TEXT NOT NULL,  -- as given, userinfo stripped
+	PRIMARY KEY (project, repo_key)
+);
+ALTER TABLE tokens ADD COLUMN actions TEXT NOT NULL DEFAULT '';  -- comma-separated, scoped tokens only
+`},
+	// 3: what the hub reads of a report, in columns and child tables
+	// instead of the protobuf blob; the blobs of a database that has them
+	// are moved over, then the column goes. Phase and ref kind are strings,
+	// whatever the wire carries them as.
+	{sql: `
+ALTER TABLE gitsyncs ADD COLUMN ref_kind TEXT NOT NULL DEFAULT '';        -- branch, tag, semver, commit
+ALTER TABLE gitsyncs ADD COLUMN ref_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE gitsyncs ADD COLUMN warning_events BIGINT NOT NULL DEFAULT 0; -- Warning events the agent has seen
+ALTER TABLE gitsyncs ADD COLUMN children_hash TEXT NOT NULL DEFAULT '';   -- fingerprint of the child rows below
+CREATE TABLE gitsync_conditions (
+	agent           TEXT NOT NULL,
+	namespace       TEXT NOT NULL,
+	name            TEXT NOT NULL,
+	position        INTEGER NOT NULL,  -- order in the report
+	type            TEXT NOT NULL,
+	status          TEXT NOT NULL DEFAULT '',
+	reason          TEXT NOT NULL DEFAULT '',
+	message         TEXT NOT NULL DEFAULT '',
+	last_transition BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (agent, namespace, name, position)
+);
+CREATE TABLE gitsync_namespaces (
+	agent            TEXT NOT NULL,
+	namespace        TEXT NOT NULL,
+	name             TEXT NOT NULL,
+	position         INTEGER NOT NULL,
+	object_namespace TEXT NOT NULL,
+	objects          BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (agent, namespace, name, position)
+);
+CREATE TABLE gitsync_drift (
+	agent         TEXT NOT NULL,
+	namespace     TEXT NOT NULL,
+	name          TEXT NOT NULL,
+	position      INTEGER NOT NULL,
+	obj_group     TEXT NOT NULL DEFAULT '',
+	obj_kind      TEXT NOT NULL DEFAULT '',
+	obj_namespace TEXT NOT NULL DEFAULT '',
+	obj_name      TEXT NOT NULL DEFAULT '',
+	paths         TEXT NOT NULL DEFAULT '',  -- field paths, one a line (Kubernetes keys hold no newline)
+	managers      TEXT NOT NULL DEFAULT '',  -- field managers, one a line
+	detected      BIGINT NOT NULL DEFAULT 0,
+	deleted       INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (agent, namespace, name, position)
+);
+`, code: moveReportBlobs},
+	// 4: the leader's lease, and indexes for retention's deletes.
+	{sql: `
+CREATE TABLE leases (
+	name    TEXT PRIMARY KEY,
+	holder  TEXT NOT NULL,
+	expires BIGINT NOT NULL  -- unix ms
+);
+CREATE INDEX revisions_last_seen ON revisions(last_seen);
+CREATE INDEX commit_statuses_posted ON commit_statuses(posted);
+`},
+}
+
+// moveReportBlobs fills migration 3's columns and tables from the report
+// blobs, then drops the blob column.
+func moveReportBlobs(ctx context.Context, t tx) error {
+	rows, err := t.QueryContext(ctx, `SELECT agent, namespace, name, report FROM gitsyncs WHERE report IS NOT NULL`)
+	if err != nil {
+		return err
+	}
+	type old struct {
+		agent string
+		r     *channelpb.SyncReport
+	}
+	var olds []old
+	for rows.Next() {
+		var agent, ns, name string
+		var blob []byte
+		if err := rows.Scan(&agent, &ns, &name, &blob); err != nil {
+			rows.Close()
+			return err
+		}
+		r := &channelpb.SyncReport{}
+		if err := proto.Unmarshal(blob, r); err != nil {
+			rows.Close()
+			return fmt.Errorf("gitsync %s/%s/%s report: %w", agent, ns, name, err)
+		}
+		// The row's key wins over the blob's, should they differ.
+		r.Namespace, r.Name = ns, name
+		olds = append(olds, old{agent, r})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, o := range olds {
+		kind, name := splitRef(o.r.GetRef())
+		if _, err := t.ExecContext(ctx, `UPDATE gitsyncs SET ref_kind = ?, ref_name = ?, warning_events = ?, children_hash = ?
+			WHERE agent = ? AND namespace = ? AND name = ?`,
+			kind, name, o.r.GetWarningEvents(), hashChildren(o.r), o.agent, o.r.GetNamespace(), o.r.GetName()); err != nil {
+			return err
+		}
+		if err := writeChildren(ctx, execer(t), o.agent, o.r); err != nil {
+			return fmt.Errorf("gitsync %s/%s/%s: %w", o.agent, o.r.GetNamespace(), o.r.GetName(), err)
+		}
+	}
+	_, err = t.ExecContext(ctx, `ALTER TABLE gitsyncs DROP COLUMN report`)
+	return err
+}
+
+// splitRef splits the agent's "kind:name" ref ("branch:main").
+func splitRef(ref string) (kind, name string) {
+	kind, name, ok := strings.Cut(ref, ":")
+	if !ok {
+		return "", ref
+	}
+	return kind, name
+}

@@ -1,0 +1,59 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Pruned counts what Prune deleted.
+type Pruned struct {
+	Revisions      int64
+	CommitStatuses int64
+	GitSyncs       int64 // deleted GitSyncs' last states
+}
+
+// Prune deletes history older than before: revisions no GitSync is on or
+// applying any more (failed or superseded, last seen before), commit
+// statuses posted before for commits nothing is on or applying, and the
+// last state of GitSyncs deleted before. What is live stays, however
+// old: a badge of the running commit never goes blank.
+//
+// Warning events are not in the database (the hub keeps the recent ones
+// in memory), so there is nothing of them to prune here.
+func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
+	cut := ms(before)
+	var p Pruned
+	t, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return p, fmt.Errorf("prune before %s: %w", before.Format(time.RFC3339), err)
+	}
+	defer t.Rollback()
+	for _, step := range []struct {
+		n     *int64
+		query string
+	}{
+		{&p.Revisions, `DELETE FROM revisions WHERE last_seen < ? AND state NOT IN ('live', 'applying')`},
+		{&p.CommitStatuses, `DELETE FROM commit_statuses WHERE posted < ?
+			AND sha NOT IN (SELECT sha FROM revisions WHERE state IN ('live', 'applying'))`},
+		{nil, `DELETE FROM gitsync_conditions WHERE EXISTS (SELECT 1 FROM gitsyncs g WHERE g.agent = gitsync_conditions.agent
+			AND g.namespace = gitsync_conditions.namespace AND g.name = gitsync_conditions.name AND g.deleted = 1 AND g.updated < ?)`},
+		{nil, `DELETE FROM gitsync_namespaces WHERE EXISTS (SELECT 1 FROM gitsyncs g WHERE g.agent = gitsync_namespaces.agent
+			AND g.namespace = gitsync_namespaces.namespace AND g.name = gitsync_namespaces.name AND g.deleted = 1 AND g.updated < ?)`},
+		{nil, `DELETE FROM gitsync_drift WHERE EXISTS (SELECT 1 FROM gitsyncs g WHERE g.agent = gitsync_drift.agent
+			AND g.namespace = gitsync_drift.namespace AND g.name = gitsync_drift.name AND g.deleted = 1 AND g.updated < ?)`},
+		{&p.GitSyncs, `DELETE FROM gitsyncs WHERE deleted = 1 AND updated < ?`},
+	} {
+		res, err := t.ExecContext(ctx, step.query, cut)
+		if err != nil {
+			return Pruned{}, fmt.Errorf("prune before %s: %w", before.Format(time.RFC3339), err)
+		}
+		if step.n != nil {
+			*step.n, _ = res.RowsAffected()
+		}
+	}
+	if err := t.Commit(); err != nil {
+		return Pruned{}, fmt.Errorf("prune before %s: %w", before.Format(time.RFC3339), err)
+	}
+	return p, nil
+}

@@ -153,11 +153,18 @@ func (s *Server) stopReplicas() {
 func (s *Server) replicaHeartbeats(ctx context.Context, r *replicas) {
 	t := time.NewTicker(r.heartbeat)
 	defer t.Stop()
+	leading := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if now := s.Leading(); now != leading {
+			leading = now
+			if leading {
+				s.catchUpStatuses(ctx, time.Now().Add(-catchUpFor))
+			}
 		}
 		hctx, cancel := context.WithTimeout(ctx, r.heartbeat)
 		joined, err := s.store.ReplicaHeartbeat(hctx, r.id, r.url, r.ttl)
@@ -182,6 +189,38 @@ func (s *Server) replicaHeartbeats(ctx context.Context, r *replicas) {
 		}
 		cancel()
 	}
+}
+
+// catchUpFor is how far back a new leader looks for commit statuses it
+// may have missed.
+const catchUpFor = time.Hour
+
+// catchUpStatuses schedules the commit status that each GitSync updated
+// since then implies. A replica that becomes the leader runs it: while no
+// replica led (the leader died, its lease had not expired yet), the
+// statuses its peers passed on were dropped. The poster skips a state
+// already posted, so nothing is posted twice.
+func (s *Server) catchUpStatuses(ctx context.Context, since time.Time) {
+	gs, err := s.store.GitSyncs(ctx, "")
+	if err != nil {
+		s.log.Error("hub replicas: new leader's commit-status catch-up", "error", err)
+		return
+	}
+	n := 0
+	for _, g := range gs {
+		if g.Updated.Before(since) {
+			continue
+		}
+		r := &channelpb.SyncReport{Namespace: g.Namespace, Name: g.Name, SourceUrl: g.SourceURL,
+			Revision: g.Revision, AttemptedRevision: g.AttemptedRevision, Phase: g.Phase}
+		for _, c := range g.Conditions {
+			r.Conditions = append(r.Conditions, &channelpb.Condition{Type: c.Type, Status: c.Status, Reason: c.Reason})
+		}
+		if st, ok := s.commitStatus(g.Agent, r); ok && s.poster.Enqueue(st) {
+			n++
+		}
+	}
+	s.log.Info("hub replicas: leading; commit statuses caught up", "gitsyncs", n)
 }
 
 // disconnectAtStart marks every agent disconnected when the hub starts

@@ -41,10 +41,10 @@ type replicaSet struct {
 }
 
 // startReplicaSet starts the hubs (the first one started takes the
-// leader's lease), the front, whose first connection goes to hubs[1],
+// leader's lease), the front, whose first connection goes to hubs[first],
 // and the agent "prod" through the front; its GitSync follows repo's main
 // and polls once an hour, so only a webhook or a resync makes it sync.
-func startReplicaSet(t *testing.T, repoURL string) *replicaSet {
+func startReplicaSet(t *testing.T, repoURL string, first int) *replicaSet {
 	t.Helper()
 	rs := &replicaSet{pg: pgtest.Start(t), repo: repoURL}
 	rs.db = rs.pg.URL(t)
@@ -71,7 +71,7 @@ func startReplicaSet(t *testing.T, repoURL string) *replicaSet {
 		addrs = append(addrs, addr)
 	}
 	rs.certFile, rs.keyFile, rs.caFile = tunnelCert(t, shared, "127.0.0.1")
-	rs.front = newFront(t, rs.certFile, rs.keyFile, 1, addrs...)
+	rs.front = newFront(t, rs.certFile, rs.keyFile, first, addrs...)
 	rs.url = "https://" + rs.front.addr
 	rs.agentNS = newNamespace(t, "replicas-agent")
 	rs.ns = newNamespace(t, "replicas")
@@ -176,7 +176,7 @@ func TestHubReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	sha1 := commit(t, repo, "one")
-	rs := startReplicaSet(t, repo.URL)
+	rs := startReplicaSet(t, repo.URL, 1)
 	waitApplied(t, rs.ns, "one")
 	c := rs.holder(t, -1)
 	a, b := rs.hubs[(c+1)%3], (c+2)%3
@@ -267,23 +267,31 @@ func countState(s *statusServer, sha, context, state string) int {
 // its backoff and sends the report the dead one never acknowledged; every
 // live replica shows the commit, its commit status is posted once, and
 // the next webhook reaches the agent on its new replica.
-func TestHubReplicaKilled(t *testing.T) {
+func TestHubReplicaKilled(t *testing.T) { testReplicaKilled(t, 1) }
+
+// TestHubLeaderReplicaKilled is TestHubReplicaKilled with the agent on
+// the leader: the statuses the others pass on while the lease has not
+// expired yet are dropped, and the new leader catches up from the
+// database.
+func TestHubLeaderReplicaKilled(t *testing.T) { testReplicaKilled(t, 0) }
+
+// testReplicaKilled kills the replica the agent lands on first.
+func testReplicaKilled(t *testing.T, first int) {
 	git := newGitServer(t)
 	repo, err := git.CreateRepo("acme/app")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sha1 := commit(t, repo, "one")
-	rs := startReplicaSet(t, repo.URL)
+	rs := startReplicaSet(t, repo.URL, first)
 	statusCtx := "tether/prod/" + rs.ns + "/app"
 	waitApplied(t, rs.ns, "one")
 	c := rs.holder(t, -1)
 	rs.statuses.waitState(t, sha1, statusCtx, "success")
-	if c == 0 {
-		// The first hub leads; this test kills a replica that does not.
-		t.Fatalf("the agent landed on the leader (replica 0), not on replica 1 where the front sent it first")
+	if c != first {
+		t.Fatalf("the agent landed on replica %d, not on %d where the front sent it first", c, first)
 	}
-	other := rs.hubs[3-c] // neither the leader nor the holder
+	other := rs.hubs[(c+1)%3]
 
 	sha2 := commit(t, repo, "two")
 	syncNows := rs.agent.count("sync now from the hub")
@@ -327,7 +335,7 @@ func TestHubReplicasPostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	sha1 := commit(t, repo, "one")
-	rs := startReplicaSet(t, repo.URL)
+	rs := startReplicaSet(t, repo.URL, 1)
 	statusCtx := "tether/prod/" + rs.ns + "/app"
 	waitApplied(t, rs.ns, "one")
 	c := rs.holder(t, -1)

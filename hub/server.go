@@ -150,8 +150,8 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 // Close stops the poster, gives up the leader's lease and closes the
 // store.
 func (s *Server) Close() error {
+	s.stopReplicas() // first: its listener hands statuses to the poster
 	s.poster.Close()
-	s.stopReplicas()
 	s.stopLeader()
 	return s.store.Close()
 }

@@ -37,7 +37,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /gitsyncs/{agent}/{ns}/{name}/resync", s.pageResync)
 	mux.Handle("POST /hooks/gitlab", s.hooks.GitLab())
 	mux.Handle("POST /hooks/github", s.hooks.GitHub())
-	mux.HandleFunc(channelpb.ProxyPrefix+"{agent}/{path...}", s.proxy)
+	mux.HandleFunc(channelpb.ProxyPrefix+"{agent}/{path...}", s.routeProxy)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	metrics := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", s.readers(false, func(w http.ResponseWriter, r *http.Request, p Principal) {

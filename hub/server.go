@@ -102,6 +102,7 @@ type Server struct {
 	tunnels    Tunnels
 	principals Principals
 	streams    map[string]int // open channel streams per agent
+	replicas   *replicas      // nil on SQLite; see replicas.go
 }
 
 // New opens the store (running its migrations) and starts the
@@ -122,7 +123,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		return nil, err
 	}
 	// No stream can be open before the hub starts.
-	if err := st.DisconnectAll(ctx); err != nil {
+	if err := disconnectAtStart(ctx, st); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("hub database %s: %w", store.Redact(opt.DB), err)
 	}
@@ -149,6 +150,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 // Close stops the poster, gives up the leader's lease and closes the
 // store.
 func (s *Server) Close() error {
+	s.stopReplicas() // first: its listener hands statuses to the poster
 	s.poster.Close()
 	s.stopLeader()
 	return s.store.Close()
@@ -171,6 +173,9 @@ func (s *Server) syncNow(agent string, msg *channelpb.SyncNow) error {
 	s.mu.Unlock()
 	if d == nil {
 		return errNoDispatcher
+	}
+	if r := s.replicaSet(); r != nil {
+		return s.syncNowVia(r, d, agent, msg)
 	}
 	return d.SyncNow(agent, msg)
 }

@@ -46,11 +46,13 @@ func (s *Server) Disconnected(agent string) {
 	}
 }
 
-// isConnected reports whether agent has an open stream now.
+// isConnected reports whether agent has an open stream now, here or on
+// another replica.
 func (s *Server) isConnected(agent string) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.streams[agent] > 0
+	here := s.streams[agent] > 0
+	s.mu.Unlock()
+	return here || s.connectedElsewhere(agent)
 }
 
 // Report stores r as the state of one of agent's GitSyncs when it is newer

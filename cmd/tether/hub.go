@@ -65,6 +65,7 @@ type hubOptions struct {
 	webhookMaxBody    int64
 	logLevel          string
 	logFormat         string
+	peerURL           string
 }
 
 func (o *hubOptions) bind(cmd *cobra.Command) {
@@ -85,6 +86,7 @@ func (o *hubOptions) bind(cmd *cobra.Command) {
 	f.Int64Var(&o.webhookMaxBody, "webhook-max-body", webhook.DefaultMaxBody, "largest webhook payload in bytes; a larger push gets 413 and deploys on the next poll")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	f.StringVar(&o.peerURL, "peer-url", "", "with a PostgreSQL --db, several hubs run as replicas of one: this one's URL as the others reach it (http://POD_IP:8080), for kubectl requests that arrive at another replica")
 }
 
 func newHubCmd() *cobra.Command {
@@ -218,13 +220,16 @@ func serveHub(ctx context.Context, o *hubOptions, l net.Listener) error {
 	// the hub's page, badges, API and webhooks.
 	ch := server.NewServer(server.ServerOptions{
 		Authenticator: srv,
-		Sink:          srv,
+		Sink:          srv.ChannelSink(),
 		Fallback:      srv.Handler(),
 		Logger:        slog.Default(),
 		HubVersion:    version,
 	})
 	srv.SetDispatcher(ch)
 	srv.SetTunnels(ch)
+	if err := srv.StartReplicas(ctx, hub.ReplicaOptions{PeerURL: o.peerURL}); err != nil {
+		return err
+	}
 	httpSrv := ch.HTTPServer(nil)
 	if o.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)

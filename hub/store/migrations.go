@@ -154,6 +154,18 @@ CREATE TABLE leases (
 CREATE INDEX revisions_last_seen ON revisions(last_seen);
 CREATE INDEX commit_statuses_posted ON commit_statuses(posted);
 `},
+	// 5: hub replicas on one database: each registers itself (the URL its
+	// peers reach it at, a heartbeat), and an agent's row names the
+	// replica that holds its stream. SQLite has one replica and leaves
+	// both empty.
+	{sql: `
+CREATE TABLE replicas (
+	id        TEXT PRIMARY KEY,
+	url       TEXT NOT NULL DEFAULT '',  -- how peers reach it; '' when they cannot
+	heartbeat BIGINT NOT NULL            -- unix ms
+);
+ALTER TABLE agents ADD COLUMN replica TEXT NOT NULL DEFAULT '';  -- replicas.id holding the stream, '' when none
+`},
 }
 
 // moveReportBlobs fills migration 3's columns and tables from the report

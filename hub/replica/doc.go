@@ -1,0 +1,12 @@
+// Package replica is what lets several hub processes on one PostgreSQL
+// act as one hub: a message for the replica that holds an agent's stream
+// goes by PostgreSQL NOTIFY (Listener, Message), and a tunnelled
+// Kubernetes API request is passed on as it came to that replica's
+// internal URL (Forward).
+//
+// It adds no trust between replicas: a forwarded request carries the
+// caller's own credentials and the replica that serves it checks them as
+// it checks a direct request. A replica never forwards a request that was
+// forwarded to it (HopHeader), so requests cannot loop. On SQLite there is
+// one replica and none of this runs.
+package replica

@@ -1,0 +1,95 @@
+package replica
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"tether.dev/tether/channel/channelpb"
+)
+
+// Channel is the PostgreSQL NOTIFY channel the replicas share.
+const Channel = "tether_hub"
+
+// maxPayload is below PostgreSQL's 8000-byte limit on a NOTIFY payload.
+const maxPayload = 7900
+
+// Kind says what a Message asks of the replica it is addressed to.
+type Kind string
+
+const (
+	// KindSyncNow: send SyncNow to Agent, whose stream the replica holds.
+	KindSyncNow Kind = "syncNow"
+	// KindStatus: post commit status Status (the leader does).
+	KindStatus Kind = "status"
+)
+
+// Message is one notification between replicas. To names the replica it
+// is for ("" for whichever leads, KindStatus); the others ignore it.
+type Message struct {
+	To    string          `json:"to"`
+	Kind  Kind            `json:"kind"`
+	Agent string          `json:"agent,omitempty"`
+	Sync  json.RawMessage `json:"sync,omitempty"` // channelpb.SyncNow, protojson
+	// Status is a commit status, as package hub/status has it.
+	Status json.RawMessage `json:"status,omitempty"`
+}
+
+// SyncNowMessage addresses msg for agent to replica to.
+func SyncNowMessage(to, agent string, msg *channelpb.SyncNow) (string, error) {
+	b, err := protojson.Marshal(msg)
+	if err != nil {
+		return "", fmt.Errorf("agent %s: sync now: %w", agent, err)
+	}
+	return encode(Message{To: to, Kind: KindSyncNow, Agent: agent, Sync: b})
+}
+
+func encode(m Message) (string, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxPayload {
+		return "", fmt.Errorf("replica message %s for %s: %d bytes, over NOTIFY's limit", m.Kind, m.To, len(b))
+	}
+	return string(b), nil
+}
+
+// StatusMessage carries a commit status (any JSON value) to the leader.
+func StatusMessage(status any) (string, error) {
+	b, err := json.Marshal(status)
+	if err != nil {
+		return "", err
+	}
+	return encode(Message{Kind: KindStatus, Status: b})
+}
+
+// Decode reads a notification's payload. A payload that is not a
+// well-formed Message (another program NOTIFYing on the channel) is an
+// error, never a panic.
+func Decode(payload string) (Message, *channelpb.SyncNow, error) {
+	var m Message
+	if err := json.Unmarshal([]byte(payload), &m); err != nil {
+		return Message{}, nil, fmt.Errorf("replica message: %w", err)
+	}
+	switch m.Kind {
+	case KindSyncNow:
+		if m.Agent == "" || len(m.Sync) == 0 {
+			return Message{}, nil, errors.New("replica message syncNow: no agent or no message")
+		}
+		msg := &channelpb.SyncNow{}
+		if err := protojson.Unmarshal(m.Sync, msg); err != nil {
+			return Message{}, nil, fmt.Errorf("replica message syncNow for %s: %w", m.Agent, err)
+		}
+		return m, msg, nil
+	case KindStatus:
+		if len(m.Status) == 0 {
+			return Message{}, nil, errors.New("replica message status: no status")
+		}
+		return m, nil, nil
+	default:
+		return Message{}, nil, fmt.Errorf("replica message: unknown kind %q", m.Kind)
+	}
+}

@@ -1,0 +1,440 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+
+	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/channel/server"
+	"tether.dev/tether/channel/tunnel"
+	"tether.dev/tether/hub/replica"
+	"tether.dev/tether/hub/status"
+	"tether.dev/tether/hub/store"
+)
+
+// ReplicaOptions configure a hub that shares its PostgreSQL database with
+// other hub replicas behind one address.
+type ReplicaOptions struct {
+	// PeerURL is where the other replicas reach this one
+	// (http://POD_IP:8080): a tunnelled kubectl request that arrives at
+	// another replica is passed on to it when it holds the agent. Empty:
+	// such requests fail with 503 "agent … is connected to another hub
+	// replica" (sync now still reaches the agent).
+	PeerURL string
+	// Heartbeat is how often the replica says it is alive (default 2 s);
+	// TTL how long the others wait before they give it up as dead and
+	// its agents as disconnected (default five heartbeats).
+	Heartbeat, TTL time.Duration
+}
+
+const (
+	defaultReplicaHeartbeat = 2 * time.Second
+	// elsewhereFor is how long a replica trusts what it read about an
+	// agent held by another: the page and badges ask once per agent.
+	elsewhereFor = time.Second
+)
+
+// replicas is a hub's part in a set of replicas on one database.
+type replicas struct {
+	id, url   string
+	heartbeat time.Duration
+	ttl       time.Duration
+	fwd       replica.Forwarder
+	cancel    context.CancelFunc
+	done      sync.WaitGroup
+
+	mu        sync.Mutex
+	elsewhere map[string]elsewhere
+}
+
+type elsewhere struct {
+	connected bool
+	until     time.Time
+}
+
+// StartReplicas makes the hub one of several replicas on its PostgreSQL
+// database: it registers itself with a heartbeat, records which agents'
+// streams it holds (ChannelSink), LISTENs for "sync now" and commit
+// statuses from its peers, and routes what it cannot serve itself to the
+// replica that can. On SQLite it does nothing (one replica); a PeerURL
+// there is an error. Close leaves the set.
+func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
+	if s.store.Dialect() != "postgres" {
+		if o.PeerURL != "" {
+			return errors.New("hub replicas: a peer URL needs a PostgreSQL database (--db postgres://…): replicas share it")
+		}
+		return nil
+	}
+	if o.PeerURL != "" {
+		u, err := url.Parse(o.PeerURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return fmt.Errorf("hub replicas: peer URL %q: want http(s)://HOST:PORT", o.PeerURL)
+		}
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = defaultReplicaHeartbeat
+	}
+	if o.TTL <= o.Heartbeat {
+		o.TTL = 5 * o.Heartbeat
+	}
+	id := s.opt.HubID
+	if id == "" {
+		id = hubID()
+	}
+	r := &replicas{id: id, url: o.PeerURL, heartbeat: o.Heartbeat, ttl: o.TTL,
+		fwd: replica.Forwarder{Self: id}, elsewhere: map[string]elsewhere{}}
+	if _, err := s.store.ReplicaHeartbeat(ctx, r.id, r.url, r.ttl); err != nil {
+		return fmt.Errorf("hub replicas: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	listening := make(chan struct{})
+	var once sync.Once
+	r.done.Add(2)
+	go func() {
+		defer r.done.Done()
+		replica.Listen(rctx, s.opt.DB, s.log, func() {
+			once.Do(func() { close(listening) })
+			s.log.Info("hub replicas: listening", "replica", r.id)
+		}, s.replicaMessage)
+	}()
+	go func() {
+		defer r.done.Done()
+		s.replicaHeartbeats(rctx, r)
+	}()
+	s.mu.Lock()
+	s.replicas = r
+	s.mu.Unlock()
+	// A peer may NOTIFY this replica as soon as an agent connects here.
+	select {
+	case <-listening:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(10 * time.Second):
+		s.log.Warn("hub replicas: not listening yet; sync now from other replicas waits for it")
+	}
+	s.log.Info("hub replica", "replica", r.id, "peerURL", r.url)
+	return nil
+}
+
+// replicaSet is the hub's replicas, nil on SQLite.
+func (s *Server) replicaSet() *replicas {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.replicas
+}
+
+// stopReplicas leaves the set: the others no longer route to this hub.
+func (s *Server) stopReplicas() {
+	r := s.replicaSet()
+	if r == nil {
+		return
+	}
+	r.cancel()
+	r.done.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.store.ReplicaLeft(ctx, r.id); err != nil {
+		s.log.Error("hub replicas: leaving", "error", err)
+	}
+}
+
+// replicaHeartbeats keeps the replica alive in the database. When the
+// others gave it up (its heartbeats did not arrive: the database was
+// away), it claims the streams it holds again.
+func (s *Server) replicaHeartbeats(ctx context.Context, r *replicas) {
+	t := time.NewTicker(r.heartbeat)
+	defer t.Stop()
+	leading := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now := s.Leading(); now != leading {
+			leading = now
+			if leading {
+				s.catchUpStatuses(ctx, time.Now().Add(-catchUpFor))
+			}
+		}
+		hctx, cancel := context.WithTimeout(ctx, r.heartbeat)
+		joined, err := s.store.ReplicaHeartbeat(hctx, r.id, r.url, r.ttl)
+		if err != nil {
+			cancel()
+			s.log.Error("hub replicas: heartbeat", "error", err)
+			continue
+		}
+		if joined {
+			s.mu.Lock()
+			agents := make([]string, 0, len(s.streams))
+			for a := range s.streams {
+				agents = append(agents, a)
+			}
+			s.mu.Unlock()
+			s.log.Warn("hub replicas: rejoined after missed heartbeats; claiming agents again", "agents", len(agents))
+			for _, a := range agents {
+				if err := s.store.AgentClaimed(hctx, a, r.id); err != nil {
+					s.log.Error("hub replicas: claiming agent", "agent", a, "error", err)
+				}
+			}
+		}
+		cancel()
+	}
+}
+
+// catchUpFor is how far back a new leader looks for commit statuses it
+// may have missed.
+const catchUpFor = time.Hour
+
+// catchUpStatuses schedules the commit status that each GitSync updated
+// since then implies. A replica that becomes the leader runs it: while no
+// replica led (the leader died, its lease had not expired yet), the
+// statuses its peers passed on were dropped. The poster skips a state
+// already posted, so nothing is posted twice.
+func (s *Server) catchUpStatuses(ctx context.Context, since time.Time) {
+	gs, err := s.store.GitSyncs(ctx, "")
+	if err != nil {
+		s.log.Error("hub replicas: new leader's commit-status catch-up", "error", err)
+		return
+	}
+	n := 0
+	for _, g := range gs {
+		if g.Updated.Before(since) {
+			continue
+		}
+		r := &channelpb.SyncReport{Namespace: g.Namespace, Name: g.Name, SourceUrl: g.SourceURL,
+			Revision: g.Revision, AttemptedRevision: g.AttemptedRevision, Phase: g.Phase}
+		for _, c := range g.Conditions {
+			r.Conditions = append(r.Conditions, &channelpb.Condition{Type: c.Type, Status: c.Status, Reason: c.Reason})
+		}
+		if st, ok := s.commitStatus(g.Agent, r); ok && s.poster.Enqueue(st) {
+			n++
+		}
+	}
+	s.log.Info("hub replicas: leading; commit statuses caught up", "gitsyncs", n)
+}
+
+// disconnectAtStart marks every agent disconnected when the hub starts
+// alone on its database (SQLite): no stream can be open yet. Replicas on
+// PostgreSQL leave the agents of the others alone; the heartbeats tell
+// which are held by a live replica.
+func disconnectAtStart(ctx context.Context, st *store.Store) error {
+	if st.Dialect() == "postgres" {
+		return nil
+	}
+	return st.DisconnectAll(ctx)
+}
+
+// syncNowVia sends msg to agent through d when its stream is here, and
+// otherwise NOTIFYs the replica that holds it.
+func (s *Server) syncNowVia(r *replicas, d Dispatcher, agent string, msg *channelpb.SyncNow) error {
+	err := d.SyncNow(agent, msg)
+	if !errors.Is(err, server.ErrNotConnected) {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	peer, lerr := s.store.AgentReplica(ctx, agent, r.ttl)
+	switch {
+	case errors.Is(lerr, store.ErrNotFound) || (lerr == nil && peer.ID == r.id):
+		return err
+	case lerr != nil:
+		return fmt.Errorf("agent %s: finding its hub replica: %w", agent, lerr)
+	}
+	payload, perr := replica.SyncNowMessage(peer.ID, agent, msg)
+	if perr != nil {
+		return perr
+	}
+	if err := s.store.Notify(ctx, replica.Channel, payload); err != nil {
+		return fmt.Errorf("agent %s: sync now through replica %s: %w", agent, peer.ID, err)
+	}
+	return nil
+}
+
+// replicaMessage acts on a notification from a peer: a "sync now" for an
+// agent this replica holds, or a commit status for the leader to post.
+func (s *Server) replicaMessage(payload string) {
+	r := s.replicaSet()
+	m, msg, err := replica.Decode(payload)
+	if err != nil {
+		s.log.Warn("hub replicas: ignoring a notification", "error", err)
+		return
+	}
+	switch m.Kind {
+	case replica.KindSyncNow:
+		if r == nil || m.To != r.id {
+			return
+		}
+		s.mu.Lock()
+		d := s.dispatcher
+		s.mu.Unlock()
+		if d == nil {
+			return
+		}
+		if err := d.SyncNow(m.Agent, msg); err != nil {
+			s.log.Info("hub replicas: sync now from a peer not delivered", "agent", m.Agent, "error", err)
+		}
+	case replica.KindStatus:
+		if !s.Leading() {
+			return
+		}
+		var st status.Status
+		if err := json.Unmarshal(m.Status, &st); err != nil {
+			s.log.Warn("hub replicas: ignoring a commit status", "error", err)
+			return
+		}
+		s.poster.Enqueue(st)
+	}
+}
+
+// connectedElsewhere says whether another replica holds agent's stream
+// (always false on SQLite).
+func (s *Server) connectedElsewhere(agent string) bool {
+	r := s.replicaSet()
+	if r == nil {
+		return false
+	}
+	now := time.Now()
+	r.mu.Lock()
+	e, ok := r.elsewhere[agent]
+	r.mu.Unlock()
+	if ok && now.Before(e.until) {
+		return e.connected
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	peer, err := s.store.AgentReplica(ctx, agent, r.ttl)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("hub replicas: agent's replica", "agent", agent, "error", err)
+	}
+	e = elsewhere{connected: err == nil && peer.ID != r.id, until: now.Add(elsewhereFor)}
+	r.mu.Lock()
+	if len(r.elsewhere) > 100_000 {
+		clear(r.elsewhere)
+	}
+	r.elsewhere[agent] = e
+	r.mu.Unlock()
+	return e.connected
+}
+
+// ChannelSink is what the channel server calls (Authenticator, Sink,
+// EventSink): the hub itself, and on PostgreSQL also the record of which
+// replica holds each agent's stream, and commit statuses passed to the
+// leader.
+func (s *Server) ChannelSink() server.Sink { return replicaSink{s} }
+
+// replicaSink is the hub's Sink with the replicas' bookkeeping.
+type replicaSink struct{ *Server }
+
+// Connected records the stream, and this replica as its holder.
+func (rs replicaSink) Connected(agent string, hello *channelpb.Hello) {
+	r := rs.replicaSet()
+	if r == nil {
+		rs.Server.Connected(agent, hello)
+		return
+	}
+	rs.countStream(agent, 1)
+	if err := rs.store.AgentConnectedAt(context.Background(), agent, hello.GetVersion(), hello.GetClusterUid(), r.id); err != nil {
+		rs.log.Error("cannot record agent connection", "agent", agent, "error", err)
+	}
+}
+
+// Disconnected records the end of the agent's last stream here, unless
+// the agent is held by another replica by now.
+func (rs replicaSink) Disconnected(agent string) {
+	r := rs.replicaSet()
+	if r == nil {
+		rs.Server.Disconnected(agent)
+		return
+	}
+	if !rs.countStream(agent, -1) {
+		return
+	}
+	if err := rs.store.AgentDisconnectedFrom(context.Background(), agent, r.id); err != nil {
+		rs.log.Error("cannot record agent disconnection", "agent", agent, "error", err)
+	}
+}
+
+// countStream adds delta to agent's open streams here and says whether
+// none is left.
+func (s *Server) countStream(agent string, delta int) (none bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.streams[agent] += delta
+	none = s.streams[agent] <= 0
+	if none {
+		delete(s.streams, agent)
+	}
+	s.metrics.connected.Set(float64(len(s.streams)))
+	return none
+}
+
+// Report stores r; on a replica that does not lead, the commit status it
+// implies goes to the leader, which alone posts.
+func (rs replicaSink) Report(ctx context.Context, agent string, r *channelpb.SyncReport) (bool, error) {
+	stored, err := rs.Server.Report(ctx, agent, r)
+	if err != nil || !stored || rs.replicaSet() == nil || rs.Leading() {
+		return stored, err
+	}
+	st, ok := rs.commitStatus(agent, readReport(r))
+	if !ok {
+		return stored, nil
+	}
+	payload, perr := replica.StatusMessage(st)
+	if perr == nil {
+		perr = rs.store.Notify(ctx, replica.Channel, payload)
+	}
+	if perr != nil {
+		// Stored: the agent gets its Ack. The status waits for the
+		// GitSync's next report.
+		rs.log.Error("hub replicas: commit status not passed to the leader", "agent", agent, "sha", st.SHA, "error", perr)
+	}
+	return stored, nil
+}
+
+// routeProxy serves /k8s-proxy/{agent}/...: here when this replica holds
+// the agent (or the request was forwarded to it already), else passed on
+// as it came to the replica that holds it, once the caller's token is
+// known to carry the proxy action (so a stranger cannot make replicas
+// call each other). The peer checks the token again, as for any request.
+func (s *Server) routeProxy(w http.ResponseWriter, r *http.Request) {
+	rs := s.replicaSet()
+	if rs == nil || r.Header.Get(replica.HopHeader) != "" {
+		s.proxy(w, r)
+		return
+	}
+	agent := r.PathValue("agent")
+	s.mu.Lock()
+	tunnels := s.tunnels
+	s.mu.Unlock()
+	if tunnels != nil {
+		if _, err := tunnels.Tunnel(agent); !errors.Is(err, server.ErrNotConnected) {
+			s.proxy(w, r)
+			return
+		}
+	}
+	if p, err := s.principals.Principal(r.Context(), bearer(r)); err != nil || !p.Can(ActionProxy) {
+		s.proxy(w, r) // answers 401 or 403 as to a direct request
+		return
+	}
+	peer, err := s.store.AgentReplica(r.Context(), agent, rs.ttl)
+	if err != nil || peer.ID == rs.id {
+		s.proxy(w, r)
+		return
+	}
+	if peer.URL == "" {
+		tunnel.WriteStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable",
+			"agent "+agent+" is connected to another hub replica, which has no peer URL")
+		return
+	}
+	s.log.Debug("proxy passed to the replica that holds the agent", "agent", agent, "replica", peer.ID)
+	rs.fwd.Forward(w, r, peer.URL)
+}

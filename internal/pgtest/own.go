@@ -1,0 +1,64 @@
+package pgtest
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Server is a PostgreSQL server of one test's own, for a test that
+// restarts it under load: the binary's shared server (URL) stays up for
+// the others.
+type Server struct {
+	s *server
+}
+
+// Start starts a server for t alone, stopped when t ends. Like URL, it
+// skips t without the server binaries, unless CI=true.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s, skip, err := start()
+	if skip != "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("pgtest: %s (CI=true: PostgreSQL is required; run make deps)", skip)
+		}
+		t.Skipf("pgtest: %s; run make deps to test against PostgreSQL", skip)
+	}
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return &Server{s: s}
+}
+
+// URL returns the address of a new, empty database on the server.
+func (p *Server) URL(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
+	db, err := sql.Open("pgx", p.s.url("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(context.Background(), "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("pgtest: create database %s: %v", name, err)
+	}
+	return p.s.url(name)
+}
+
+// Restart restarts the server as an operator's `pg_ctl restart -m fast`
+// does: every connection is cut, the server is away for a moment, then
+// back on the same port with the same data.
+func (p *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := p.s.run("pg_ctl", "-D", filepath.Join(p.s.dir, "data"), "-m", "fast", "-l", filepath.Join(p.s.dir, "log"), "-w", "-t", "60", "restart"); err != nil {
+		t.Fatalf("pgtest: restart: %v", err)
+	}
+}

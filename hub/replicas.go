@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/channel/server"
 	"tether.dev/tether/channel/tunnel"

@@ -362,20 +362,6 @@ func (rs replicaSink) Disconnected(agent string) {
 	}
 }
 
-// countStream adds delta to agent's open streams here and says whether
-// none is left.
-func (s *Server) countStream(agent string, delta int) (none bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.streams[agent] += delta
-	none = s.streams[agent] <= 0
-	if none {
-		delete(s.streams, agent)
-	}
-	s.metrics.connected.Set(float64(len(s.streams)))
-	return none
-}
-
 // Report stores r; on a replica that does not lead, the commit status it
 // implies goes to the leader, which alone posts.
 func (rs replicaSink) Report(ctx context.Context, agent string, r *channelpb.SyncReport) (bool, error) {

@@ -18,10 +18,7 @@ import (
 // two (a reconnect overlapping the old stream's end); it stays connected
 // until the last one closes.
 func (s *Server) Connected(agent string, hello *channelpb.Hello) {
-	s.mu.Lock()
-	s.streams[agent]++
-	s.metrics.connected.Set(float64(len(s.streams)))
-	s.mu.Unlock()
+	s.countStream(agent, 1)
 	if err := s.store.AgentConnected(context.Background(), agent, hello.GetVersion(), hello.GetClusterUid()); err != nil {
 		s.log.Error("cannot record agent connection", "agent", agent, "error", err)
 	}
@@ -30,20 +27,26 @@ func (s *Server) Connected(agent string, hello *channelpb.Hello) {
 
 // Disconnected records that one of agent's streams closed.
 func (s *Server) Disconnected(agent string) {
-	s.mu.Lock()
-	s.streams[agent]--
-	last := s.streams[agent] <= 0
-	if last {
-		delete(s.streams, agent)
-	}
-	s.metrics.connected.Set(float64(len(s.streams)))
-	s.mu.Unlock()
-	if !last {
+	if !s.countStream(agent, -1) {
 		return
 	}
 	if err := s.store.AgentDisconnected(context.Background(), agent); err != nil {
 		s.log.Error("cannot record agent disconnection", "agent", agent, "error", err)
 	}
+}
+
+// countStream adds delta to agent's open streams here and says whether
+// none is left.
+func (s *Server) countStream(agent string, delta int) (none bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.streams[agent] += delta
+	none = s.streams[agent] <= 0
+	if none {
+		delete(s.streams, agent)
+	}
+	s.metrics.connected.Set(float64(len(s.streams)))
+	return none
 }
 
 // isConnected reports whether agent has an open stream now, here or on

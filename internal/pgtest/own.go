@@ -58,7 +58,10 @@ func (p *Server) URL(t testing.TB) string {
 // back on the same port with the same data.
 func (p *Server) Restart(t testing.TB) {
 	t.Helper()
-	if err := p.s.run("pg_ctl", "-D", filepath.Join(p.s.dir, "data"), "-m", "fast", "-l", filepath.Join(p.s.dir, "log"), "-w", "-t", "60", "restart"); err != nil {
+	if err := p.s.shutdown(); err != nil {
+		t.Fatalf("pgtest: restart: %v", err)
+	}
+	if err := p.s.serve(filepath.Join(p.s.dir, "data")); err != nil {
 		t.Fatalf("pgtest: restart: %v", err)
 	}
 }

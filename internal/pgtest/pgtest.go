@@ -220,9 +220,16 @@ func (s *server) serve(data string) error {
 	}
 }
 
-// stop asks for a fast shutdown and waits for it.
+// stop asks for a fast shutdown, waits for it and removes the server's
+// folder.
 func (s *server) stop() error {
 	defer os.RemoveAll(s.dir)
+	return s.shutdown()
+}
+
+// shutdown asks for a fast shutdown (SIGINT, what `pg_ctl stop -m fast`
+// sends) and waits for it; the data stays.
+func (s *server) shutdown() error {
 	if err := s.proc.Process.Signal(syscall.SIGINT); err != nil {
 		return fmt.Errorf("stop postgres: %w", err)
 	}

@@ -288,16 +288,17 @@ func (r *Reconciler) failed(ctx context.Context, gs *v1alpha1.GitSync, se *Stage
 // distinct failure: whether the failure is news is decided on the status
 // being patched, which the optimistic lock guarantees is the newest. It
 // returns the GitSync as written (nil when it is gone).
-// also, when given, changes the status in the same write.
+// also, when given, changes the status in the same write, before the
+// failure is marked.
 func (r *Reconciler) fail(ctx context.Context, key types.NamespacedName, se *StageError, also ...func(*v1alpha1.GitSync)) (*v1alpha1.GitSync, error) {
 	var news bool
 	msg := se.Err.Error()
 	gs, err := r.status.patch(context.WithoutCancel(ctx), key, func(gs *v1alpha1.GitSync) {
 		news = !sameFailure(gs, se.Reason, msg)
-		markFailed(gs, se.Reason, se.Err, se.User)
 		for _, f := range also {
 			f(gs)
 		}
+		markFailed(gs, se.Reason, se.Err, se.User)
 	})
 	if err == nil && gs != nil && news {
 		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, se.Reason, "Sync", "%s", msg)

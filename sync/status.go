@@ -75,6 +75,36 @@ func (w *statusWriter) update(ctx context.Context, key types.NamespacedName, mut
 	}
 }
 
+// fresh returns gs when the cache it was read from is current, else the
+// GitSync as the API server has it now (nil when it is gone). One
+// metadata-only read from the API server tells; without a reader gs is
+// taken as current.
+func (w *statusWriter) fresh(ctx context.Context, gs *v1alpha1.GitSync) (*v1alpha1.GitSync, error) {
+	if w.reader == nil {
+		return gs, nil
+	}
+	key := client.ObjectKeyFromObject(gs)
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("GitSync"))
+	if err := w.reader.Get(ctx, key, m); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("GitSync %s: read: %w", key, err)
+	}
+	if m.ResourceVersion == gs.ResourceVersion {
+		return gs, nil
+	}
+	live := &v1alpha1.GitSync{}
+	if err := w.reader.Get(ctx, key, live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("GitSync %s: read: %w", key, err)
+	}
+	return live, nil
+}
+
 func setCondition(gs *v1alpha1.GitSync, typ string, status metav1.ConditionStatus, reason, msg string) {
 	meta.SetStatusCondition(&gs.Status.Conditions, metav1.Condition{
 		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gs.Generation,

@@ -99,6 +99,7 @@ func TestDriftCorrected(t *testing.T) {
 	key := create(t, gs)
 	waitApplied(t, key, mainRev(sha))
 
+	start := agentRequests.count()
 	editConfigMap(t, ns, "web-config", "greeting", "edited by hand", "kubectl-edit")
 	ev := waitEvent(t, key, corev1.EventTypeWarning, v1alpha1.ReasonDriftDetected, "ConfigMap/"+ns+"/web-config", "/data/greeting", "kubectl-edit")
 	waitEvent(t, key, corev1.EventTypeNormal, v1alpha1.ReasonDriftCorrected, "re-applied 1")
@@ -118,6 +119,11 @@ func TestDriftCorrected(t *testing.T) {
 		}
 		return nil
 	})
+	// Detected and corrected in one status write: each is dear with a
+	// large inventory.
+	if n := statusWritesOf(key, agentRequests.since(start)); n != 1 {
+		t.Errorf("%d status writes for one drift corrected, want 1", n)
+	}
 	if strings.Contains(ev.Note, "edited by hand") {
 		t.Errorf("the event shows a value, not only paths: %q", ev.Note)
 	}

@@ -75,3 +75,27 @@ func TestStatusWritesPerSync(t *testing.T) {
 	}
 }
 
+// A drift the status shows already, still drifted or corrected since, is
+// not news: the same change made again adds no DriftDetected event.
+func TestSameDrift(t *testing.T) {
+	obj := func(path string, corrected bool) v1alpha1.DriftedObject {
+		return v1alpha1.DriftedObject{APIVersion: "v1", Kind: "ConfigMap", Namespace: "ns", Name: "a", Paths: []string{path}, Corrected: corrected}
+	}
+	objs := []v1alpha1.DriftedObject{obj("/data/a", false)}
+	for _, tc := range []struct {
+		name string
+		st   *v1alpha1.DriftStatus
+		want bool
+	}{
+		{"no drift before", nil, false},
+		{"still drifted", &v1alpha1.DriftStatus{Count: 1, Objects: []v1alpha1.DriftedObject{obj("/data/a", false)}}, true},
+		{"corrected before", &v1alpha1.DriftStatus{Count: 0, Objects: []v1alpha1.DriftedObject{obj("/data/a", true)}}, true},
+		{"another path", &v1alpha1.DriftStatus{Count: 1, Objects: []v1alpha1.DriftedObject{obj("/data/b", false)}}, false},
+		{"another object", &v1alpha1.DriftStatus{Count: 0, Objects: []v1alpha1.DriftedObject{{Kind: "ConfigMap", Namespace: "ns", Name: "b", Paths: []string{"/data/a"}, Corrected: true}}}, false},
+		{"more objects", &v1alpha1.DriftStatus{Count: 2, Objects: []v1alpha1.DriftedObject{obj("/data/a", false), obj("/data/b", false)}}, false},
+	} {
+		if got := sameDrift(tc.st, objs); got != tc.want {
+			t.Errorf("%s: sameDrift = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

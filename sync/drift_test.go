@@ -21,6 +21,8 @@ import (
 
 // requestLog counts the agent's API requests (long-running watches aside,
 // which stay open) so that a test can say "this reconcile made none".
+// Each is logged as method and path, with " (metadata)" after a
+// metadata-only one.
 type requestLog struct {
 	mu   gosync.Mutex
 	reqs []string
@@ -31,8 +33,12 @@ var agentRequests = &requestLog{}
 func (l *requestLog) wrap(next http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.URL.Query().Get("watch") != "true" {
+			req := r.Method + " " + r.URL.Path
+			if strings.Contains(r.Header.Get("Accept"), "as=PartialObjectMetadata") {
+				req += " (metadata)"
+			}
 			l.mu.Lock()
-			l.reqs = append(l.reqs, r.Method+" "+r.URL.Path)
+			l.reqs = append(l.reqs, req)
 			l.mu.Unlock()
 		}
 		return next.RoundTrip(r)

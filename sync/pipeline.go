@@ -29,12 +29,13 @@ import (
 // ctx is cancelled when newer work arrives: a cancelled sync never prunes,
 // records the objects it did apply (so that a later sync can prune them)
 // and leaves the rest of the status to the reconcile that follows.
-func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, why string, scheduled time.Time) (ctrl.Result, error) {
+// current says that gs is the API server's newest already.
+func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, current bool, rev source.Revision, auth *source.Auth, why string, scheduled time.Time) (ctrl.Result, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	key := client.ObjectKeyFromObject(gs)
 	start := time.Now()
 
-	live, progress, err := r.begin(ctx, gs, rev, why, scheduled)
+	live, progress, err := r.begin(ctx, gs, current, rev, why, scheduled)
 	proceed := progress != nil
 	switch {
 	case err != nil && superseded(ctx):
@@ -164,11 +165,17 @@ func (r *Reconciler) watchSource(ctx context.Context, gs *v1alpha1.GitSync, rev 
 // makes before applying only when it creates objects the inventory lacks
 // (see ownBeforeApply) or waits for health, and otherwise at its end. A
 // sync with nothing new to own thus writes status once. It returns the
-// GitSync as read (nil when it is gone) and whether to go ahead.
-func (r *Reconciler) begin(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, why string, scheduled time.Time) (*v1alpha1.GitSync, func(*v1alpha1.GitSync), error) {
-	live, err := r.status.fresh(ctx, gs)
-	if err != nil || live == nil || workOf(live) != workOf(gs) {
-		return live, nil, err
+// GitSync as read (nil when it is gone) and, when the sync must go ahead,
+// the progress to record; nil when not. current says that gs is the API
+// server's newest already (a write just returned it): then begin reads
+// nothing.
+func (r *Reconciler) begin(ctx context.Context, gs *v1alpha1.GitSync, current bool, rev source.Revision, why string, scheduled time.Time) (*v1alpha1.GitSync, func(*v1alpha1.GitSync), error) {
+	live := gs
+	if !current {
+		var err error
+		if live, err = r.status.fresh(ctx, gs); err != nil || live == nil || workOf(live) != workOf(gs) {
+			return live, nil, err
+		}
 	}
 	w := decide(live, rev.String())
 	if w == whyNone && why == whyUntracked {

@@ -194,12 +194,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !gs.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, gs)
 	}
+	// current: gs is the API server's newest, as a write just returned it.
+	current := false
 	if gs.Spec.Prune && !controllerutil.ContainsFinalizer(gs, Finalizer) {
 		patch := client.MergeFrom(gs.DeepCopy())
 		controllerutil.AddFinalizer(gs, Finalizer)
 		if err := r.Client.Patch(ctx, gs, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("GitSync %s: add finalizer: %w", key, err)
 		}
+		current = true
 	}
 	if gs.Spec.Suspend {
 		log.V(1).Info("suspended")
@@ -249,7 +252,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if b != nil {
 		return r.holdBack(ctx, gs, b, rev.String())
 	}
-	return r.sync(logr.NewContext(ctx, log.WithValues("revision", rev.String())), gs, rev, auth, why, scheduled)
+	return r.sync(logr.NewContext(ctx, log.WithValues("revision", rev.String())), gs, current, rev, auth, why, scheduled)
 }
 
 // holdBack records that a schedule or a sync window keeps rev from being

@@ -11,6 +11,19 @@ import (
 	"tether.dev/tether/internal/testenv"
 )
 
+// metadataReadsOf counts the metadata-only reads of the GitSync key among
+// reqs: only the agent makes them (begin).
+func metadataReadsOf(key types.NamespacedName, reqs []string) int {
+	want := fmt.Sprintf("GET /apis/tether.dev/v1alpha1/namespaces/%s/gitsyncs/%s (metadata)", key.Namespace, key.Name)
+	n := 0
+	for _, r := range reqs {
+		if r == want {
+			n++
+		}
+	}
+	return n
+}
+
 // statusWritesOf counts the status writes to the GitSync key among reqs
 // (requests of agentRequests).
 func statusWritesOf(key types.NamespacedName, reqs []string) int {
@@ -45,6 +58,10 @@ func TestStatusWritesPerSync(t *testing.T) {
 	if n := statusWritesOf(key, agentRequests.since(start)); n != 2 {
 		t.Errorf("first sync: %d status writes, want 2", n)
 	}
+	// The finalizer's write returned the newest GitSync: nothing to read.
+	if n := metadataReadsOf(key, agentRequests.since(start)); n != 0 {
+		t.Errorf("first sync: %d reads of the GitSync's metadata, want 0", n)
+	}
 
 	// A forced resync with nothing changed.
 	start = agentRequests.count()
@@ -59,6 +76,10 @@ func TestStatusWritesPerSync(t *testing.T) {
 	})
 	if n := statusWritesOf(key, agentRequests.since(start)); n != 1 {
 		t.Errorf("forced resync, nothing changed: %d status writes, want 1", n)
+	}
+	// One read tells that the cache was current.
+	if n := metadataReadsOf(key, agentRequests.since(start)); n != 1 {
+		t.Errorf("forced resync: %d reads of the GitSync's metadata, want 1", n)
 	}
 
 	// A commit that changes an object and creates none.

@@ -79,6 +79,9 @@ type Reconciler struct {
 // SetupWithManager registers the reconciler with mgr.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.init()
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.GitSync{}, dependsOnIndex, indexDependsOn); err != nil {
+		return fmt.Errorf("index GitSyncs by dependency: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("gitsync").
 		Watches(&v1alpha1.GitSync{}, r.gitSyncEvents()).

@@ -57,7 +57,11 @@ func (w *statusWriter) update(ctx context.Context, key types.NamespacedName, mut
 		if !mutate(gs) {
 			return gs, nil
 		}
-		err := w.client.Status().Patch(ctx, gs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		data, err := statusPatch(orig, gs)
+		if err != nil {
+			return nil, fmt.Errorf("GitSync %s: write status: %w", key, err)
+		}
+		err = w.client.Status().Patch(ctx, gs, client.RawPatch(types.MergePatchType, data))
 		switch {
 		case apierrors.IsConflict(err) && w.reader != nil && attempt < 4:
 			reader = w.reader

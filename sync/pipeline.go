@@ -24,8 +24,10 @@ import (
 	"tether.dev/tether/source"
 )
 
-// sync runs one full sync of gs at rev: record progress, then checkout →
-// render → plan → apply → prune → health, then the status and an event.
+// sync runs one full sync of gs at rev: decide again on the newest
+// GitSync (begin), then checkout → render → plan → apply → prune → health,
+// then the status and an event. The progress is written with the first
+// status write the sync makes (see begin).
 // ctx is cancelled when newer work arrives: a cancelled sync never prunes,
 // records the objects it did apply (so that a later sync can prune them)
 // and leaves the rest of the status to the reconcile that follows.

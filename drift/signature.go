@@ -10,12 +10,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// signatureKey is where slim keeps an object's signature in the watch
-// cache's copy. It is never written to the cluster, and no object from the
-// API server can carry it: a space is not allowed in an annotation key. So
-// an object with it was slimmed already (client-go may call a transform
-// more than once on one object), and nobody can plant a fake signature.
-const signatureKey = "tether drift signature"
+// slimMark starts the generateName of the watch cache's copy of an object
+// (see slim), which holds the object's signature and owner. It is never
+// written to the cluster, and no object from the API server can carry it:
+// a space is not allowed in a generateName. So an object with it was
+// slimmed already (client-go may call a transform more than once on one
+// object), and nobody can plant a fake signature.
+const slimMark = "tether drift "
 
 // statusSubresource is the managedFields subresource of status writes.
 const statusSubresource = "status"
@@ -44,9 +45,6 @@ func signature(o metav1.Object) string {
 	writeMap := func(name string, m map[string]string) {
 		write(name, strconv.Itoa(len(m)))
 		for _, k := range sortedKeys(m) {
-			if k == signatureKey {
-				continue
-			}
 			write(k, m[k])
 		}
 	}
@@ -92,5 +90,6 @@ func canonicalJSON(raw []byte) string {
 
 // cachedSignature is the signature slim stored in a watch cache object.
 func cachedSignature(m *metav1.PartialObjectMetadata) string {
-	return m.Annotations[signatureKey]
+	sig, _ := slimmed(m)
+	return sig
 }

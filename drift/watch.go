@@ -3,6 +3,7 @@ package drift
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,32 +48,40 @@ func (k objKey) storeKey() string {
 }
 
 // slim keeps what drift reads from a watched object and drops the rest
-// (managedFields, annotations, owner references, finalizers), so the cache
-// of thousands of objects costs a few hundred bytes each. What it keeps of
-// managedFields, labels and annotations is their signature, under
-// signatureKey: enough to tell a status-only write from any other change.
+// (managedFields, labels, annotations, owner references, finalizers), so
+// the cache of thousands of objects costs a few hundred bytes each. What
+// it keeps of managedFields, labels and annotations is their signature,
+// and of the labels the owner they name, both in one string (see
+// slimMark): maps for them cost more than all the rest of the copy.
 func slim(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil // tombstones and the like pass through
 	}
-	if _, done := m.Annotations[signatureKey]; done {
+	if strings.HasPrefix(m.GenerateName, slimMark) {
 		return m, nil
 	}
-	out := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+	l := m.Labels
+	return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
 		Name:              m.Name,
 		Namespace:         m.Namespace,
 		ResourceVersion:   m.ResourceVersion,
 		DeletionTimestamp: m.DeletionTimestamp,
-		Annotations:       map[string]string{signatureKey: signature(m)},
-	}}
-	if l := m.Labels; l != nil {
-		out.Labels = map[string]string{
-			v1alpha1.NameLabel:      l[v1alpha1.NameLabel],
-			v1alpha1.NamespaceLabel: l[v1alpha1.NamespaceLabel],
-		}
+		GenerateName:      slimMark + signature(m) + " " + l[v1alpha1.NamespaceLabel] + " " + l[v1alpha1.NameLabel],
+	}}, nil
+}
+
+// slimmed returns what slim kept of m: its signature and owner.
+func slimmed(m *metav1.PartialObjectMetadata) (sig string, owner Owner) {
+	rest, ok := strings.CutPrefix(m.GenerateName, slimMark)
+	if !ok {
+		return "", Owner{}
 	}
-	return out, nil
+	parts := strings.SplitN(rest, " ", 3)
+	for len(parts) < 3 {
+		parts = append(parts, "")
+	}
+	return parts[0], Owner{Namespace: parts[1], Name: parts[2]}
 }
 
 // ensureWatches starts a watch for every resource in gvrs that has none
@@ -167,7 +176,7 @@ func (t *Tracker) observe(gvr schema.GroupVersionResource, obj any, deleted bool
 	if !ok {
 		return
 	}
-	owner := Owner{Name: m.Labels[v1alpha1.NameLabel], Namespace: m.Labels[v1alpha1.NamespaceLabel]}
+	_, owner := slimmed(m)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if w, ok := t.watches[gvr]; ok && newer(m.ResourceVersion, w.seen) {

@@ -88,6 +88,8 @@ type Fetcher struct {
 	key     []byte // HMAC key of credential identities, see hashKey
 
 	listings, fetches, checkouts atomic.Int64
+	// treeLooks counts TreeHash's looks into the object store.
+	treeLooks atomic.Int64
 
 	resolveFlight  flight[[]*plumbing.Reference]
 	checkoutFlight flight[string]

@@ -65,3 +65,34 @@ func TestTreeHash(t *testing.T) {
 		}
 	}
 }
+
+// The GitSyncs of one repository ask for sibling folders at one commit:
+// the first look remembers every folder it passed by, so the others cost
+// no look into the object store (each loads the pack index again).
+func TestTreeHashSiblingsOneLook(t *testing.T) {
+	srv := startServer(t, testenv.GitServerOptions{})
+	repo := createRepo(t, srv, "siblings")
+	c := commit(t, repo, map[string]string{"apps/web/a.yaml": "a: 1\n", "apps/db/b.yaml": "b: 1\n", "tools/x.yaml": "x: 1\n"})
+	f := newFetcher(t, Options{})
+	dir, err := f.Checkout(context.Background(), repo.URL, Revision{Ref: "main", SHA: c}, nil)
+	must(t, err)
+	for _, p := range []string{"apps/web", "apps/db", "apps", ".", "tools"} {
+		got, err := f.TreeHash(dir, p)
+		must(t, err)
+		out, err := repo.Git("rev-parse", c+":"+strings.TrimPrefix(p, "."))
+		must(t, err)
+		if w := strings.TrimSpace(out); got != w {
+			t.Errorf("TreeHash(%q) = %s, git says %s", p, got, w)
+		}
+	}
+	if n := f.treeLooks.Load(); n != 1 {
+		t.Errorf("%d looks into the object store for five folders on one way, want 1", n)
+	}
+	// A file is not remembered on the way: it takes a look of its own.
+	if _, err := f.TreeHash(dir, "apps/db/b.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.treeLooks.Load(); n != 2 {
+		t.Errorf("%d looks after asking for a file, want 2", n)
+	}
+}

@@ -1,12 +1,14 @@
 package sync
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/internal/testenv"
@@ -153,4 +155,60 @@ func TestDependencyCycle(t *testing.T) {
 			t.Errorf("%s: still Stalled: %+v", key, s)
 		}
 	}
+}
+
+// dependents runs on every event of every GitSync (each status write): it
+// must read only the GitSyncs that depend on the one at hand, not copy
+// all of them, or a thousand GitSyncs cost a million copies.
+func TestDependentsReadOnlyDependents(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, "dependents")
+	const others = 40
+	var keys []types.NamespacedName
+	for i := 0; i < others; i++ {
+		gs := newGitSync(ns, fmt.Sprintf("other-%02d", i), "http://127.0.0.1:1/none.git", "./")
+		gs.Spec.Suspend = true // nothing to sync: only the cache matters
+		keys = append(keys, create(t, gs))
+	}
+	dep := dependent(ns, "dependent", "http://127.0.0.1:1/none.git", "target")
+	dep.Spec.Suspend = true
+	keys = append(keys, create(t, dep))
+	eventually(t, waitTimeout, func() error {
+		for _, k := range keys {
+			if err := agentCache.Get(testContext(t), k, &v1alpha1.GitSync{}); err != nil {
+				return fmt.Errorf("agent cache: %w", err)
+			}
+		}
+		return nil
+	})
+
+	// The cache client, counting the GitSyncs each List hands over.
+	counting := &listCounter{Client: agentCache}
+	r := &Reconciler{Client: counting}
+	target := &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "target"}}
+	ctx := testContext(t)
+	got := r.dependents(ctx, target)
+	if want := (types.NamespacedName{Namespace: ns, Name: "dependent"}); len(got) != 1 || got[0] != want {
+		t.Fatalf("dependents of %s/target = %v, want [%s]", ns, got, want)
+	}
+	if listed := counting.listed; listed != 1 {
+		t.Errorf("dependents read %d GitSyncs to find the one that depends on %s/target, want 1", listed, ns)
+	}
+	if got := r.dependents(ctx, &v1alpha1.GitSync{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "other-00"}}); len(got) != 0 {
+		t.Errorf("dependents of other-00 = %v, want none", got)
+	}
+}
+
+// listCounter counts the GitSyncs its client's List calls return.
+type listCounter struct {
+	client.Client
+	listed int
+}
+
+func (c *listCounter) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	err := c.Client.List(ctx, list, opts...)
+	if l, ok := list.(*v1alpha1.GitSyncList); ok {
+		c.listed += len(l.Items)
+	}
+	return err
 }

@@ -105,8 +105,10 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) error
 	objects := driftedObjects(report, now)
 	msg := driftMessage(report)
 	log.Info("drift detected", "objects", report.Count, "mode", driftMode(gs))
+	// detected records the drift as found; a correction's write records it
+	// too, so that a correction writes status once.
 	var news bool
-	detected := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+	detected := func(live *v1alpha1.GitSync) {
 		// Decided on the status being patched (optimistic lock): the
 		// cache may not show the last check's write yet.
 		prev := live.Status.Drift
@@ -116,18 +118,27 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) error
 		if prev != nil {
 			live.Status.Drift.LastCorrectedTime = prev.LastCorrectedTime
 		}
-	})
-	if detected != nil && news {
-		r.Recorder.Eventf(detected, nil, corev1.EventTypeWarning, v1alpha1.ReasonDriftDetected, "DetectDrift", "%s", msg)
 	}
-	if driftMode(gs) != v1alpha1.DriftCorrect {
-		return nil
-	}
-	if pol, err := policy(gs); err == nil {
-		if b := windowGate(pol, r.now(), false); b != nil {
-			log.Info("drift correction held back by a sync window", "message", b.msg)
-			return nil
+	// warn tells of drift the last status did not show already.
+	warn := func(updated *v1alpha1.GitSync) {
+		if updated != nil && news {
+			r.Recorder.Eventf(updated, nil, corev1.EventTypeWarning, v1alpha1.ReasonDriftDetected, "DetectDrift", "%s", msg)
 		}
+	}
+	hold := ""
+	if driftMode(gs) == v1alpha1.DriftCorrect {
+		if pol, err := policy(gs); err == nil {
+			if b := windowGate(pol, r.now(), false); b != nil {
+				hold = b.msg
+			}
+		}
+	}
+	if driftMode(gs) != v1alpha1.DriftCorrect || hold != "" {
+		if hold != "" {
+			log.Info("drift correction held back by a sync window", "message", hold)
+		}
+		warn(r.patchDrift(ctx, gs, detected))
+		return nil
 	}
 
 	ids := make([]string, 0, report.Count)
@@ -139,9 +150,12 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) error
 			return err
 		}
 		log.Error(err, "drift correction failed")
-		if updated := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+		updated := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+			detected(live)
 			setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionTrue, v1alpha1.ReasonApplyFailed, "correcting drift failed: "+err.Error())
-		}); updated != nil {
+		})
+		warn(updated)
+		if updated != nil {
 			r.Recorder.Eventf(updated, nil, corev1.EventTypeWarning, v1alpha1.ReasonApplyFailed, "CorrectDrift", "correcting drift failed: %s", err.Error())
 		}
 		return err
@@ -151,10 +165,13 @@ func (r *Reconciler) checkDrift(ctx context.Context, gs *v1alpha1.GitSync) error
 		objects[i].Corrected = true
 	}
 	done := fmt.Sprintf("re-applied %d drifted object(s) from %s", report.Count, gs.Status.LastAppliedRevision)
-	if updated := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+	updated := r.patchDrift(ctx, gs, func(live *v1alpha1.GitSync) {
+		detected(live)
 		setCondition(live, v1alpha1.DriftedCondition, metav1.ConditionFalse, v1alpha1.ReasonDriftCorrected, withNote(done, note))
 		live.Status.Drift = &v1alpha1.DriftStatus{Count: 0, Objects: objects, LastDetectedTime: &now, LastCorrectedTime: &corrected}
-	}); updated != nil {
+	})
+	warn(updated)
+	if updated != nil {
 		r.Recorder.Eventf(updated, nil, corev1.EventTypeNormal, v1alpha1.ReasonDriftCorrected, "CorrectDrift", "%s", done)
 	}
 	observeDriftCorrected(client.ObjectKeyFromObject(gs), report.Count)
@@ -251,15 +268,17 @@ func driftMessage(report *drift.Report) string {
 }
 
 // sameDrift reports whether the status already shows these objects as
-// drifted with the same paths, so that a repeated check adds no event.
+// drifted with the same paths, so that a repeated check adds no event:
+// still drifted, or drifted and corrected (the same change made again
+// and corrected again tells nothing new).
 func sameDrift(st *v1alpha1.DriftStatus, objects []v1alpha1.DriftedObject) bool {
-	if st == nil || st.Count == 0 || len(st.Objects) != len(objects) {
+	if st == nil || len(st.Objects) != len(objects) {
 		return false
 	}
 	sig := func(o v1alpha1.DriftedObject) string {
 		p := append([]string(nil), o.Paths...)
 		sort.Strings(p)
-		return fmt.Sprintf("%s/%s/%s/%s/%v/%v", o.Kind, o.Namespace, o.Name, strings.Join(p, ","), o.Deleted, o.Corrected)
+		return fmt.Sprintf("%s/%s/%s/%s/%v", o.Kind, o.Namespace, o.Name, strings.Join(p, ","), o.Deleted)
 	}
 	for i := range objects {
 		if sig(st.Objects[i]) != sig(objects[i]) {

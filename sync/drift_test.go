@@ -21,6 +21,8 @@ import (
 
 // requestLog counts the agent's API requests (long-running watches aside,
 // which stay open) so that a test can say "this reconcile made none".
+// Each is logged as method and path, with " (metadata)" after a
+// metadata-only one.
 type requestLog struct {
 	mu   gosync.Mutex
 	reqs []string
@@ -31,8 +33,12 @@ var agentRequests = &requestLog{}
 func (l *requestLog) wrap(next http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.URL.Query().Get("watch") != "true" {
+			req := r.Method + " " + r.URL.Path
+			if strings.Contains(r.Header.Get("Accept"), "as=PartialObjectMetadata") {
+				req += " (metadata)"
+			}
 			l.mu.Lock()
-			l.reqs = append(l.reqs, r.Method+" "+r.URL.Path)
+			l.reqs = append(l.reqs, req)
 			l.mu.Unlock()
 		}
 		return next.RoundTrip(r)
@@ -99,6 +105,7 @@ func TestDriftCorrected(t *testing.T) {
 	key := create(t, gs)
 	waitApplied(t, key, mainRev(sha))
 
+	start := agentRequests.count()
 	editConfigMap(t, ns, "web-config", "greeting", "edited by hand", "kubectl-edit")
 	ev := waitEvent(t, key, corev1.EventTypeWarning, v1alpha1.ReasonDriftDetected, "ConfigMap/"+ns+"/web-config", "/data/greeting", "kubectl-edit")
 	waitEvent(t, key, corev1.EventTypeNormal, v1alpha1.ReasonDriftCorrected, "re-applied 1")
@@ -118,6 +125,11 @@ func TestDriftCorrected(t *testing.T) {
 		}
 		return nil
 	})
+	// Detected and corrected in one status write: each is dear with a
+	// large inventory.
+	if n := statusWritesOf(key, agentRequests.since(start)); n != 1 {
+		t.Errorf("%d status writes for one drift corrected, want 1", n)
+	}
 	if strings.Contains(ev.Note, "edited by hand") {
 		t.Errorf("the event shows a value, not only paths: %q", ev.Note)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -202,21 +203,39 @@ func (r *Reconciler) findCycle(ctx context.Context, start types.NamespacedName) 
 	return nil
 }
 
-// dependents maps a GitSync to the GitSyncs that depend on it, so that a
-// dependency becoming Ready wakes them at once.
-func (r *Reconciler) dependents(ctx context.Context, obj client.Object) []types.NamespacedName {
-	list := &v1alpha1.GitSyncList{}
-	if err := r.Client.List(ctx, list); err != nil {
+// dependsOnIndex indexes the agent's cache of GitSyncs by the GitSyncs
+// each depends on ("namespace/name"), so that dependents reads only those.
+const dependsOnIndex = "tether.dev/dependsOn"
+
+// indexDependsOn is the index function of dependsOnIndex.
+func indexDependsOn(obj client.Object) []string {
+	gs, ok := obj.(*v1alpha1.GitSync)
+	if !ok {
 		return nil
 	}
+	keys := dependencyKeys(gs)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k.String())
+	}
+	return out
+}
+
+// dependents maps a GitSync to the GitSyncs that depend on it, so that a
+// dependency becoming Ready wakes them at once. It runs on every event of
+// every GitSync: through the index it reads only the dependents, where a
+// list of all GitSyncs made a thousand GitSyncs cost a million copies
+// (each of their status writes copied every other one).
+func (r *Reconciler) dependents(ctx context.Context, obj client.Object) []types.NamespacedName {
+	list := &v1alpha1.GitSyncList{}
 	me := client.ObjectKeyFromObject(obj)
-	var out []types.NamespacedName
+	if err := r.Client.List(ctx, list, client.MatchingFields{dependsOnIndex: me.String()}, client.UnsafeDisableDeepCopy); err != nil {
+		logr.FromContextOrDiscard(ctx).Error(err, "cannot find the GitSyncs that depend on this one", "gitsync", me.String())
+		return nil
+	}
+	out := make([]types.NamespacedName, 0, len(list.Items))
 	for i := range list.Items {
-		for _, dep := range dependencyKeys(&list.Items[i]) {
-			if dep == me {
-				out = append(out, client.ObjectKeyFromObject(&list.Items[i]))
-			}
-		}
+		out = append(out, client.ObjectKeyFromObject(&list.Items[i]))
 	}
 	return out
 }

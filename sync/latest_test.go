@@ -260,7 +260,7 @@ func TestSupersededSyncNeverPrunes(t *testing.T) {
 	if rev.SHA != sha2 {
 		t.Fatalf("resolved %s, want %s", rev, sha2)
 	}
-	res, err := r.sync(ctx, gs, rev, auth, whyRevision, time.Time{})
+	res, err := r.sync(ctx, gs, false, rev, auth, whyRevision, time.Time{})
 	if err != nil {
 		t.Fatalf("superseded sync: %v", err)
 	}

@@ -24,17 +24,21 @@ import (
 	"tether.dev/tether/source"
 )
 
-// sync runs one full sync of gs at rev: record progress, then checkout →
-// render → plan → apply → prune → health, then the status and an event.
+// sync runs one full sync of gs at rev: decide again on the newest
+// GitSync (begin), then checkout → render → plan → apply → prune → health,
+// then the status and an event. The progress is written with the first
+// status write the sync makes (see begin).
 // ctx is cancelled when newer work arrives: a cancelled sync never prunes,
 // records the objects it did apply (so that a later sync can prune them)
 // and leaves the rest of the status to the reconcile that follows.
-func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, why string, scheduled time.Time) (ctrl.Result, error) {
+// current says that gs is the API server's newest already.
+func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, current bool, rev source.Revision, auth *source.Auth, why string, scheduled time.Time) (ctrl.Result, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	key := client.ObjectKeyFromObject(gs)
 	start := time.Now()
 
-	live, proceed, err := r.begin(ctx, gs, rev, why, scheduled)
+	live, progress, err := r.begin(ctx, gs, current, rev, why, scheduled)
+	proceed := progress != nil
 	switch {
 	case err != nil && superseded(ctx):
 		return ctrl.Result{}, nil
@@ -53,7 +57,7 @@ func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.
 	log.Info("sync started", "reason", why)
 
 	runCtx, stopWatch := r.watchSource(ctx, live, rev, auth)
-	out, err := r.run(runCtx, live, rev, auth)
+	out, err := r.run(runCtx, live, rev, auth, progress)
 	cancelled := err != nil && superseded(runCtx)
 	stopWatch()
 	if cancelled {
@@ -73,7 +77,7 @@ func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.
 		}
 		observeSync(key, se.Reason, time.Since(start))
 		log.Error(se.Err, "sync failed", "reason", se.Reason)
-		updated, werr := r.fail(ctx, key, se, func(st *v1alpha1.GitSync) {
+		updated, werr := r.fail(ctx, key, se, progress, func(st *v1alpha1.GitSync) {
 			// The resync was handled, even though it failed: echo it so
 			// that the same value does not force sync after sync.
 			st.Status.LastHandledResyncAt = resyncValue(live)
@@ -92,6 +96,7 @@ func (r *Reconciler) sync(ctx context.Context, gs *v1alpha1.GitSync, rev source.
 	observeSync(key, resultSuccess, time.Since(start))
 	msg := fmt.Sprintf("Applied revision %s", rev)
 	updated, err := r.status.patch(context.WithoutCancel(ctx), key, func(st *v1alpha1.GitSync) {
+		progress(st) // when no write before the apply recorded it
 		markSucceeded(st, rev.String(), msg)
 		st.Status.ShortRevision = rev.ShortSHA()
 		st.Status.LastHandledResyncAt = resyncValue(live)
@@ -152,42 +157,54 @@ func (r *Reconciler) watchSource(ctx context.Context, gs *v1alpha1.GitSync, rev 
 	}
 }
 
-// begin records that a sync of rev starts, and decides again whether it
-// must: the decision of Reconcile was made on the cache, which may not
-// show the status the last sync wrote yet. The write carries the
-// optimistic lock, so a lagging cache makes it re-read the GitSync from
-// the API server and decide on that. It returns the GitSync as written and
-// whether to go ahead; when not, it wrote nothing.
-func (r *Reconciler) begin(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, why string, scheduled time.Time) (*v1alpha1.GitSync, bool, error) {
-	var proceed bool
-	live, err := r.status.update(ctx, client.ObjectKeyFromObject(gs), func(live *v1alpha1.GitSync) bool {
-		proceed = false
-		if workOf(live) != workOf(gs) {
-			return false
+// begin decides again whether a sync of rev must run, on the newest
+// GitSync: the decision of Reconcile was made on the cache, which may not
+// show the status the last sync wrote yet, and the inventory a sync owns
+// and prunes from must be the newest. One metadata-only read from the API
+// server tells whether the cache is current (almost always); only when it
+// is not is the whole GitSync read. begin writes nothing: the progress it
+// returns goes into the first status write of the sync, which the sync
+// makes before applying only when it creates objects the inventory lacks
+// (see ownBeforeApply) or waits for health, and otherwise at its end. A
+// sync with nothing new to own thus writes status once. It returns the
+// GitSync as read (nil when it is gone) and, when the sync must go ahead,
+// the progress to record; nil when not. current says that gs is the API
+// server's newest already (a write just returned it): then begin reads
+// nothing.
+func (r *Reconciler) begin(ctx context.Context, gs *v1alpha1.GitSync, current bool, rev source.Revision, why string, scheduled time.Time) (*v1alpha1.GitSync, func(*v1alpha1.GitSync), error) {
+	live := gs
+	if !current {
+		var err error
+		if live, err = r.status.fresh(ctx, gs); err != nil || live == nil || workOf(live) != workOf(gs) {
+			return live, nil, err
 		}
-		w := decide(live, rev.String())
-		if w == whyNone && why == whyUntracked {
-			w = why
-		}
-		if w == whyNone {
-			return false
-		}
-		proceed = true
-		markProgressing(live, rev.String(), w)
-		clearBlocked(live)
+	}
+	w := decide(live, rev.String())
+	if w == whyNone && why == whyUntracked {
+		w = why
+	}
+	if w == whyNone {
+		return live, nil, nil
+	}
+	progress := func(st *v1alpha1.GitSync) {
+		markProgressing(st, rev.String(), w)
+		clearBlocked(st)
 		if !scheduled.IsZero() {
 			t := metav1.NewTime(scheduled)
-			live.Status.LastScheduledTime = &t
+			st.Status.LastScheduledTime = &t
 		}
-		return true
-	})
-	return live, proceed, err
+	}
+	return live, progress, nil
 }
 
 // recordInventory writes the inventory of a sync that stopped after it
 // applied objects, so that a later sync prunes them when they leave Git.
-func (r *Reconciler) recordInventory(ctx context.Context, key types.NamespacedName, inv *v1alpha1.ResourceInventory) {
+// also, when given, changes the status in the same write.
+func (r *Reconciler) recordInventory(ctx context.Context, key types.NamespacedName, inv *v1alpha1.ResourceInventory, also ...func(*v1alpha1.GitSync)) {
 	if _, err := r.status.patch(context.WithoutCancel(ctx), key, func(st *v1alpha1.GitSync) {
+		for _, f := range also {
+			f(st)
+		}
 		st.Status.Inventory = inv
 	}); err != nil {
 		logr.FromContextOrDiscard(ctx).Error(err, "cannot record applied objects")
@@ -207,7 +224,10 @@ type outcome struct {
 	summary    string
 }
 
-func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth) (*outcome, error) {
+// run is the sync's checkout → render → plan → apply → prune → health;
+// progress marks the status of a sync in progress, in the writes it makes
+// before its end.
+func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.Revision, auth *source.Auth, progress func(*v1alpha1.GitSync)) (*outcome, error) {
 	dir, err := r.stages.Checkout(ctx, gs, rev, auth)
 	if err != nil {
 		return nil, err
@@ -245,7 +265,7 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 			plan.Options.Skip = r.Drift.Unchanged(driftOwner(gs))
 		}
 	}
-	prerecorded, err := r.ownBeforeApply(ctx, gs, plan)
+	prerecorded, err := r.ownBeforeApply(ctx, gs, plan, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +326,7 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 		// The wait can be long and end in a failure, a timeout or newer
 		// work: record what is in the cluster now, so that even an agent
 		// killed meanwhile leaves an inventory that can prune it later.
-		r.recordInventory(ctx, client.ObjectKeyFromObject(gs), result.Inventory)
+		r.recordInventory(ctx, client.ObjectKeyFromObject(gs), result.Inventory, progress)
 		if err := applier.Wait(ctx, result.Inventory, 0); err != nil {
 			return out, &StageError{Reason: v1alpha1.ReasonHealthCheckFailed, Err: fmt.Errorf("health check of %s: %w", rev, err)}
 		}
@@ -327,8 +347,10 @@ func (r *Reconciler) run(ctx context.Context, gs *v1alpha1.GitSync, rev source.R
 // this, objects it created and that then left Git would carry the owner
 // labels of gs for good, as no inventory names them for prune. An object
 // owned here but never created costs nothing (prune skips what is gone);
-// when the apply fails, the status gets the exact inventory again.
-func (r *Reconciler) ownBeforeApply(ctx context.Context, gs *v1alpha1.GitSync, plan *apply.Plan) (bool, error) {
+// when the apply fails, the status gets the exact inventory again. The
+// same write marks the sync in progress (progress); a plan with nothing
+// new to own writes nothing here.
+func (r *Reconciler) ownBeforeApply(ctx context.Context, gs *v1alpha1.GitSync, plan *apply.Plan, progress func(*v1alpha1.GitSync)) (bool, error) {
 	have := map[string]bool{}
 	if gs.Status.Inventory != nil {
 		for _, e := range gs.Status.Inventory.Entries {
@@ -346,9 +368,11 @@ func (r *Reconciler) ownBeforeApply(ctx context.Context, gs *v1alpha1.GitSync, p
 	if !news {
 		return false, nil
 	}
-	inv := unionInventory(gs.Status.Inventory, planned)
 	if _, err := r.status.patch(ctx, client.ObjectKeyFromObject(gs), func(st *v1alpha1.GitSync) {
-		st.Status.Inventory = inv
+		progress(st)
+		// Decided on the status being written (optimistic lock): what it
+		// owns already stays owned.
+		st.Status.Inventory = unionInventory(st.Status.Inventory, planned)
 	}); err != nil {
 		return false, &StageError{Reason: v1alpha1.ReasonApplyFailed, Err: fmt.Errorf("record the objects about to be applied: %w", err)}
 	}

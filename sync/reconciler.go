@@ -79,6 +79,9 @@ type Reconciler struct {
 // SetupWithManager registers the reconciler with mgr.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.init()
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.GitSync{}, dependsOnIndex, indexDependsOn); err != nil {
+		return fmt.Errorf("index GitSyncs by dependency: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("gitsync").
 		Watches(&v1alpha1.GitSync{}, r.gitSyncEvents()).
@@ -194,12 +197,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !gs.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, gs)
 	}
+	// current: gs is the API server's newest, as a write just returned it.
+	current := false
 	if gs.Spec.Prune && !controllerutil.ContainsFinalizer(gs, Finalizer) {
 		patch := client.MergeFrom(gs.DeepCopy())
 		controllerutil.AddFinalizer(gs, Finalizer)
 		if err := r.Client.Patch(ctx, gs, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("GitSync %s: add finalizer: %w", key, err)
 		}
+		current = true
 	}
 	if gs.Spec.Suspend {
 		log.V(1).Info("suspended")
@@ -249,7 +255,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if b != nil {
 		return r.holdBack(ctx, gs, b, rev.String())
 	}
-	return r.sync(logr.NewContext(ctx, log.WithValues("revision", rev.String())), gs, rev, auth, why, scheduled)
+	return r.sync(logr.NewContext(ctx, log.WithValues("revision", rev.String())), gs, current, rev, auth, why, scheduled)
 }
 
 // holdBack records that a schedule or a sync window keeps rev from being
@@ -288,16 +294,17 @@ func (r *Reconciler) failed(ctx context.Context, gs *v1alpha1.GitSync, se *Stage
 // distinct failure: whether the failure is news is decided on the status
 // being patched, which the optimistic lock guarantees is the newest. It
 // returns the GitSync as written (nil when it is gone).
-// also, when given, changes the status in the same write.
+// also, when given, changes the status in the same write, before the
+// failure is marked.
 func (r *Reconciler) fail(ctx context.Context, key types.NamespacedName, se *StageError, also ...func(*v1alpha1.GitSync)) (*v1alpha1.GitSync, error) {
 	var news bool
 	msg := se.Err.Error()
 	gs, err := r.status.patch(context.WithoutCancel(ctx), key, func(gs *v1alpha1.GitSync) {
 		news = !sameFailure(gs, se.Reason, msg)
-		markFailed(gs, se.Reason, se.Err, se.User)
 		for _, f := range also {
 			f(gs)
 		}
+		markFailed(gs, se.Reason, se.Err, se.User)
 	})
 	if err == nil && gs != nil && news {
 		r.Recorder.Eventf(gs, nil, corev1.EventTypeWarning, se.Reason, "Sync", "%s", msg)

@@ -57,7 +57,11 @@ func (w *statusWriter) update(ctx context.Context, key types.NamespacedName, mut
 		if !mutate(gs) {
 			return gs, nil
 		}
-		err := w.client.Status().Patch(ctx, gs, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		data, err := statusPatch(orig, gs)
+		if err != nil {
+			return nil, fmt.Errorf("GitSync %s: write status: %w", key, err)
+		}
+		err = w.client.Status().Patch(ctx, gs, client.RawPatch(types.MergePatchType, data))
 		switch {
 		case apierrors.IsConflict(err) && w.reader != nil && attempt < 4:
 			reader = w.reader
@@ -73,6 +77,36 @@ func (w *statusWriter) update(ctx context.Context, key types.NamespacedName, mut
 		}
 		return gs, nil
 	}
+}
+
+// fresh returns gs when the cache it was read from is current, else the
+// GitSync as the API server has it now (nil when it is gone). One
+// metadata-only read from the API server tells; without a reader gs is
+// taken as current.
+func (w *statusWriter) fresh(ctx context.Context, gs *v1alpha1.GitSync) (*v1alpha1.GitSync, error) {
+	if w.reader == nil {
+		return gs, nil
+	}
+	key := client.ObjectKeyFromObject(gs)
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("GitSync"))
+	if err := w.reader.Get(ctx, key, m); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("GitSync %s: read: %w", key, err)
+	}
+	if m.ResourceVersion == gs.ResourceVersion {
+		return gs, nil
+	}
+	live := &v1alpha1.GitSync{}
+	if err := w.reader.Get(ctx, key, live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("GitSync %s: read: %w", key, err)
+	}
+	return live, nil
 }
 
 func setCondition(gs *v1alpha1.GitSync, typ string, status metav1.ConditionStatus, reason, msg string) {

@@ -36,6 +36,7 @@ func (e *env) startAgent(ctx context.Context, name string, hubArgs ...string) (*
 		"--cache-dir", filepath.Join(e.work, "cache-"+name),
 		"--health-addr", health,
 		"--leader-elect=false", "--log-level=error"}, hubArgs...)
+	args = append(args, e.agentArgs...)
 	p, err := e.start(ctx, "agent "+name, args...)
 	if err != nil {
 		return nil, err

@@ -179,17 +179,22 @@ func (k *kube) release(ctx context.Context, key types.NamespacedName) error {
 	})
 }
 
+// wait watches the GitSync key until done accepts it, or it fails. A
+// watch, not a poll: reading a GitSync of thousands of inventory entries
+// every few milliseconds would load the API server the agent is timed on.
 func (k *kube) wait(ctx context.Context, key types.NamespacedName, done func(*v1alpha1.GitSync) bool) error {
-	return poll(ctx, func() (bool, error) {
-		gs := &v1alpha1.GitSync{}
-		if err := k.c.Get(ctx, key, gs); err != nil {
-			return false, err
+	var failure error
+	err := k.observe(ctx, &v1alpha1.GitSyncList{}, func(o client.Object) bool {
+		gs := o.(*v1alpha1.GitSync)
+		if failure = failed(gs); failure != nil {
+			return true
 		}
-		if err := failed(gs); err != nil {
-			return false, err
-		}
-		return done(gs), nil
-	})
+		return done(gs)
+	}, client.InNamespace(key.Namespace), client.MatchingFields{"metadata.name": key.Name})
+	if err != nil {
+		return err
+	}
+	return failure
 }
 
 // failed tells a sync that failed (Stalled, or Ready=False with no sync in

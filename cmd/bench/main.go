@@ -54,6 +54,10 @@ type options struct {
 	hookSyncs     int
 	hookCommits   int
 	hookRate      int
+	// peers: time kubectl and Flux's ssa path beside tether in mix
+	// (off when only tether's own figures are compared, before and after).
+	peers     bool
+	agentArgs []string
 }
 
 var parts = []string{"poll", "mix", "drift", "flap", "webhook", "fleet", "tunnel"}
@@ -74,6 +78,9 @@ func main() {
 	flag.IntVar(&o.hookSyncs, "webhook-gitsyncs", 100, "GitSyncs (one repository each) the webhook commits are spread over")
 	flag.IntVar(&o.hookCommits, "webhook-commits", 100, "commits sent through the webhook")
 	flag.IntVar(&o.hookRate, "webhook-rate", 100, "webhook commits per minute")
+	flag.BoolVar(&o.peers, "peers", true, "time kubectl and Flux's ssa path beside tether in mix (-peers=false: tether only, e.g. to compare two builds)")
+	agentArgs := ""
+	flag.StringVar(&agentArgs, "agent-args", "", "extra flags for every agent, space-separated (e.g. --concurrent=16)")
 	flag.Parse()
 	if o.quick {
 		set := map[string]bool{}
@@ -95,6 +102,7 @@ func main() {
 			}
 		}
 	}
+	o.agentArgs = strings.Fields(agentArgs)
 	o.only = map[string]bool{}
 	for _, p := range strings.Split(only, ",") {
 		if p = strings.TrimSpace(p); p == "" {
@@ -122,6 +130,7 @@ func run(o options) error {
 		return err
 	}
 	defer e.close()
+	e.agentArgs = o.agentArgs
 	var rows []row
 	if o.does("poll") {
 		step("poll: %d no-change polls", o.polls)
@@ -224,6 +233,8 @@ type env struct {
 	k               *kube
 	agentKubeconfig string
 	hub             *hub
+	// agentArgs are added to every agent's flags (-agent-args).
+	agentArgs []string
 }
 
 func startEnv(prefix, tether string) (*env, error) {

@@ -54,13 +54,15 @@ func (e *env) benchMix(ctx context.Context, o options) ([]row, error) {
 		for r := 0; r < o.runs; r++ {
 			// The peers go first, so that the agent's watch of a kept set
 			// never competes with them for the two cores.
-			step("mix: %d objects, run %d/%d: kubectl", n, r+1, o.runs)
-			if err := e.mixKubectl(ctx, &kc, n, r); err != nil {
-				return nil, err
-			}
-			step("mix: %d objects, run %d/%d: flux ssa", n, r+1, o.runs)
-			if err := e.mixFlux(ctx, flux, &fx, n, r); err != nil {
-				return nil, err
+			if o.peers {
+				step("mix: %d objects, run %d/%d: kubectl", n, r+1, o.runs)
+				if err := e.mixKubectl(ctx, &kc, n, r); err != nil {
+					return nil, err
+				}
+				step("mix: %d objects, run %d/%d: flux ssa", n, r+1, o.runs)
+				if err := e.mixFlux(ctx, flux, &fx, n, r); err != nil {
+					return nil, err
+				}
 			}
 			step("mix: %d objects, run %d/%d: tether", n, r+1, o.runs)
 			keep := n == largest && r == o.runs-1

@@ -20,13 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/apply"
-	"tether.dev/tether/internal/testenv"
 )
 
 // helmEnv names the helm binary `make test-helm` builds from the module
@@ -134,33 +130,14 @@ func TestHelmChart(t *testing.T) {
 		t.Errorf("agent Service ports %+v, want one named metrics", svc.Spec.Ports)
 	}
 
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{WithoutCRDs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
+	c := cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// helm install --namespace expects the namespace to exist.
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tether-system"}}); err != nil {
 		t.Fatal(err)
 	}
-	m := apply.NewManager(c, apply.ManagerOptions{})
-	plan, err := m.Plan(ctx, objs, apply.Options{Owner: apply.Owner{Name: "helm", Namespace: "tether-system"}, Timeout: time.Minute})
-	if err != nil {
-		t.Fatalf("plan the chart: %v", err)
-	}
-	if _, err := m.Apply(ctx, plan); err != nil {
-		t.Fatalf("apply the chart: %v", err)
-	}
+	applyAll(ctx, t, c, objs, "helm", "the chart")
 	live := &appsv1.Deployment{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "tether-system", Name: "tether-hub"}, live); err != nil {
 		t.Fatalf("the hub Deployment is not in the cluster: %v", err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,11 +35,7 @@ func TestCRDMatchesAPI(t *testing.T) {
 // TestInstall renders deploy/ and deploy/hub as `kubectl apply -k` would
 // and applies them to a real API server.
 func TestInstall(t *testing.T) {
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{WithoutCRDs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
+	c := cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -63,22 +60,7 @@ func TestInstall(t *testing.T) {
 		}
 	}
 
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := apply.NewManager(c, apply.ManagerOptions{})
-	plan, err := m.Plan(ctx, res.Objects, apply.Options{Owner: apply.Owner{Name: "install", Namespace: "tether-system"}, Timeout: time.Minute})
-	if err != nil {
-		t.Fatalf("plan deploy/: %v", err)
-	}
-	if _, err := m.Apply(ctx, plan); err != nil {
-		t.Fatalf("apply deploy/: %v", err)
-	}
+	applyAll(ctx, t, c, res.Objects, "install", "deploy/")
 
 	hub, err := render.Render(ctx, render.Options{Root: root, Path: "hub"})
 	if err != nil {
@@ -93,11 +75,39 @@ func TestInstall(t *testing.T) {
 			t.Errorf("deploy/hub renders %d %s (got %v)", kinds[k], k, kinds)
 		}
 	}
-	plan, err = m.Plan(ctx, hub.Objects, apply.Options{Owner: apply.Owner{Name: "install-hub", Namespace: "tether-system"}, Timeout: time.Minute})
+	applyAll(ctx, t, c, hub.Objects, "install-hub", "deploy/hub")
+}
+
+// cluster starts an API server of t's own, without Tether's CRDs (the
+// manifests bring them), and returns a client of it.
+func cluster(t *testing.T) client.Client {
+	t.Helper()
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{WithoutCRDs: true})
 	if err != nil {
-		t.Fatalf("plan deploy/hub: %v", err)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// applyAll plans and applies objs as the owner named owner in
+// tether-system, as a sync would; what names the objects in a failure.
+func applyAll(ctx context.Context, t *testing.T, c client.Client, objs []*unstructured.Unstructured, owner, what string) {
+	t.Helper()
+	m := apply.NewManager(c, apply.ManagerOptions{})
+	plan, err := m.Plan(ctx, objs, apply.Options{Owner: apply.Owner{Name: owner, Namespace: "tether-system"}, Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("plan %s: %v", what, err)
 	}
 	if _, err := m.Apply(ctx, plan); err != nil {
-		t.Fatalf("apply deploy/hub: %v", err)
+		t.Fatalf("apply %s: %v", what, err)
 	}
 }

@@ -11,11 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"tether.dev/tether/apply"
-	"tether.dev/tether/internal/testenv"
 	"tether.dev/tether/render"
 )
 
@@ -24,11 +20,7 @@ import (
 // the Secret, the peer URL from the pod's IP, no volume), and applies it
 // to a real API server.
 func TestInstallHubReplicas(t *testing.T) {
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{WithoutCRDs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
+	c := cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	root, err := filepath.Abs(".")
@@ -81,23 +73,8 @@ func TestInstallHubReplicas(t *testing.T) {
 		}
 	}
 
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tether-system"}}); err != nil {
 		t.Fatal(err)
 	}
-	m := apply.NewManager(c, apply.ManagerOptions{})
-	plan, err := m.Plan(ctx, res.Objects, apply.Options{Owner: apply.Owner{Name: "install-hub", Namespace: "tether-system"}, Timeout: time.Minute})
-	if err != nil {
-		t.Fatalf("plan deploy/hub-postgres: %v", err)
-	}
-	if _, err := m.Apply(ctx, plan); err != nil {
-		t.Fatalf("apply deploy/hub-postgres: %v", err)
-	}
+	applyAll(ctx, t, c, res.Objects, "install-hub", "deploy/hub-postgres")
 }

@@ -131,14 +131,14 @@ func TestDevDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkMode(t, filepath.Join(work, "webhook.secret"), 0o600)
+	testenv.CheckMode(t, filepath.Join(work, "webhook.secret"), 0o600)
 	agentLog, err := os.ReadFile(filepath.Join(work, "agent.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"post-commit", "post-merge", "post-rewrite", "post-receive"} {
 		p := filepath.Join(work, "repos", "demo", ".git", "hooks", name)
-		checkMode(t, p, 0o700)
+		testenv.CheckMode(t, p, 0o700)
 		hook, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -246,18 +246,6 @@ func runPrinted(t *testing.T, text, from, to string, env []string) {
 	cmd.Env = append(os.Environ(), append(env, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("the printed steps failed: %v\n%s\n--- output:\n%s", err, strings.Join(script, "\n"), b)
-	}
-}
-
-// checkMode fails the test unless the file at p has exactly mode perm.
-func checkMode(t *testing.T, p string, perm os.FileMode) {
-	t.Helper()
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != perm {
-		t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), perm)
 	}
 }
 

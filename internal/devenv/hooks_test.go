@@ -111,10 +111,10 @@ func TestHooksCallTheWebhook(t *testing.T) {
 	if len(secret) < 32 {
 		t.Fatalf("webhook secret of %d bytes", len(secret))
 	}
-	checkPerm(t, secretFile, 0o600)
+	testenv.CheckMode(t, secretFile, 0o600)
 	for _, name := range HookNames {
 		p := filepath.Join(repo.Dir, ".git", "hooks", name)
-		checkPerm(t, p, 0o700)
+		testenv.CheckMode(t, p, 0o700)
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -203,15 +203,4 @@ func git(t *testing.T, dir string, args ...string) string {
 		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-func checkPerm(t *testing.T, p string, perm os.FileMode) {
-	t.Helper()
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != perm {
-		t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), perm)
-	}
 }

@@ -78,36 +78,51 @@ func scanGitSync(sc interface{ Scan(...any) error }) (GitSync, error) {
 // GitSyncs lists the GitSyncs that still exist, of one agent or (agent "")
 // of all, ordered by agent, namespace and name.
 func (s *Store) GitSyncs(ctx context.Context, agent string) ([]GitSync, error) {
+	var out []GitSync
+	err := s.snapshot(ctx, func(q querier) error {
+		var err error
+		out, err = s.gitSyncs(ctx, q, agent)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gitsyncs: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) gitSyncs(ctx context.Context, q querier, agent string) ([]GitSync, error) {
 	where := `deleted = 0`
 	args := []any{}
 	if agent != "" {
 		where += ` AND agent = ?`
 		args = append(args, agent)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+gitsyncColumns+` FROM gitsyncs WHERE `+where+` ORDER BY agent, namespace, name`, args...)
+	rows, err := q.QueryContext(ctx, `SELECT `+gitsyncColumns+` FROM gitsyncs WHERE `+where+` ORDER BY agent, namespace, name`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("gitsyncs: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
 	out := []GitSync{}
 	for rows.Next() {
 		g, err := scanGitSync(rows)
 		if err != nil {
-			return nil, fmt.Errorf("gitsyncs: %w", err)
+			return nil, err
 		}
 		out = append(out, g)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("gitsyncs: %w", err)
+		return nil, err
 	}
+	rows.Close()
+	s.betweenReads()
 	// The child rows of the listed GitSyncs: the same filter, joined.
 	childWhere := `EXISTS (SELECT 1 FROM gitsyncs g
 		WHERE g.agent = c.agent AND g.namespace = c.namespace AND g.name = c.name AND g.deleted = 0)`
 	if agent != "" {
 		childWhere = `c.agent = ? AND ` + childWhere
 	}
-	if err := s.loadChildren(ctx, out, childWhere, args); err != nil {
-		return nil, fmt.Errorf("gitsyncs: %w", err)
+	if err := s.loadChildren(ctx, q, out, childWhere, args); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -115,22 +130,59 @@ func (s *Store) GitSyncs(ctx context.Context, agent string) ([]GitSync, error) {
 // GitSync returns one GitSync that still exists, or ErrNotFound.
 func (s *Store) GitSync(ctx context.Context, agent, namespace, name string) (GitSync, error) {
 	id := fmt.Sprintf("gitsync %s/%s/%s", agent, namespace, name)
-	row := s.db.QueryRowContext(ctx, `SELECT `+gitsyncColumns+` FROM gitsyncs
-		WHERE agent = ? AND namespace = ? AND name = ? AND deleted = 0`, agent, namespace, name)
-	g, err := scanGitSync(row)
+	var g GitSync
+	err := s.snapshot(ctx, func(q querier) error {
+		row := q.QueryRowContext(ctx, `SELECT `+gitsyncColumns+` FROM gitsyncs
+			WHERE agent = ? AND namespace = ? AND name = ? AND deleted = 0`, agent, namespace, name)
+		var err error
+		if g, err = scanGitSync(row); err != nil {
+			return err
+		}
+		s.betweenReads()
+		gs := []GitSync{g}
+		err = s.loadChildren(ctx, q, gs, `c.agent = ? AND c.namespace = ? AND c.name = ?`, []any{agent, namespace, name})
+		g = gs[0]
+		return err
+	})
 	if err != nil {
 		return GitSync{}, notFound(err, id)
 	}
-	gs := []GitSync{g}
-	if err := s.loadChildren(ctx, gs, `c.agent = ? AND c.namespace = ? AND c.name = ?`, []any{agent, namespace, name}); err != nil {
-		return GitSync{}, fmt.Errorf("%s: %w", id, err)
+	return g, nil
+}
+
+// querier runs queries: the database, or a transaction of it.
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+// snapshot runs read in one read-only transaction, so a GitSync and its
+// child rows come from one moment even while reports are written: a
+// REPEATABLE READ snapshot on PostgreSQL, a deferred transaction in WAL
+// mode on SQLite (its snapshot starts at the first read).
+func (s *Store) snapshot(ctx context.Context, read func(q querier) error) error {
+	t, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+	if err != nil {
+		return err
 	}
-	return gs[0], nil
+	defer t.Rollback()
+	if err := read(t); err != nil {
+		return err
+	}
+	return t.Commit()
+}
+
+// betweenReads is called by a snapshot read between its GitSync rows and
+// their child rows: tests write there to see the snapshot hold.
+func (s *Store) betweenReads() {
+	if s.testBetweenReads != nil {
+		s.testBetweenReads()
+	}
 }
 
 // loadChildren fills the conditions, namespace counts and drifted objects
 // of gs from the child rows (aliased c) that match where.
-func (s *Store) loadChildren(ctx context.Context, gs []GitSync, where string, args []any) error {
+func (s *Store) loadChildren(ctx context.Context, q querier, gs []GitSync, where string, args []any) error {
 	if len(gs) == 0 {
 		return nil
 	}
@@ -176,7 +228,7 @@ func (s *Store) loadChildren(ctx context.Context, gs []GitSync, where string, ar
 			}},
 	}
 	for _, c := range children {
-		if err := s.scanChildren(ctx, c.query, args, idx, c.scan); err != nil {
+		if err := scanChildren(ctx, q, c.query, args, idx, c.scan); err != nil {
 			return err
 		}
 	}
@@ -187,8 +239,8 @@ func (s *Store) loadChildren(ctx context.Context, gs []GitSync, where string, ar
 // columns; it returns how to add the row to its GitSync.
 type childScan func(rows *sql.Rows, key []any) (func(*GitSync), error)
 
-func (s *Store) scanChildren(ctx context.Context, query string, args []any, idx map[gitsyncKey]*GitSync, scan childScan) error {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+func scanChildren(ctx context.Context, q querier, query string, args []any, idx map[gitsyncKey]*GitSync, scan childScan) error {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -199,7 +251,6 @@ func (s *Store) scanChildren(ctx context.Context, query string, args []any, idx 
 		if err != nil {
 			return err
 		}
-		// A GitSync reported between the two reads is not in the list.
 		if g := idx[k]; g != nil {
 			add(g)
 		}

@@ -27,6 +27,9 @@ type Store struct {
 	done    chan struct{}
 	once    sync.Once
 	now     func() time.Time
+	// testBetweenReads, when set, runs inside a snapshot read between
+	// its two halves.
+	testBetweenReads func()
 }
 
 // Open opens the hub database dsn and brings its schema up to date: a

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +28,10 @@ type ReplicaOptions struct {
 	// such requests fail with 503 "agent … is connected to another hub
 	// replica" (sync now still reaches the agent).
 	PeerURL string
+	// PeerCA, when set, is the certificate authority the replicas'
+	// https:// peer URLs are served under (a private CA, as a
+	// cert-manager Issuer makes); nil trusts the system's roots.
+	PeerCA *x509.CertPool
 	// Heartbeat is how often the replica says it is alive (default 2 s);
 	// TTL how long the others wait before they give it up as dead and
 	// its agents as disconnected (default five heartbeats).
@@ -89,6 +94,9 @@ func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 	}
 	r := &replicas{id: id, url: o.PeerURL, heartbeat: o.Heartbeat, ttl: o.TTL,
 		fwd: replica.Forwarder{Self: id}, elsewhere: map[string]elsewhere{}}
+	if o.PeerCA != nil {
+		r.fwd.Transport = replica.PeerTransport(o.PeerCA)
+	}
 	if _, err := s.store.ReplicaHeartbeat(ctx, r.id, r.url, r.ttl); err != nil {
 		return fmt.Errorf("hub replicas: %w", err)
 	}

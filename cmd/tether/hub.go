@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,7 @@ type hubOptions struct {
 	logLevel          string
 	logFormat         string
 	peerURL           string
+	peerCAFile        string
 }
 
 func (o *hubOptions) bind(cmd *cobra.Command) {
@@ -87,6 +89,7 @@ func (o *hubOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.peerURL, "peer-url", "", "with a PostgreSQL --db, several hubs run as replicas of one: this one's URL as the others reach it (http://POD_IP:8080), for kubectl requests that arrive at another replica")
+	f.StringVar(&o.peerCAFile, "peer-ca-file", "", "with an https:// --peer-url: the CA (PEM) the replicas' certificates are signed by (default: the system's roots)")
 }
 
 func newHubCmd() *cobra.Command {
@@ -209,6 +212,12 @@ func serveHub(ctx context.Context, o *hubOptions, l net.Listener) error {
 	if err != nil {
 		return err
 	}
+	ro := hub.ReplicaOptions{PeerURL: o.peerURL}
+	if o.peerCAFile != "" {
+		if ro.PeerCA, err = readCAFile(o.peerCAFile); err != nil {
+			return fmt.Errorf("--peer-ca-file: %w", err)
+		}
+	}
 	srv, err := hub.New(ctx, opt)
 	if err != nil {
 		return err
@@ -227,7 +236,7 @@ func serveHub(ctx context.Context, o *hubOptions, l net.Listener) error {
 	})
 	srv.SetDispatcher(ch)
 	srv.SetTunnels(ch)
-	if err := srv.StartReplicas(ctx, hub.ReplicaOptions{PeerURL: o.peerURL}); err != nil {
+	if err := srv.StartReplicas(ctx, ro); err != nil {
 		return err
 	}
 	httpSrv := ch.HTTPServer(nil)
@@ -428,4 +437,17 @@ it is created.`,
 	revoke.bind(revokeCmd)
 	cmd.AddCommand(createCmd, revokeCmd)
 	return cmd
+}
+
+// readCAFile reads a PEM file of CA certificates into a pool.
+func readCAFile(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", path)
+	}
+	return pool, nil
 }

@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -30,14 +32,22 @@ type Forwarder struct {
 
 // transport is the default: peers are close, a dial that hangs is a dead
 // peer.
-var transport = &http.Transport{
-	Proxy:                 nil,
-	DialContext:           (&netDialer).DialContext,
-	MaxIdleConnsPerHost:   64,
-	IdleConnTimeout:       90 * time.Second,
-	TLSHandshakeTimeout:   10 * time.Second,
-	ResponseHeaderTimeout: 0, // a watch's headers may take a while
-	ForceAttemptHTTP2:     false,
+var transport = PeerTransport(nil)
+
+// PeerTransport is a transport to peer replicas whose https:// peer URLs
+// are served with certificates signed by roots (nil: the system's roots).
+// It never goes through a proxy: peers are reached directly.
+func PeerTransport(roots *x509.CertPool) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&netDialer).DialContext,
+		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 0, // a watch's headers may take a while
+		ForceAttemptHTTP2:     false,
+	}
 }
 
 // Forward serves r by passing it to the replica at peerURL.

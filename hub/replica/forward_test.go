@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bufio"
+	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -63,5 +64,32 @@ func TestForwardDeadPeer(t *testing.T) {
 	(&Forwarder{Self: "hub-b"}).Forward(rec, httptest.NewRequest(http.MethodGet, "/k8s-proxy/prod/api", nil), url)
 	if rec.Code != http.StatusBadGateway || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("dead peer: %d %q %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+}
+
+// A peer served over HTTPS under a private CA is reached with that CA,
+// and refused (502) by a forwarder that trusts only the system's roots.
+func TestForwardPeerCA(t *testing.T) {
+	peer := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("from the peer"))
+	}))
+	defer peer.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(peer.Certificate())
+	for _, tc := range []struct {
+		name string
+		fwd  *Forwarder
+		want int
+	}{
+		{"the peer's CA", &Forwarder{Self: "hub-a", Transport: PeerTransport(roots)}, http.StatusOK},
+		{"system roots only", &Forwarder{Self: "hub-a"}, http.StatusBadGateway},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			tc.fwd.Forward(rec, httptest.NewRequest(http.MethodGet, "/k8s-proxy/prod/api", nil), peer.URL)
+			if rec.Code != tc.want {
+				t.Errorf("status %d (%s), want %d", rec.Code, rec.Body, tc.want)
+			}
+		})
 	}
 }

@@ -87,15 +87,13 @@ type Options struct {
 // Server is a running hub. Its methods Authenticate, Connected,
 // Disconnected and Report are what the channel server calls.
 type Server struct {
-	opt      Options
-	log      *slog.Logger
-	store    *store.Store
-	poster   leaderPoster
-	leader   *leader
-	metrics  *metrics
-	hooks    *webhook.Receiver
-	sessions *sessions
-	events   *eventLog
+	opt     Options
+	log     *slog.Logger
+	store   *store.Store
+	poster  leaderPoster
+	leader  *leader
+	metrics *metrics
+	hooks   *webhook.Receiver
 
 	mu         sync.Mutex
 	dispatcher Dispatcher
@@ -130,7 +128,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	if opt.ProxyRecheck <= 0 {
 		opt.ProxyRecheck = defaultProxyRecheck
 	}
-	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}, sessions: newSessions(), events: newEventLog()}
+	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}}
 	s.principals = opt.Principals
 	if s.principals == nil {
 		s.principals = storeTokens{store: st}

@@ -173,6 +173,17 @@ func TestEventsConcurrent(t *testing.T) {
 						errs <- err
 						return
 					}
+					// Every committed state has each event at its own
+					// place.
+					var n, seqs int
+					if err := s.db.QueryRowContext(ctx, `SELECT count(*), count(DISTINCT seq) FROM gitsync_events WHERE name = 'web'`).Scan(&n, &seqs); err != nil {
+						errs <- err
+						return
+					}
+					if n != seqs {
+						errs <- fmt.Errorf("web: %d events at %d places", n, seqs)
+						return
+					}
 				}
 			}()
 		}

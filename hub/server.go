@@ -9,6 +9,11 @@
 // agent's own stream (Tunnels), names the caller, and the agent decides
 // what that caller may do. The hub holds no cluster credentials.
 //
+// Everything the hub serves (badges, API, pages with their Warning
+// events, the page's sessions) is read from the store, not from the
+// process: hubs sharing one PostgreSQL (replicas.go) serve the same bytes,
+// and a restart forgets nothing of it.
+//
 // Badges and /healthz are for anyone; everything else a token opens (see
 // Handler). The hub stores and shows no credentials: URL userinfo is
 // masked in every report before it is stored, whatever the agent sent.
@@ -45,7 +50,8 @@ type Options struct {
 	DB string
 	// Retention is how long history is kept: revisions no GitSync is on
 	// any more, commit statuses of such commits, deleted GitSyncs' last
-	// states. The leader deletes what is older every hour; 0 keeps all.
+	// states, Warning events not sent again within it. The same pass
+	// deletes expired sessions (as every login does). The leader deletes what is older every hour; 0 keeps all.
 	Retention time.Duration
 	// LeaseTTL is how long the leader's lease lasts unrenewed (default
 	// 30 s): how long leader-only work pauses when the leader dies.

@@ -45,8 +45,12 @@ func (s *Server) Events(ctx context.Context, agent string, batch *channelpb.Warn
 	if err != nil {
 		return err
 	}
-	s.metrics.events.WithLabelValues("kept").Add(float64(kept))
-	s.metrics.events.WithLabelValues("unknown").Add(float64(len(evs) - kept))
+	if kept > 0 {
+		s.metrics.events.WithLabelValues("kept").Add(float64(kept))
+	}
+	if dropped := len(evs) - kept; dropped > 0 {
+		s.metrics.events.WithLabelValues("unknown").Add(float64(dropped))
+	}
 	return nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/hub/store"
 	"tether.dev/tether/internal/pgtest"
@@ -82,6 +84,17 @@ func testEventsFoldAndStayBounded(t *testing.T, dsn string) {
 	got = recent("web")
 	if len(got) != store.EventsPerGitSync || got[0].Name != "web-9999" {
 		t.Fatalf("%d events kept, newest %q; want %d, newest web-9999", len(got), got[0].Name, store.EventsPerGitSync)
+	}
+	// Every event is counted, as kept or as of an unknown GitSync.
+	counted := func(result string) float64 {
+		var m dto.Metric
+		if err := s.metrics.events.WithLabelValues(result).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	if kept, unknown := counted("kept"), counted("unknown"); kept != 10003 || unknown != 10001 {
+		t.Errorf("events counted kept %v, unknown %v; want 10003, 10001", kept, unknown)
 	}
 	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
 	t.Logf("%s: 20,000 events of ~1 KiB in %v; heap in use before %d KiB, after %d KiB (grew %d KiB)",

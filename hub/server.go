@@ -79,7 +79,9 @@ type Options struct {
 	PublicRead bool
 	// Principals turns bearer tokens and sessions into principals.
 	// Defaults to the store's tokens: API tokens as operators, project
-	// and user tokens with their actions.
+	// and user tokens with their actions. The page's login needs
+	// SessionPrincipals (the store's tokens are); with others only
+	// bearer tokens work.
 	Principals Principals
 	// ProxyRecheck is how often an open /k8s-proxy/ request's token is
 	// checked again (default 10 s).

@@ -59,7 +59,7 @@ func (s *Server) reader(r *http.Request) (p Principal, ok bool, err error) {
 		}
 		return p, err == nil, err
 	}
-	return s.sessions.check(r, s.principals.Principal)
+	return s.session(r)
 }
 
 // anonymous reads everything under PublicRead, and does nothing else.

@@ -2,25 +2,11 @@ package hub
 
 import (
 	"context"
-	"errors"
-	"slices"
-	"sync"
 	"time"
 
 	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/hub/store"
-)
-
-// Bounds of the events the hub keeps, in memory: the newest
-// eventsPerGitSync per GitSync, for at most maxEventGitSyncs GitSyncs the
-// store knows (the least recently warned about goes first). A message is
-// at most channelpb.MaxEventMessage bytes, so the whole is bounded
-// whatever agents send. A hub restart forgets them: they are a view of
-// now, and the agent sends what is still happening.
-const (
-	eventsPerGitSync = 50
-	maxEventGitSyncs = 2000
 )
 
 // EventJSON is one Warning event, folded: Count times between First and
@@ -36,113 +22,48 @@ type EventJSON struct {
 	Last      time.Time `json:"last"`
 }
 
-type eventKey struct{ agent, namespace, name string }
-
-// eventLog is the hub's memory of recent Warning events per GitSync.
-type eventLog struct {
-	mu      sync.Mutex
-	per     map[eventKey][]EventJSON // oldest first
-	touched map[eventKey]time.Time
-}
-
-func newEventLog() *eventLog {
-	return &eventLog{per: map[eventKey][]EventJSON{}, touched: map[eventKey]time.Time{}}
-}
-
-// add folds e into the GitSync's events: the same object, reason and
-// message counts up and moves to the newest place instead of repeating.
-func (l *eventLog) add(k eventKey, e EventJSON, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	evs := l.per[k]
-	if _, ok := l.per[k]; !ok && len(l.per) >= maxEventGitSyncs {
-		l.evictOldest()
-	}
-	if i := slices.IndexFunc(evs, func(o EventJSON) bool {
-		return o.Kind == e.Kind && o.Namespace == e.Namespace && o.Name == e.Name && o.Reason == e.Reason && o.Message == e.Message
-	}); i >= 0 {
-		old := evs[i]
-		e.Count += old.Count
-		if old.First.Before(e.First) {
-			e.First = old.First
-		}
-		if old.Last.After(e.Last) {
-			e.Last = old.Last
-		}
-		evs = slices.Delete(evs, i, i+1)
-	}
-	evs = append(evs, e)
-	if len(evs) > eventsPerGitSync {
-		// Copy, so the dropped events' strings are not kept alive by
-		// the slice's backing array.
-		evs = slices.Clone(evs[len(evs)-eventsPerGitSync:])
-	}
-	l.per[k] = evs
-	l.touched[k] = now
-}
-
-func (l *eventLog) evictOldest() {
-	var oldest eventKey
-	var at time.Time
-	first := true
-	for k, t := range l.touched {
-		if first || t.Before(at) {
-			oldest, at, first = k, t, false
-		}
-	}
-	delete(l.per, oldest)
-	delete(l.touched, oldest)
-}
-
-// recent returns a GitSync's events, newest first.
-func (l *eventLog) recent(k eventKey) []EventJSON {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := slices.Clone(l.per[k])
-	slices.Reverse(out)
-	return out
-}
-
-// forget drops a GitSync's events (it was deleted).
-func (l *eventLog) forget(k eventKey) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.per, k)
-	delete(l.touched, k)
-}
-
 // Events keeps a batch of an agent's Warning events for the GitSyncs the
-// hub knows (the channel server calls it; it validated the batch). Events
-// of a GitSync the hub has no report of are dropped: an agent cannot make
-// the hub remember names it never reported.
+// hub knows (the channel server calls it; it validated the batch), in the
+// store: every hub on the database lists them alike, and a restart keeps
+// them. Messages are redacted first. Events of a GitSync the hub has no
+// report of are dropped: an agent cannot make the hub remember names it
+// never reported. Each GitSync keeps its newest store.EventsPerGitSync
+// (and a message is at most channelpb.MaxEventMessage bytes), so what
+// agents send is bounded; retention deletes events not sent again within
+// it.
 func (s *Server) Events(ctx context.Context, agent string, batch *channelpb.WarningEvents) error {
-	now := time.Now()
-	known := map[eventKey]bool{}
+	evs := make([]store.Event, 0, len(batch.GetEvents()))
 	for _, e := range batch.GetEvents() {
-		k := eventKey{agent, e.GetGitsyncNamespace(), e.GetGitsyncName()}
-		ok, seen := known[k]
-		if !seen {
-			_, err := s.store.GitSync(ctx, agent, k.namespace, k.name)
-			switch {
-			case err == nil:
-				ok = true
-			case !isNotFound(err):
-				return err
-			}
-			known[k] = ok
-		}
-		if !ok {
-			s.metrics.events.WithLabelValues("unknown").Inc()
-			continue
-		}
-		s.events.add(k, EventJSON{
+		evs = append(evs, store.Event{
+			GitSyncNamespace: e.GetGitsyncNamespace(), GitSyncName: e.GetGitsyncName(),
 			Kind: e.GetKind(), Namespace: e.GetNamespace(), Name: e.GetName(), Reason: e.GetReason(),
 			Message: v1alpha1.RedactString(e.GetMessage()), Count: e.GetCount(),
 			First: time.UnixMilli(e.GetFirstUnixMs()).UTC(), Last: time.UnixMilli(e.GetLastUnixMs()).UTC(),
-		}, now)
-		s.metrics.events.WithLabelValues("kept").Inc()
+		})
+	}
+	kept, err := s.store.AddEvents(ctx, agent, evs)
+	if err != nil {
+		return err
+	}
+	if kept > 0 {
+		s.metrics.events.WithLabelValues("kept").Add(float64(kept))
+	}
+	if dropped := len(evs) - kept; dropped > 0 {
+		s.metrics.events.WithLabelValues("unknown").Add(float64(dropped))
 	}
 	return nil
 }
 
-func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+// recentEvents are a GitSync's events, newest first.
+func (s *Server) recentEvents(ctx context.Context, agent, namespace, name string) ([]EventJSON, error) {
+	evs, err := s.store.Events(ctx, agent, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]EventJSON, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, EventJSON{Kind: e.Kind, Namespace: e.Namespace, Name: e.Name, Reason: e.Reason,
+			Message: e.Message, Count: e.Count, First: e.First, Last: e.Last})
+	}
+	return out, nil
+}

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"tether.dev/tether/channel/channelpb"
 	"tether.dev/tether/hub/store"
+	"tether.dev/tether/internal/pgtest"
 )
 
 func warningEvent(gs, object, message string, count int64) *channelpb.WarningEvent {
@@ -19,8 +22,16 @@ func warningEvent(gs, object, message string, count int64) *channelpb.WarningEve
 		Reason: "BackOff", Message: message, Count: count, FirstUnixMs: 1000, LastUnixMs: 2000}
 }
 
+// TestEventsFoldAndStayBounded, on SQLite and on PostgreSQL: events fold,
+// unknown GitSyncs' are dropped, a flood leaves 50 in the database and
+// nothing in the heap, a deleted GitSync's go with it.
 func TestEventsFoldAndStayBounded(t *testing.T) {
-	s, _, _ := newHub(t, Options{})
+	t.Run("sqlite", func(t *testing.T) { testEventsFoldAndStayBounded(t, "") })
+	t.Run("postgres", func(t *testing.T) { testEventsFoldAndStayBounded(t, pgtest.URL(t)) })
+}
+
+func testEventsFoldAndStayBounded(t *testing.T, dsn string) {
+	s, _, _ := newHub(t, Options{DB: dsn})
 	mustReport(t, s, "prod", rep("web", 1, "synced", shaA, shaA))
 	ctx := context.Background()
 	send := func(evs ...*channelpb.WarningEvent) {
@@ -31,18 +42,28 @@ func TestEventsFoldAndStayBounded(t *testing.T) {
 	}
 	send(warningEvent("web", "web-1", "Back-off restarting", 1))
 	send(warningEvent("web", "web-1", "Back-off restarting", 3), warningEvent("web", "web-2", "other", 1))
-	got := s.events.recent(eventKey{"prod", "apps", "web"})
+	recent := func(name string) []EventJSON {
+		t.Helper()
+		evs, err := s.recentEvents(ctx, "prod", "apps", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	got := recent("web")
 	if len(got) != 2 || got[1].Name != "web-1" || got[1].Count != 4 || got[0].Name != "web-2" {
 		t.Fatalf("events %+v; want web-2, then web-1 folded to count 4", got)
 	}
 	// Events of a GitSync the hub never had a report of are dropped.
 	send(warningEvent("ghost", "x", "y", 1))
-	if got := s.events.recent(eventKey{"prod", "apps", "ghost"}); len(got) != 0 {
+	if got := recent("ghost"); len(got) != 0 {
 		t.Errorf("events kept for an unknown GitSync: %+v", got)
 	}
 
 	// A flood: 10,000 distinct events (1 KiB messages) for one GitSync,
-	// and as many for unknown ones. The hub keeps the newest 50.
+	// and as many for unknown ones. The hub keeps the newest 50, in its
+	// database; its heap holds none of them.
+	start := time.Now()
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -59,12 +80,25 @@ func TestEventsFoldAndStayBounded(t *testing.T) {
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	got = s.events.recent(eventKey{"prod", "apps", "web"})
-	if len(got) != eventsPerGitSync || got[0].Name != "web-9999" {
-		t.Fatalf("%d events kept, newest %q; want %d, newest web-9999", len(got), got[0].Name, eventsPerGitSync)
+	took := time.Since(start)
+	got = recent("web")
+	if len(got) != store.EventsPerGitSync || got[0].Name != "web-9999" {
+		t.Fatalf("%d events kept, newest %q; want %d, newest web-9999", len(got), got[0].Name, store.EventsPerGitSync)
+	}
+	// Every event is counted, as kept or as of an unknown GitSync.
+	counted := func(result string) float64 {
+		var m dto.Metric
+		if err := s.metrics.events.WithLabelValues(result).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	if kept, unknown := counted("kept"), counted("unknown"); kept != 10003 || unknown != 10001 {
+		t.Errorf("events counted kept %v, unknown %v; want 10003, 10001", kept, unknown)
 	}
 	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
-	t.Logf("heap in use before %d KiB, after %d KiB (grew %d KiB) for 20,000 events of ~1 KiB", before.HeapInuse>>10, after.HeapInuse>>10, grew>>10)
+	t.Logf("%s: 20,000 events of ~1 KiB in %v; heap in use before %d KiB, after %d KiB (grew %d KiB)",
+		s.Store().Dialect(), took.Round(time.Millisecond), before.HeapInuse>>10, after.HeapInuse>>10, grew>>10)
 	// 50 events of 1 KiB are 50 KiB; 20,000 kept would be 20 MiB.
 	if grew > 4<<20 {
 		t.Errorf("the hub's heap grew by %d KiB over a flood; its events are not bounded", grew>>10)
@@ -73,22 +107,8 @@ func TestEventsFoldAndStayBounded(t *testing.T) {
 	del := rep("web", 2, "synced", "", "")
 	del.Deleted = true
 	mustReport(t, s, "prod", del)
-	if got := s.events.recent(eventKey{"prod", "apps", "web"}); len(got) != 0 {
+	if got := recent("web"); len(got) != 0 {
 		t.Errorf("a deleted GitSync keeps %d events", len(got))
-	}
-}
-
-func TestEventLogEvictsLeastRecentGitSync(t *testing.T) {
-	l := newEventLog()
-	t0 := time.Unix(1000, 0)
-	for i := range maxEventGitSyncs + 1 {
-		l.add(eventKey{"prod", "apps", fmt.Sprint(i)}, EventJSON{Kind: "Pod", Name: "p", Count: 1}, t0.Add(time.Duration(i)*time.Second))
-	}
-	if len(l.per) != maxEventGitSyncs {
-		t.Fatalf("%d GitSyncs kept, bound %d", len(l.per), maxEventGitSyncs)
-	}
-	if _, ok := l.per[eventKey{"prod", "apps", "0"}]; ok {
-		t.Error("the least recently warned GitSync was kept")
 	}
 }
 

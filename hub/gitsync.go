@@ -89,11 +89,16 @@ func (s *Server) serveGitSync(w http.ResponseWriter, r *http.Request, who Princi
 	for i := range hist {
 		hist[i].RepoURL = v1alpha1.RedactURL(hist[i].RepoURL)
 	}
+	events, err := s.recentEvents(r.Context(), agent, ns, name)
+	if err != nil {
+		s.internalPage(w, "gitsync page events", err)
+		return
+	}
 	gj := s.gitsyncJSON(g)
 	d := gitsyncPage{
 		Refresh: max(int(s.opt.PageRefresh/time.Second), 1), Now: time.Now().UTC().Format(time.RFC3339),
 		Root: "../../../", G: gj, Drifted: gj.Drifted, Namespaces: gj.Namespaces, Conditions: gj.Conditions,
-		Events: s.events.recent(eventKey{agent, ns, name}), History: hist,
+		Events: events, History: hist,
 		CanResync:  who.Can(ActionResync),
 		ResyncPath: url.PathEscape(name) + "/resync",
 		Notice:     resyncNotices[r.URL.Query().Get("resync")],
@@ -201,5 +206,10 @@ func (s *Server) gitsyncEvents(w http.ResponseWriter, r *http.Request, who Princ
 		s.internal(w, "gitsync events", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": s.events.recent(eventKey{agent, ns, name})})
+	events, err := s.recentEvents(r.Context(), agent, ns, name)
+	if err != nil {
+		s.internal(w, "gitsync events", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": events})
 }

@@ -116,7 +116,7 @@ func (s *Server) leaderStep(ctx context.Context, now time.Time) {
 		return
 	}
 	s.log.Info("retention", "before", before.UTC().Format(time.RFC3339), "revisions", p.Revisions,
-		"commitStatuses", p.CommitStatuses, "gitsyncs", p.GitSyncs)
+		"commitStatuses", p.CommitStatuses, "gitsyncs", p.GitSyncs, "events", p.Events, "sessions", p.Sessions)
 }
 
 // acquire renews or asks for the lease and says whether this hub leads.

@@ -89,15 +89,49 @@ func ParseActions(list string) ([]Action, error) {
 	return out, nil
 }
 
+// SessionPrincipals are Principals whose tokens the page's sessions can
+// name without holding them: by the id of the token's row in the store
+// (a session row references it, so the ids must be the store's). With
+// Principals that are not SessionPrincipals the page has no login form;
+// bearer tokens work as ever.
+type SessionPrincipals interface {
+	Principals
+	// PrincipalID is Principal, and the id of the token's row.
+	PrincipalID(ctx context.Context, token string) (Principal, int64, error)
+	// PrincipalByID is the principal of the valid token whose row is
+	// id, read again on every call: store.ErrInvalidToken once it is
+	// revoked, and a project's changed repositories count at once.
+	PrincipalByID(ctx context.Context, id int64) (Principal, error)
+}
+
 // storeTokens are the store's client tokens as principals: API tokens are
 // operators with every action; project and user tokens carry their own.
 type storeTokens struct{ store *store.Store }
 
 func (t storeTokens) Principal(ctx context.Context, token string) (Principal, error) {
+	p, _, err := t.PrincipalID(ctx, token)
+	return p, err
+}
+
+func (t storeTokens) PrincipalID(ctx context.Context, token string) (Principal, int64, error) {
 	tok, err := t.store.AuthenticateClient(ctx, token)
+	if err != nil {
+		return Principal{}, 0, err
+	}
+	p, err := t.principal(ctx, tok)
+	return p, tok.ID, err
+}
+
+func (t storeTokens) PrincipalByID(ctx context.Context, id int64) (Principal, error) {
+	tok, err := t.store.ClientTokenByID(ctx, id)
 	if err != nil {
 		return Principal{}, err
 	}
+	return t.principal(ctx, tok)
+}
+
+// principal is who holds a valid client token.
+func (t storeTokens) principal(ctx context.Context, tok store.Token) (Principal, error) {
 	p := Principal{Name: tok.Subject}
 	switch tok.Kind {
 	case store.KindAPI:

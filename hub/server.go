@@ -9,6 +9,11 @@
 // agent's own stream (Tunnels), names the caller, and the agent decides
 // what that caller may do. The hub holds no cluster credentials.
 //
+// Everything the hub serves (badges, API, pages with their Warning
+// events, the page's sessions) is read from the store, not from the
+// process: hubs sharing one PostgreSQL (replicas.go) serve the same bytes,
+// and a restart forgets nothing of it.
+//
 // Badges and /healthz are for anyone; everything else a token opens (see
 // Handler). The hub stores and shows no credentials: URL userinfo is
 // masked in every report before it is stored, whatever the agent sent.
@@ -45,7 +50,8 @@ type Options struct {
 	DB string
 	// Retention is how long history is kept: revisions no GitSync is on
 	// any more, commit statuses of such commits, deleted GitSyncs' last
-	// states. The leader deletes what is older every hour; 0 keeps all.
+	// states, Warning events not sent again within it. The same pass
+	// deletes expired sessions (as every login does). The leader deletes what is older every hour; 0 keeps all.
 	Retention time.Duration
 	// LeaseTTL is how long the leader's lease lasts unrenewed (default
 	// 30 s): how long leader-only work pauses when the leader dies.
@@ -73,7 +79,9 @@ type Options struct {
 	PublicRead bool
 	// Principals turns bearer tokens and sessions into principals.
 	// Defaults to the store's tokens: API tokens as operators, project
-	// and user tokens with their actions.
+	// and user tokens with their actions. The page's login needs
+	// SessionPrincipals (the store's tokens are); with others only
+	// bearer tokens work.
 	Principals Principals
 	// ProxyRecheck is how often an open /k8s-proxy/ request's token is
 	// checked again (default 10 s).
@@ -87,15 +95,13 @@ type Options struct {
 // Server is a running hub. Its methods Authenticate, Connected,
 // Disconnected and Report are what the channel server calls.
 type Server struct {
-	opt      Options
-	log      *slog.Logger
-	store    *store.Store
-	poster   leaderPoster
-	leader   *leader
-	metrics  *metrics
-	hooks    *webhook.Receiver
-	sessions *sessions
-	events   *eventLog
+	opt     Options
+	log     *slog.Logger
+	store   *store.Store
+	poster  leaderPoster
+	leader  *leader
+	metrics *metrics
+	hooks   *webhook.Receiver
 
 	mu         sync.Mutex
 	dispatcher Dispatcher
@@ -130,7 +136,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	if opt.ProxyRecheck <= 0 {
 		opt.ProxyRecheck = defaultProxyRecheck
 	}
-	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}, sessions: newSessions(), events: newEventLog()}
+	s := &Server{opt: opt, log: opt.Log, store: st, metrics: newMetrics(), streams: map[string]int{}}
 	s.principals = opt.Principals
 	if s.principals == nil {
 		s.principals = storeTokens{store: st}

@@ -1,15 +1,11 @@
 package hub
 
 import (
-	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/base64"
 	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"tether.dev/tether/hub/store"
@@ -28,87 +24,39 @@ const (
 	maxLoginForm = 4 << 10
 )
 
-// session is one browser signed in with an API token. The token is kept so
-// that its revocation ends the session on the next request.
-type session struct {
-	token   string
-	expires time.Time
-}
+// Sessions live in the store (store.CreateSession), shared by every hub
+// on the database: a login at one replica is good at all, a logout or a
+// revoked token ends it at all, and a restart signs no one out. A session
+// row holds the sha256 of its id and the id of its token's row, never the
+// id or the token: the token is read again, by its row, on every request.
 
-// sessions are the page's sign-ins, in memory: a hub restart signs
-// everyone out, which costs a login and keeps no session in the database.
-type sessions struct {
-	mu  sync.Mutex
-	m   map[string]*session
-	now func() time.Time
-}
-
-func newSessions() *sessions {
-	return &sessions{m: map[string]*session{}, now: time.Now}
-}
-
-// create starts a session for a token and returns its id.
-func (ss *sessions) create(token string) (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	id := base64.RawURLEncoding.EncodeToString(b)
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	now := ss.now()
-	for k, s := range ss.m {
-		if now.After(s.expires) {
-			delete(ss.m, k)
-		}
-	}
-	if len(ss.m) >= maxSessions {
-		var oldest string
-		for k, s := range ss.m {
-			if oldest == "" || s.expires.Before(ss.m[oldest].expires) {
-				oldest = k
-			}
-		}
-		delete(ss.m, oldest)
-	}
-	ss.m[id] = &session{token: token, expires: now.Add(sessionTTL)}
-	return id, nil
-}
-
-// check returns the principal of the request's session: unknown, expired
-// or revoked sessions are not ok (and a revoked one is forgotten). The
-// token is checked on every request, so a changed project counts at once.
-func (ss *sessions) check(r *http.Request, valid func(ctx context.Context, token string) (Principal, error)) (Principal, bool, error) {
+// session returns the principal of the request's session: unknown,
+// expired, ended or revoked sessions are not ok. The token is read on
+// every request, so a revocation or a changed project counts at once.
+func (s *Server) session(r *http.Request) (Principal, bool, error) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
 		return Principal{}, false, nil
 	}
-	ss.mu.Lock()
-	s := ss.m[c.Value]
-	if s != nil && ss.now().After(s.expires) {
-		delete(ss.m, c.Value)
-		s = nil
-	}
-	ss.mu.Unlock()
-	if s == nil {
+	sp, ok := s.principals.(SessionPrincipals)
+	if !ok {
 		return Principal{}, false, nil
 	}
-	p, err := valid(r.Context(), s.token)
+	id, err := s.store.Session(r.Context(), c.Value)
 	if errors.Is(err, store.ErrInvalidToken) {
-		ss.end(c.Value)
+		return Principal{}, false, nil
+	}
+	if err != nil {
+		return Principal{}, false, err
+	}
+	p, err := sp.PrincipalByID(r.Context(), id)
+	if errors.Is(err, store.ErrInvalidToken) {
 		return Principal{}, false, nil
 	}
 	if err != nil {
 		return Principal{}, false, err
 	}
 	return p, true, nil
-}
-
-// end forgets a session.
-func (ss *sessions) end(id string) {
-	ss.mu.Lock()
-	delete(ss.m, id)
-	ss.mu.Unlock()
 }
 
 //go:embed login.html
@@ -139,8 +87,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.serveLogin(w, r, http.StatusBadRequest, "The form could not be read.")
 		return
 	}
-	token := r.PostForm.Get("token")
-	p, err := s.principals.Principal(r.Context(), token)
+	sp, ok := s.principals.(SessionPrincipals)
+	if !ok {
+		s.serveLogin(w, r, http.StatusNotImplemented, "This hub's tokens cannot sign in to the page: send one as a bearer token.")
+		return
+	}
+	p, tokenID, err := sp.PrincipalID(r.Context(), r.PostForm.Get("token"))
 	switch {
 	case errors.Is(err, store.ErrInvalidToken):
 		s.log.Info("page login refused", "remote", r.RemoteAddr)
@@ -154,8 +106,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.serveLogin(w, r, http.StatusForbidden, "That token may not read (it lacks the read action).")
 		return
 	}
-	id, err := s.sessions.create(token)
-	if err != nil {
+	id, err := s.store.CreateSession(r.Context(), tokenID, sessionTTL, maxSessions)
+	switch {
+	case errors.Is(err, store.ErrInvalidToken): // revoked a moment ago
+		s.serveLogin(w, r, http.StatusUnauthorized, "That is not a valid hub token.")
+		return
+	case err != nil:
 		s.internalPage(w, "page login", err)
 		return
 	}
@@ -173,8 +129,11 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cross-site logout refused", http.StatusForbidden)
 		return
 	}
-	if c, err := r.Cookie(sessionCookie); err == nil {
-		s.sessions.end(c.Value)
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+		if err := s.store.EndSession(r.Context(), c.Value); err != nil {
+			s.internalPage(w, "page logout", err)
+			return
+		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})

@@ -79,7 +79,11 @@ func (s *Server) Report(ctx context.Context, agent string, r *channelpb.SyncRepo
 	}
 	s.metrics.reports.WithLabelValues("stored").Inc()
 	if r.GetDeleted() {
-		s.events.forget(eventKey{agent, r.GetNamespace(), r.GetName()})
+		// Its events go with it. Stored is stored: should this fail,
+		// retention deletes them (they are of no GitSync any more).
+		if err := s.store.DeleteEvents(ctx, agent, r.GetNamespace(), r.GetName()); err != nil {
+			s.log.Error("events of a deleted GitSync", "agent", agent, "gitsync", r.GetNamespace()+"/"+r.GetName(), "error", err)
+		}
 	}
 	if st, ok := s.commitStatus(agent, r); ok {
 		s.poster.Enqueue(st) // never blocks

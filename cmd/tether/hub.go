@@ -74,7 +74,7 @@ func (o *hubOptions) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on: the agent channel, API, page, badges and webhooks share it")
 	dbFlag(f, &o.db)
-	f.DurationVar(&o.retention, "retention", 0, "delete revisions no GitSync is on any more, their commit statuses and deleted GitSyncs after this age, e.g. 720h (0: keep all); one hub (the lease holder) does it")
+	f.DurationVar(&o.retention, "retention", 0, "delete revisions no GitSync is on any more, their commit statuses, deleted GitSyncs and Warning events after this age, e.g. 720h (0: keep all); one hub (the lease holder) does it")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	f.StringVar(&o.webhookSecretFile, "webhook-secret-file", "", "file holding the secret /hooks/gitlab and /hooks/github check (empty: webhooks off)")

@@ -83,6 +83,16 @@ func (d *dialect) lockRow(q string) string {
 	return q
 }
 
+// lockKey is the statement that locks a key (an int64 parameter) until
+// the transaction ends, for writers with no row of their own to lock; ""
+// on SQLite, where a write transaction holds the whole database.
+func (d *dialect) lockKey() string {
+	if d == postgresDialect {
+		return `SELECT pg_advisory_xact_lock(?)`
+	}
+	return ""
+}
+
 // isPostgres says whether dsn names a PostgreSQL database rather than a
 // SQLite file.
 func isPostgres(dsn string) bool {

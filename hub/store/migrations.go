@@ -166,6 +166,41 @@ CREATE TABLE replicas (
 );
 ALTER TABLE agents ADD COLUMN replica TEXT NOT NULL DEFAULT '';  -- replicas.id holding the stream, '' when none
 `},
+	// 6: what each hub kept in its memory, so that every replica serves
+	// the same: the recent Warning events of each GitSync (see
+	// events.go), and the page's sessions (see sessions.go), which keep a
+	// hash of the session id and the token's row, never the id or the
+	// token.
+	{sql: `
+CREATE TABLE gitsync_events (
+	agent         TEXT NOT NULL,
+	namespace     TEXT NOT NULL,
+	name          TEXT NOT NULL,
+	fold          TEXT NOT NULL,    -- hex sha256 of kind, object, reason and message: what folds into one row
+	seq           BIGINT NOT NULL,  -- order of arrival in the GitSync, the newest highest
+	kind          TEXT NOT NULL,
+	obj_namespace TEXT NOT NULL DEFAULT '',
+	obj_name      TEXT NOT NULL,
+	reason        TEXT NOT NULL DEFAULT '',
+	message       TEXT NOT NULL DEFAULT '',
+	count         BIGINT NOT NULL,
+	first_seen    BIGINT NOT NULL,  -- unix ms, as the agent saw them
+	last_seen     BIGINT NOT NULL,
+	updated       BIGINT NOT NULL,  -- unix ms, the hub's clock: when last folded in
+	PRIMARY KEY (agent, namespace, name, fold)
+);
+CREATE INDEX gitsync_events_seq ON gitsync_events(agent, namespace, name, seq);
+CREATE INDEX gitsync_events_updated ON gitsync_events(updated);
+CREATE TABLE sessions (
+	id_hash  TEXT PRIMARY KEY,  -- hex sha256 of the session id, which only the cookie holds
+	token_id BIGINT NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+	created  BIGINT NOT NULL,   -- unix ms
+	expires  BIGINT NOT NULL    -- unix ms: created plus the TTL, never extended
+);
+CREATE INDEX sessions_expires ON sessions(expires);
+CREATE INDEX sessions_created ON sessions(created);
+CREATE INDEX sessions_token ON sessions(token_id);
+`},
 }
 
 // moveReportBlobs fills migration 3's columns and tables from the report

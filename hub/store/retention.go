@@ -11,16 +11,21 @@ type Pruned struct {
 	Revisions      int64
 	CommitStatuses int64
 	GitSyncs       int64 // deleted GitSyncs' last states
+	Events         int64 // Warning events
+	Sessions       int64 // the page's sessions, expired or of a revoked token
 }
 
 // Prune deletes history older than before: revisions no GitSync is on or
 // applying any more (failed or superseded, last seen before), commit
 // statuses posted before for commits nothing is on or applying, and the
-// last state of GitSyncs deleted before. What is live stays, however
-// old: a badge of the running commit never goes blank.
+// last state of GitSyncs deleted before, and Warning events last sent
+// before. What is live stays, however old: a badge of the running commit
+// never goes blank.
 //
-// Warning events are not in the database (the hub keeps the recent ones
-// in memory), so there is nothing of them to prune here.
+// It also deletes, whatever before is, what no one can read any more:
+// events of a GitSync that is gone (DeleteEvents missed, say when the hub
+// stopped between the two), sessions that expired, sessions of a revoked
+// token.
 func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 	cut := ms(before)
 	var p Pruned
@@ -43,6 +48,8 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 		{nil, `DELETE FROM gitsync_drift WHERE EXISTS (SELECT 1 FROM gitsyncs g WHERE g.agent = gitsync_drift.agent
 			AND g.namespace = gitsync_drift.namespace AND g.name = gitsync_drift.name AND g.deleted = 1 AND g.updated < ?)`},
 		{&p.GitSyncs, `DELETE FROM gitsyncs WHERE deleted = 1 AND updated < ?`},
+		{&p.Events, `DELETE FROM gitsync_events WHERE updated < ? OR NOT EXISTS (SELECT 1 FROM gitsyncs g
+			WHERE g.agent = gitsync_events.agent AND g.namespace = gitsync_events.namespace AND g.name = gitsync_events.name AND g.deleted = 0)`},
 	} {
 		res, err := t.ExecContext(ctx, step.query, cut)
 		if err != nil {
@@ -52,6 +59,12 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 			*step.n, _ = res.RowsAffected()
 		}
 	}
+	res, err := t.ExecContext(ctx, `DELETE FROM sessions WHERE expires <= ?
+		OR token_id IN (SELECT id FROM tokens WHERE revoked IS NOT NULL)`, ms(s.now()))
+	if err != nil {
+		return Pruned{}, fmt.Errorf("prune sessions: %w", err)
+	}
+	p.Sessions, _ = res.RowsAffected()
 	if err := t.Commit(); err != nil {
 		return Pruned{}, fmt.Errorf("prune before %s: %w", before.Format(time.RFC3339), err)
 	}

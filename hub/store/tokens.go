@@ -104,6 +104,8 @@ func (s *Store) Authenticate(ctx context.Context, kind, token string) (string, e
 
 // Token is what a valid token was issued as.
 type Token struct {
+	// ID is the token's row: page sessions name the token by it.
+	ID      int64
 	Kind    string
 	Subject string
 	// Actions are a scoped token's actions; empty for agent and API tokens.
@@ -124,19 +126,20 @@ func (s *Store) lookup(ctx context.Context, token string, kinds ...string) (Toke
 	h := hashToken(token)
 	// The index finds candidates by a prefix of the hash; the full hash is
 	// compared in constant time.
-	rows, err := s.db.QueryContext(ctx, `SELECT kind, subject, hash, actions FROM tokens WHERE lookup = ? AND revoked IS NULL`, h[:16])
+	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, subject, hash, actions FROM tokens WHERE lookup = ? AND revoked IS NULL`, h[:16])
 	if err != nil {
 		return Token{}, fmt.Errorf("token lookup: %w", err)
 	}
 	defer rows.Close()
 	var found Token
 	for rows.Next() {
+		var id int64
 		var kind, sub, stored, actions string
-		if err := rows.Scan(&kind, &sub, &stored, &actions); err != nil {
+		if err := rows.Scan(&id, &kind, &sub, &stored, &actions); err != nil {
 			return Token{}, fmt.Errorf("token lookup: %w", err)
 		}
 		if subtle.ConstantTimeCompare([]byte(stored), []byte(h)) == 1 && slices.Contains(kinds, kind) {
-			found = Token{Kind: kind, Subject: sub}
+			found = Token{ID: id, Kind: kind, Subject: sub}
 			if actions != "" {
 				found.Actions = strings.Split(actions, ",")
 			}
@@ -149,6 +152,26 @@ func (s *Store) lookup(ctx context.Context, token string, kinds ...string) (Toke
 		return Token{}, ErrInvalidToken
 	}
 	return found, nil
+}
+
+// ClientTokenByID returns what the valid API, project or user token with
+// row id was issued as, or ErrInvalidToken (unknown, revoked, or an agent
+// token).
+func (s *Store) ClientTokenByID(ctx context.Context, id int64) (Token, error) {
+	t := Token{ID: id}
+	var actions string
+	err := s.db.QueryRowContext(ctx, `SELECT kind, subject, actions FROM tokens
+		WHERE id = ? AND revoked IS NULL AND kind IN (?, ?, ?)`, id, KindAPI, KindProject, KindUser).Scan(&t.Kind, &t.Subject, &actions)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, ErrInvalidToken
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("token %d: %w", id, err)
+	}
+	if actions != "" {
+		t.Actions = strings.Split(actions, ",")
+	}
+	return t, nil
 }
 
 // CreateScopedToken makes a token for a project (which must exist) or a

@@ -35,7 +35,7 @@ import (
 const (
 	loadAgents   = 200
 	loadGitSyncs = 3
-	loadRounds   = 15
+	loadRounds   = 30
 )
 
 // loadBackoff is the simulated agents' reconnection backoff; a
@@ -512,6 +512,19 @@ func (f *loadFleet) connectsAfter(names []string, t0 time.Time) map[string]time.
 	return out
 }
 
+// ackedCount is how many reports the hubs have acknowledged so far.
+func (f *loadFleet) ackedCount() int {
+	n := 0
+	for _, a := range f.agents {
+		a.mu.Lock()
+		for _, g := range a.gitsyncs {
+			n += len(g.acked)
+		}
+		a.mu.Unlock()
+	}
+	return n
+}
+
 // drops is how many times the agents lost or could not reach the hub.
 func (f *loadFleet) drops() int {
 	n := 0
@@ -640,11 +653,11 @@ func (lr *loadReplicas) finish(t *testing.T, db *sql.DB, f *loadFleet, dead int)
 // ends up connected.
 func TestHubReplicasLoadPostgresRestart(t *testing.T) {
 	lr, db, f := startLoad(t)
-	before := f.rounds.Load()
+	before, acked := f.rounds.Load(), f.ackedCount()
 	restart := time.Now()
 	lr.pg.Restart(t)
-	t.Logf("PostgreSQL restarted after %d of %d rounds (%s into the load; the restart took %s)",
-		before, loadAgents*loadRounds, restart.Sub(f.start).Round(time.Millisecond), time.Since(restart).Round(time.Millisecond))
+	t.Logf("PostgreSQL restarted after %d of %d rounds, %d reports acknowledged (%s into the load; the restart took %s)",
+		before, loadAgents*loadRounds, acked, restart.Sub(f.start).Round(time.Millisecond), time.Since(restart).Round(time.Millisecond))
 	lr.finish(t, db, f, -1)
 }
 
@@ -664,10 +677,11 @@ func TestHubReplicasLoadReplicaKilled(t *testing.T) {
 		}
 	}
 	moved := held[victim]
+	acked := f.ackedCount()
 	t0 := time.Now()
 	lr.hubs[victim].kill()
-	t.Logf("replica %d killed after %d of %d rounds (%s into the load); it held %d agents (by replica: %s)",
-		victim, f.rounds.Load(), loadAgents*loadRounds, t0.Sub(f.start).Round(time.Millisecond), len(moved), countsOf(held))
+	t.Logf("replica %d killed after %d of %d rounds, %d reports acknowledged (%s into the load); it held %d agents (by replica: %s)",
+		victim, f.rounds.Load(), loadAgents*loadRounds, acked, t0.Sub(f.start).Round(time.Millisecond), len(moved), countsOf(held))
 	if len(moved) == 0 {
 		t.Fatal("the killed replica held no agent")
 	}

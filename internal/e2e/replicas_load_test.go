@@ -512,29 +512,30 @@ func (f *loadFleet) connectsAfter(names []string, t0 time.Time) map[string]time.
 	return out
 }
 
-// ackedCount is how many reports the hubs have acknowledged so far.
-func (f *loadFleet) ackedCount() int {
+// sum adds up what count says of each agent, read under its lock.
+func (f *loadFleet) sum(count func(a *simAgent) int) int {
 	n := 0
 	for _, a := range f.agents {
 		a.mu.Lock()
-		for _, g := range a.gitsyncs {
-			n += len(g.acked)
-		}
+		n += count(a)
 		a.mu.Unlock()
 	}
 	return n
 }
 
-// drops is how many times the agents lost or could not reach the hub.
-func (f *loadFleet) drops() int {
-	n := 0
-	for _, a := range f.agents {
-		a.mu.Lock()
-		n += a.drops
-		a.mu.Unlock()
-	}
-	return n
+// ackedCount is how many reports the hubs have acknowledged so far.
+func (f *loadFleet) ackedCount() int {
+	return f.sum(func(a *simAgent) int {
+		n := 0
+		for _, g := range a.gitsyncs {
+			n += len(g.acked)
+		}
+		return n
+	})
 }
+
+// drops is how many times the agents lost or could not reach the hub.
+func (f *loadFleet) drops() int { return f.sum(func(a *simAgent) int { return a.drops }) }
 
 // agentEvents is a simulated agent's log: it notes when the client
 // connected and how often it lost the hub, and drops the rest (200

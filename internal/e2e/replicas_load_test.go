@@ -57,6 +57,9 @@ type loadReplicas struct {
 	caFile string
 }
 
+// startLoadReplicas starts the three hubs (the first takes the leader's
+// lease), one API token for them all, and the front, whose first
+// connection goes to hubs[0].
 func startLoadReplicas(t *testing.T) *loadReplicas {
 	t.Helper()
 	lr := &loadReplicas{pg: pgtest.Start(t)}

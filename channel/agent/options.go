@@ -40,6 +40,12 @@ type Options struct {
 	// OnSyncNow is called for every "sync now" from the hub. It runs on the
 	// stream's receiving goroutine, so it must return quickly.
 	OnSyncNow func(*channelpb.SyncNow)
+	// OnAck, when set, is called with every Ack the hub sends: the hub
+	// holds that state_version of the GitSync or a newer one (it stored
+	// the report, or had a newer state already). It runs on the stream's
+	// receiving goroutine, so it must return quickly. Tests use it to know
+	// exactly what the hub acknowledged.
+	OnAck func(namespace, name string, stateVersion uint64)
 	// Tunnel, when set, serves the hub's tunnelled Kubernetes API
 	// requests on the stream (the agent announces FEATURE_TUNNEL). Its Run
 	// must be running for it to grant anything.

@@ -154,6 +154,9 @@ func (c *Client) receive(st stream, mux *tunnel.Mux) error {
 		switch m := msg.Msg.(type) {
 		case *channelpb.HubMessage_Ack:
 			c.buf.ack(m.Ack.GetNamespace(), m.Ack.GetName(), m.Ack.GetStateVersion())
+			if c.opts.OnAck != nil {
+				c.opts.OnAck(m.Ack.GetNamespace(), m.Ack.GetName(), m.Ack.GetStateVersion())
+			}
 		case *channelpb.HubMessage_SyncNow:
 			c.log.Info("sync now from the hub", "namespace", m.SyncNow.GetNamespace(), "name", m.SyncNow.GetName(),
 				"repo", m.SyncNow.GetRepoUrl(), "ref", m.SyncNow.GetBranchOrTag(), "reason", m.SyncNow.GetReason())

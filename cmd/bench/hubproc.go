@@ -1,18 +1,21 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"tether.dev/tether/channel/tunnel/measure"
 	"tether.dev/tether/hub/store"
 )
 
@@ -83,10 +86,12 @@ func (s *hubSet) stop() {
 	}
 }
 
-// hubMemory is one hub's memory at one moment.
-type hubMemory struct{ rss, heap int64 }
+// hubMemory is one hub's memory at one moment: RSS from /proc, and from
+// its /metrics the Go heap in use, the goroutine stacks and the
+// goroutines.
+type hubMemory struct{ rss, heap, stack, goroutines int64 }
 
-// memory reads each hub's RSS (/proc) and Go heap in use (/metrics).
+// memory reads each hub's memory.
 func (s *hubSet) memory(ctx context.Context) ([]hubMemory, error) {
 	var out []hubMemory
 	for _, h := range s.hubs {
@@ -94,21 +99,74 @@ func (s *hubSet) memory(ctx context.Context) ([]hubMemory, error) {
 		if err != nil {
 			return nil, err
 		}
-		heap, err := measure.HeapFromMetrics(ctx, h.url+"/metrics", s.apiToken)
-		if err != nil {
+		m := hubMemory{rss: rss}
+		if err := readGauges(ctx, h.url+"/metrics", s.apiToken, map[string]*int64{
+			"go_memstats_heap_inuse_bytes":  &m.heap,
+			"go_memstats_stack_inuse_bytes": &m.stack,
+			"go_goroutines":                 &m.goroutines,
+		}); err != nil {
 			return nil, err
 		}
-		out = append(out, hubMemory{rss: rss, heap: heap})
+		out = append(out, m)
 	}
 	return out, nil
+}
+
+// readGauges reads the unlabelled gauges named in into from a Prometheus
+// text page.
+func readGauges(ctx context.Context, url, token string, into map[string]*int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	found := 0
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if p := into[name]; ok && p != nil {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return fmt.Errorf("%s: %s %q: %w", url, name, v, err)
+			}
+			*p = int64(f)
+			found++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if found != len(into) {
+		return fmt.Errorf("%s: %d of the %d gauges asked for", url, found, len(into))
+	}
+	return nil
 }
 
 func sumMemory(ms []hubMemory) (m hubMemory) {
 	for _, x := range ms {
 		m.rss += x.rss
 		m.heap += x.heap
+		m.stack += x.stack
+		m.goroutines += x.goroutines
 	}
 	return m
+}
+
+// perAgent describes what n agents added between idle and with: RSS, heap
+// and stacks per agent, and goroutines per agent.
+func perAgent(idle, with hubMemory, n int) string {
+	kib := func(a, b int64) float64 { return float64(b-a) / float64(n) / 1024 }
+	return fmt.Sprintf("per agent %.1f KiB RSS, of which Go heap %.1f KiB and goroutine stacks %.1f KiB; %.1f goroutines per agent",
+		kib(idle.rss, with.rss), kib(idle.heap, with.heap), kib(idle.stack, with.stack), float64(with.goroutines-idle.goroutines)/float64(n))
 }
 
 // createAgents makes n agents, each with an agent token of its own, in

@@ -197,8 +197,12 @@ func run(o options) error {
 		rows = append(rows, r...)
 	}
 	step("done in %s", time.Since(began).Round(time.Second))
-	fmt.Printf("\n`%s` on %s, %s, %s in all; kube-apiserver, etcd and kubectl v1.37.2 built from source (`make test-bin`); everything in one run against the same API server.\n\n",
-		strings.TrimSpace("go run ./cmd/bench "+strings.Join(os.Args[1:], " ")), hostDesc(), time.Now().UTC().Format("2006-01-02"), time.Since(began).Round(time.Second))
+	what := "kube-apiserver, etcd and kubectl v1.37.2 built from source (`make test-bin`); everything in one run against the same API server"
+	if !o.needsCluster() {
+		what = hubRunDesc
+	}
+	fmt.Printf("\n`%s` on %s, %s, %s in all; %s.\n\n",
+		strings.TrimSpace("go run ./cmd/bench "+strings.Join(os.Args[1:], " ")), hostDesc(), time.Now().UTC().Format("2006-01-02"), time.Since(began).Round(time.Second), what)
 	printTable(os.Stdout, rows)
 	return nil
 }

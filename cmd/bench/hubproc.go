@@ -88,8 +88,8 @@ func (s *hubSet) stop() {
 
 // hubMemory is one hub's memory at one moment: RSS from /proc, and from
 // its /metrics the Go heap in use, the goroutine stacks and the
-// goroutines.
-type hubMemory struct{ rss, heap, stack, goroutines int64 }
+// goroutines; and the agents it counts connected.
+type hubMemory struct{ rss, heap, stack, goroutines, agents int64 }
 
 // memory reads each hub's memory.
 func (s *hubSet) memory(ctx context.Context) ([]hubMemory, error) {
@@ -104,6 +104,7 @@ func (s *hubSet) memory(ctx context.Context) ([]hubMemory, error) {
 			"go_memstats_heap_inuse_bytes":  &m.heap,
 			"go_memstats_stack_inuse_bytes": &m.stack,
 			"go_goroutines":                 &m.goroutines,
+			"tether_hub_connected_agents":   &m.agents,
 		}); err != nil {
 			return nil, err
 		}
@@ -157,6 +158,7 @@ func sumMemory(ms []hubMemory) (m hubMemory) {
 		m.heap += x.heap
 		m.stack += x.stack
 		m.goroutines += x.goroutines
+		m.agents += x.agents
 	}
 	return m
 }

@@ -279,19 +279,20 @@ feed:
 	return f, nil
 }
 
-// heartbeats sends every agent a heartbeat each interval, spread over it,
-// until ctx ends: the hub ends a stream silent for three.
-func (f *simFleet) heartbeats(ctx context.Context, every time.Duration) {
+// heartbeats sends every connected agent a heartbeat each interval,
+// spread over it, until ctx ends: the hub ends a stream silent for three
+// intervals, so this runs while a fleet connects too.
+func heartbeats(ctx context.Context, agents []*simAgent, every time.Duration) {
 	const chunk = 500
 	for {
-		for i := 0; i < len(f.agents); i += chunk {
-			for _, a := range f.agents[i:min(i+chunk, len(f.agents))] {
+		for i := 0; i < len(agents); i += chunk {
+			for _, a := range agents[i:min(i+chunk, len(agents))] {
 				_ = a.heartbeat()
 			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(every * chunk / time.Duration(len(f.agents)+chunk)):
+			case <-time.After(every * chunk / time.Duration(len(agents)+chunk)):
 			}
 		}
 	}

@@ -91,15 +91,11 @@ func (e *env) hubSetup(ctx context.Context, o hubBench, name, db string, replica
 	if err != nil {
 		return nil, err
 	}
-	hs, err := e.startHubSet(ctx, name, db, replicas)
+	hs, idle, err := e.startIdle(ctx, name, db, replicas)
 	if err != nil {
 		return nil, err
 	}
 	defer hs.stop()
-	idle, err := settledMemory(ctx, hs)
-	if err != nil {
-		return nil, err
-	}
 	step("hub %s: connecting %d agents, a connection each", name, n)
 	hctx, stopBeats := context.WithCancel(ctx)
 	defer stopBeats()
@@ -441,35 +437,14 @@ func (e *env) hubFleet(ctx context.Context, o hubBench, pg newDB) ([]row, error)
 const perReplica = 33_334
 
 func (e *env) hubFleetMux(ctx context.Context, o hubBench, db string, agents []*simAgent, tokens time.Duration) ([]row, float64, error) {
-	hs, err := e.startHubSet(ctx, "fleet", db, 3)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer hs.stop()
-	idle, err := settledMemory(ctx, hs)
-	if err != nil {
-		return nil, 0, err
-	}
 	n := len(agents)
-	step("hub fleet: connecting %s agents over 3 replicas, %d streams per HTTP/2 connection", thousands(n), o.perConn)
-	hctx, stopBeats := context.WithCancel(ctx)
-	defer stopBeats()
-	go heartbeats(hctx, agents, 15*time.Second)
-	t0 := time.Now()
-	f, err := connectFleet(ctx, agents, hs.addrs(), o.perConn, 96)
+	step("hub fleet: %s agents over 3 replicas, %d streams per HTTP/2 connection", thousands(n), o.perConn)
+	fm, err := e.fleetMemory(ctx, "fleet", db, 3, agents, o.perConn, 96)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer f.close()
-	connect := time.Since(t0)
-	time.Sleep(5 * time.Second)
-	with, err := hs.memory(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	if err := allConnected(with, n); err != nil {
-		return nil, 0, err
-	}
+	defer fm.stop()
+	f, idle, with, connect := fm.f, fm.idle, fm.with, fm.connect
 	self, _, _ := (&proc{cmd: selfCmd()}).memory()
 	var maxRSS int64
 	var each []string
@@ -489,35 +464,14 @@ func (e *env) hubFleetMux(ctx context.Context, o hubBench, db string, agents []*
 }
 
 func (e *env) hubOwnConns(ctx context.Context, o hubBench, db string, agents []*simAgent, muxPerAgent float64) ([]row, error) {
-	hs, err := e.startHubSet(ctx, "own-connections", db, 1)
-	if err != nil {
-		return nil, err
-	}
-	defer hs.stop()
-	idle, err := settledMemory(ctx, hs)
-	if err != nil {
-		return nil, err
-	}
 	n := len(agents)
 	step("hub fleet: %s agents on one hub, a TCP connection each", thousands(n))
-	hctx, stopBeats := context.WithCancel(ctx)
-	defer stopBeats()
-	go heartbeats(hctx, agents, 15*time.Second)
-	t0 := time.Now()
-	f, err := connectFleet(ctx, agents, hs.addrs(), 1, 64)
+	fm, err := e.fleetMemory(ctx, "own-connections", db, 1, agents, 1, 64)
 	if err != nil {
 		return nil, err
 	}
-	defer f.close()
-	connect := time.Since(t0)
-	time.Sleep(5 * time.Second)
-	with, err := hs.memory(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := allConnected(with, n); err != nil {
-		return nil, err
-	}
+	defer fm.stop()
+	idle, with, connect := fm.idle, fm.with, fm.connect
 	per := float64(with[0].rss-idle[0].rss) / float64(n)
 	at := idle[0].rss + int64(per*perReplica)
 	note := fmt.Sprintf("%s agents on one hub, each its own h2c connection (deploy/hub serves h2c: TLS ends in front of the hub): %s → %s RSS; %s; connected in %s; extrapolated: idle + 33,334 × the RSS per agent",
@@ -527,6 +481,69 @@ func (e *env) hubOwnConns(ctx context.Context, o hubBench, db string, agents []*
 	}
 	return []row{{what: fmt.Sprintf("hub RSS at %s agents per replica, a connection each (extrapolated from %s)", thousands(perReplica), thousands(n)),
 		tether: mib(at), target: "< 1 GiB each: " + verdict(at < 1<<30) + " (extrapolated)", note: note}}, nil
+}
+
+// fleetMeasure is a fleet connected to hubs, and their memory before and
+// after it connected.
+type fleetMeasure struct {
+	f           *simFleet
+	idle, with  []hubMemory
+	connect     time.Duration
+	hs          *hubSet
+	stopBeating context.CancelFunc
+}
+
+// fleetMemory starts replicas hubs on db, reads their memory idle,
+// connects agents (perConn to a connection, parallel at a time, with
+// heartbeats from the start) and reads it again once they settled, every
+// agent counted connected. stop ends it all.
+func (e *env) fleetMemory(ctx context.Context, name, db string, replicas int, agents []*simAgent, perConn, parallel int) (*fleetMeasure, error) {
+	hs, idle, err := e.startIdle(ctx, name, db, replicas)
+	if err != nil {
+		return nil, err
+	}
+	hctx, stopBeating := context.WithCancel(ctx)
+	go heartbeats(hctx, agents, 15*time.Second)
+	fm := &fleetMeasure{hs: hs, idle: idle, stopBeating: stopBeating}
+	t0 := time.Now()
+	if fm.f, err = connectFleet(ctx, agents, hs.addrs(), perConn, parallel); err != nil {
+		fm.stop()
+		return nil, err
+	}
+	fm.connect = time.Since(t0)
+	time.Sleep(5 * time.Second)
+	if fm.with, err = hs.memory(ctx); err == nil {
+		err = allConnected(fm.with, len(agents))
+	}
+	if err != nil {
+		fm.stop()
+		return nil, err
+	}
+	return fm, nil
+}
+
+func (fm *fleetMeasure) stop() {
+	fm.stopBeating()
+	// The hubs go first, so the connections' TIME_WAIT is theirs, not
+	// the load generator's ephemeral ports.
+	fm.hs.stop()
+	if fm.f != nil {
+		fm.f.close()
+	}
+}
+
+// startIdle starts replicas hubs on db and reads their idle memory.
+func (e *env) startIdle(ctx context.Context, name, db string, replicas int) (*hubSet, []hubMemory, error) {
+	hs, err := e.startHubSet(ctx, name, db, replicas)
+	if err != nil {
+		return nil, nil, err
+	}
+	idle, err := settledMemory(ctx, hs)
+	if err != nil {
+		hs.stop()
+		return nil, nil, err
+	}
+	return hs, idle, nil
 }
 
 // selfCmd stands for this process, to read its own memory.

@@ -17,7 +17,11 @@
 //     (fleet.go);
 //   - the cluster through the hub's tunnel: get and a list of 1,000
 //     through the tunnel vs direct, hub memory per open tunnelled watch,
-//     agent memory with 100 open proxied requests (tunnel.go).
+//     agent memory with 100 open proxied requests (tunnel.go);
+//   - the hub alone, with simulated agents on the real protocol (hub.go):
+//     reports/s, webhook → SyncNow and memory on SQLite, PostgreSQL and
+//     three replicas, 100,000 agents over three replicas, and a replica
+//     SIGKILLed under report load. `-only hub` starts no control plane.
 //
 // It starts its own control plane, Git server and hub and runs the real
 // `tether` binary as separate processes, so it measures whatever engine is

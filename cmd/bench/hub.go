@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,7 +134,7 @@ func (e *env) hubSetup(ctx context.Context, o hubBench, name, db string, replica
 	rate := float64(total) / o.load.Seconds()
 
 	step("hub %s: %d webhooks at %d/s", name, o.webhooks, o.webhookRate)
-	hooks, posts, err := webhookLatencies(hs, f, o.webhooks, o.webhookRate)
+	hooks, posts, refused, err := webhookLatencies(hs, f, o.webhooks, o.webhookRate)
 	if err != nil {
 		return nil, err
 	}
@@ -152,9 +153,9 @@ func (e *env) hubSetup(ctx context.Context, o hubBench, name, db string, replica
 			note: fmt.Sprintf("%s reports in %s, every agent sending its next report on the ack of the last (closed loop); ack latency p50 %s, p99 %s",
 				thousands(total), o.load, round(median(lat)), round(p(lat, 99)))},
 		{what: fmt.Sprintf("webhook → SyncNow at the agent, p99, %s", name), tether: round(p(hooks, 99)),
-			target: "p99 < 1 s: " + verdict(len(hooks) > 0 && p(hooks, 99) < time.Second),
-			note: fmt.Sprintf("%d GitHub push webhooks at %d/s (open loop), each to %s, timed from before the POST to the SyncNow at the agent: p50 %s, p95 %s, max %s; the POST's answer took p50 %s, p99 %s (the hub reads every GitSync to match each push)",
-				len(hooks), o.webhookRate, where, round(median(hooks)), round(p(hooks, 95)), round(p(hooks, 100)), round(median(posts)), round(p(posts, 99)))},
+			target: "p99 < 1 s: " + verdict(refused == 0 && len(hooks) > 0 && p(hooks, 99) < time.Second),
+			note: fmt.Sprintf("%d GitHub push webhooks at %d/s (open loop), each to %s, timed from before the POST to the SyncNow at the agent: p50 %s, p95 %s, max %s; the POST's answer took p50 %s, p99 %s (the hub reads every GitSync to match each push)%s",
+				o.webhooks, o.webhookRate, where, round(median(hooks)), round(p(hooks, 95)), round(p(hooks, 100)), round(median(posts)), round(p(posts, 99)), refusedNote(refused))},
 		{what: fmt.Sprintf("hub RSS idle → with %s agents, %s", thousands(n), name), tether: mem,
 			note: fmt.Sprintf("a connection each, every GitSync reported once; Go heap in use %s → %s, no GC forced; %s",
 				mib(idleSum.heap), mib(withSum.heap), perAgent(idleSum, withSum, n))},
@@ -205,10 +206,15 @@ func reportAll(agents []*simAgent, from uint64, d time.Duration) ([][]time.Durat
 // agent when there are several, and times each until the SyncNow reaches
 // the agent. Two webhooks for one agent (fewer agents than webhooks) wait
 // for each other.
-func webhookLatencies(hs *hubSet, f *simFleet, n, rate int) (toAgent, answered []time.Duration, err error) {
+//
+// A webhook the hub refuses as busy (503: more requests in flight than it
+// takes) is counted in refused, not timed: GitHub does not send it again,
+// so that push deploys at the next poll.
+func webhookLatencies(hs *hubSet, f *simFleet, n, rate int) (toAgent, answered []time.Duration, refused int, err error) {
 	locks := make([]sync.Mutex, len(f.agents))
 	out := make([]time.Duration, n)
 	posts := make([]time.Duration, n)
+	var busy atomic.Int64
 	errs := make([]error, n)
 	every := time.Second / time.Duration(rate)
 	t0 := time.Now()
@@ -228,6 +234,10 @@ func webhookLatencies(hs *hubSet, f *simFleet, n, rate int) (toAgent, answered [
 			}
 			start := time.Now()
 			if _, err := postPush(h, a.repo, fmt.Sprintf("%040x", i+1)); err != nil {
+				if strings.Contains(err.Error(), ": 503 ") {
+					busy.Add(1)
+					return
+				}
 				errs[i] = err
 				return
 			}
@@ -241,7 +251,12 @@ func webhookLatencies(hs *hubSet, f *simFleet, n, rate int) (toAgent, answered [
 		}()
 	}
 	wg.Wait()
-	return out, posts, errors.Join(errs...)
+	for i := n - 1; i >= 0; i-- {
+		if out[i] == 0 && errs[i] == nil {
+			out, posts = slices.Delete(out, i, i+1), slices.Delete(posts, i, i+1)
+		}
+	}
+	return out, posts, int(busy.Load()), errors.Join(errs...)
 }
 
 // hubKill runs report load from o.killAgents agents, each with a
@@ -620,4 +635,11 @@ func allConnected(ms []hubMemory, n int) error {
 		return fmt.Errorf("the hubs count %d agents connected, not %d", got, n)
 	}
 	return nil
+}
+
+func refusedNote(refused int) string {
+	if refused == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; **%d refused with 503** (over the hub's 256 requests in flight), not timed", refused)
 }

@@ -71,9 +71,19 @@ func (s *Server) authenticate(ctx context.Context) (caller, error) {
 	return s.check(ctx, token)
 }
 
-// check asks the Authenticator about token.
+// check asks the Authenticator about token, on a goroutine of its own
+// (offStack): the store's lookup goes deep, and the stream's goroutine
+// runs it at the start and again every AuthRecheck.
 func (s *Server) check(ctx context.Context, token string) (caller, error) {
-	agent, err := s.opts.Authenticator.Authenticate(ctx, token)
+	type result struct {
+		agent string
+		err   error
+	}
+	res := offStack(func() result {
+		agent, err := s.opts.Authenticator.Authenticate(ctx, token)
+		return result{agent, err}
+	})
+	agent, err := res.agent, res.err
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
 			return caller{}, err
@@ -91,4 +101,16 @@ func (s *Server) check(ctx context.Context, token string) (caller, error) {
 func callerOf(ctx context.Context) (caller, bool) {
 	c, ok := ctx.Value(callerKey{}).(caller)
 	return c, ok
+}
+
+// offStack runs f on a short-lived goroutine and waits for its result.
+// A goroutine's stack keeps the size its deepest call grew it to (until
+// a GC shrinks it, and the next deep call grows it again); a stream's
+// goroutines live as long as the agent is connected, thousands at once,
+// so the deep calls they make (the store, through the Authenticator and
+// the Sink) run here instead, and their stacks stay small.
+func offStack[T any](f func() T) T {
+	c := make(chan T, 1)
+	go func() { c <- f() }()
+	return <-c
 }

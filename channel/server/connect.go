@@ -142,7 +142,7 @@ func (s *Server) handle(ctx context.Context, st stream, sess *session, m *channe
 		if err := validReport(r); err != nil {
 			return err
 		}
-		if _, err := s.opts.Sink.Report(ctx, sess.agent, r); err != nil {
+		if err := offStack(func() error { _, err := s.opts.Sink.Report(ctx, sess.agent, r); return err }); err != nil {
 			s.log.Error("storing a report failed", "agent", sess.agent, "namespace", r.GetNamespace(), "name", r.GetName(), "error", err)
 			return status.Errorf(codes.Unavailable, "%s/%s: the hub could not store the report", r.GetNamespace(), r.GetName())
 		}

@@ -71,7 +71,7 @@ func (s *Server) register(sess *session, hello *channelpb.Hello) error {
 		s.log.Info("agent stream replaced by a newer one", "agent", sess.agent)
 	}
 	sl.cur = sess
-	s.opts.Sink.Connected(sess.agent, hello)
+	offStack(func() struct{} { s.opts.Sink.Connected(sess.agent, hello); return struct{}{} })
 	return nil
 }
 

@@ -17,7 +17,11 @@
 //     (fleet.go);
 //   - the cluster through the hub's tunnel: get and a list of 1,000
 //     through the tunnel vs direct, hub memory per open tunnelled watch,
-//     agent memory with 100 open proxied requests (tunnel.go).
+//     agent memory with 100 open proxied requests (tunnel.go);
+//   - the hub alone, with simulated agents on the real protocol (hub.go):
+//     reports/s, webhook → SyncNow and memory on SQLite, PostgreSQL and
+//     three replicas, 100,000 agents over three replicas, and a replica
+//     SIGKILLed under report load. `-only hub` starts no control plane.
 //
 // It starts its own control plane, Git server and hub and runs the real
 // `tether` binary as separate processes, so it measures whatever engine is
@@ -58,15 +62,16 @@ type options struct {
 	// (off when only tether's own figures are compared, before and after).
 	peers     bool
 	agentArgs []string
+	hub       hubBench
 }
 
-var parts = []string{"poll", "mix", "drift", "flap", "webhook", "fleet", "tunnel"}
+var parts = []string{"poll", "mix", "drift", "flap", "webhook", "fleet", "tunnel", "hub"}
 
 func main() {
 	o := options{sizes: intList{1000, 5000}, fleets: intList{100, 1000}}
 	only := ""
 	flag.StringVar(&o.tether, "tether", "bin/tether", "the tether binary to run as agent and hub")
-	flag.BoolVar(&o.quick, "quick", false, "small sizes and short waits (a few minutes): -sizes 150,600 -runs 1 -fleets 10,50 -fleet-interval 15s -flap 10s -drift-runs 5 -webhook-gitsyncs 10 -webhook-commits 20, unless given")
+	flag.BoolVar(&o.quick, "quick", false, "small sizes and short waits (a few minutes): -sizes 150,600 -runs 1 -fleets 10,50 -fleet-interval 15s -flap 10s -drift-runs 5 -webhook-gitsyncs 10 -webhook-commits 20 -hub-agents 100 -hub-load 3s -hub-webhooks 100 -hub-fleet 3000 -hub-own-conns 1000 -hub-kill-agents 60 -hub-kill-after 5s, unless given")
 	flag.StringVar(&only, "only", "", "comma-separated parts to run, of "+strings.Join(parts, ",")+" (default all; drift and flap need mix)")
 	flag.IntVar(&o.runs, "runs", 3, "runs per size of the mixed set (medians are printed)")
 	flag.IntVar(&o.polls, "polls", 20, "no-change polls to time")
@@ -79,6 +84,15 @@ func main() {
 	flag.IntVar(&o.hookCommits, "webhook-commits", 100, "commits sent through the webhook")
 	flag.IntVar(&o.hookRate, "webhook-rate", 100, "webhook commits per minute")
 	flag.BoolVar(&o.peers, "peers", true, "time kubectl and Flux's ssa path beside tether in mix (-peers=false: tether only, e.g. to compare two builds)")
+	flag.IntVar(&o.hub.agents, "hub-agents", 1000, "hub: simulated agents per setup (SQLite, PostgreSQL, 3 replicas) for reports/s, webhooks and memory")
+	flag.DurationVar(&o.hub.load, "hub-load", 10*time.Second, "hub: how long the agents send reports, per setup")
+	flag.IntVar(&o.hub.webhooks, "hub-webhooks", 500, "hub: webhooks timed to the SyncNow at the agent, per setup")
+	flag.IntVar(&o.hub.webhookRate, "hub-webhook-rate", 50, "hub: webhooks per second")
+	flag.IntVar(&o.hub.fleet, "hub-fleet", 100_000, "hub: agents connected over 3 replicas for memory (0: skip)")
+	flag.IntVar(&o.hub.perConn, "hub-per-conn", 16, "hub: fleet agents per HTTP/2 connection (the hub allows 16 streams on one)")
+	flag.IntVar(&o.hub.ownConns, "hub-own-conns", 15_000, "hub: agents with a TCP connection each on one hub, to price a connection (0: skip; under the fd limit)")
+	flag.IntVar(&o.hub.killAgents, "hub-kill-agents", 300, "hub: agents under report load when a replica is SIGKILLed (0: skip)")
+	flag.DurationVar(&o.hub.killAfter, "hub-kill-after", 10*time.Second, "hub: report load after the SIGKILL")
 	agentArgs := ""
 	flag.StringVar(&agentArgs, "agent-args", "", "extra flags for every agent, space-separated (e.g. --concurrent=16)")
 	flag.Parse()
@@ -95,6 +109,13 @@ func main() {
 			"drift-runs":       func() { o.driftRuns = 5 },
 			"webhook-gitsyncs": func() { o.hookSyncs = 10 },
 			"webhook-commits":  func() { o.hookCommits = 20 },
+			"hub-agents":       func() { o.hub.agents = 100 },
+			"hub-load":         func() { o.hub.load = 3 * time.Second },
+			"hub-webhooks":     func() { o.hub.webhooks = 100 },
+			"hub-fleet":        func() { o.hub.fleet = 3000 },
+			"hub-own-conns":    func() { o.hub.ownConns = 1000 },
+			"hub-kill-agents":  func() { o.hub.killAgents = 60 },
+			"hub-kill-after":   func() { o.hub.killAfter = 5 * time.Second },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -125,7 +146,11 @@ func (o options) does(part string) bool { return len(o.only) == 0 || o.only[part
 func run(o options) error {
 	ctx := context.Background()
 	began := time.Now()
-	e, err := startEnv("tether-bench-", o.tether)
+	start := startEnv
+	if !o.needsCluster() {
+		start = startBareEnv
+	}
+	e, err := start("tether-bench-", o.tether)
 	if err != nil {
 		return err
 	}
@@ -168,9 +193,20 @@ func run(o options) error {
 		}
 		rows = append(rows, r...)
 	}
+	if o.does("hub") {
+		r, err := e.runHubPart(ctx, o.hub)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
 	step("done in %s", time.Since(began).Round(time.Second))
-	fmt.Printf("\n`%s` on %s, %s, %s in all; kube-apiserver, etcd and kubectl v1.37.2 built from source (`make test-bin`); everything in one run against the same API server.\n\n",
-		strings.TrimSpace("go run ./cmd/bench "+strings.Join(os.Args[1:], " ")), hostDesc(), time.Now().UTC().Format("2006-01-02"), time.Since(began).Round(time.Second))
+	what := "kube-apiserver, etcd and kubectl v1.37.2 built from source (`make test-bin`); everything in one run against the same API server"
+	if !o.needsCluster() {
+		what = hubRunDesc
+	}
+	fmt.Printf("\n`%s` on %s, %s, %s in all; %s.\n\n",
+		strings.TrimSpace("go run ./cmd/bench "+strings.Join(os.Args[1:], " ")), hostDesc(), time.Now().UTC().Format("2006-01-02"), time.Since(began).Round(time.Second), what)
 	printTable(os.Stdout, rows)
 	return nil
 }
@@ -238,18 +274,11 @@ type env struct {
 }
 
 func startEnv(prefix, tether string) (*env, error) {
-	bin, err := filepath.Abs(tether)
+	e, err := startBareEnv(prefix, tether)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("no tether binary (run make build): %w", err)
-	}
-	work, err := os.MkdirTemp("", prefix)
-	if err != nil {
-		return nil, err
-	}
-	e := &env{tether: bin, work: work}
+	work := e.work
 	step("starting kube-apiserver + etcd")
 	if e.cp, err = testenv.StartControlPlane(testenv.ControlPlaneOptions{}); err != nil {
 		e.close()

@@ -38,19 +38,45 @@ func Start(t testing.TB) *Server {
 	return &Server{s: s}
 }
 
+// StartServer starts a server outside a test (a benchmark's), stopped by
+// Stop. It fails, saying why, without the server binaries.
+func StartServer() (*Server, error) {
+	s, skip, err := start()
+	if skip != "" {
+		return nil, fmt.Errorf("pgtest: %s", skip)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	return &Server{s: s}, nil
+}
+
+// Stop stops a server of StartServer and removes its data.
+func (p *Server) Stop() error { return p.s.stop() }
+
 // URL returns the address of a new, empty database on the server.
 func (p *Server) URL(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
-	db, err := sql.Open("pgx", p.s.url("postgres"))
+	u, err := p.NewDatabase()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return u
+}
+
+// NewDatabase makes a new, empty database on the server and returns its
+// address.
+func (p *Server) NewDatabase() (string, error) {
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
+	db, err := sql.Open("pgx", p.s.url("postgres"))
+	if err != nil {
+		return "", err
+	}
 	defer db.Close()
 	if _, err := db.ExecContext(context.Background(), "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: create database %s: %v", name, err)
+		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
 	}
-	return p.s.url(name)
+	return p.s.url(name), nil
 }
 
 // Restart restarts the server as an operator's `pg_ctl restart -m fast`

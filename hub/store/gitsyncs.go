@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -270,4 +271,48 @@ func notFound(err error, what string) error {
 		return fmt.Errorf("%s: %w", what, ErrNotFound)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Follower is a GitSync that follows a repository: what a push webhook
+// needs to tell its agent to sync now.
+type Follower struct {
+	Agent, Namespace, Name string
+	// SourceURL is the GitSync's own spelling of the repository's URL,
+	// Ref its "kind:name".
+	SourceURL, Ref string
+}
+
+// Followers lists the GitSyncs that still exist and follow one of the
+// repositories named by keys (giturl.Key of their URLs), ordered by
+// agent, namespace and name. It reads an index, not every GitSync.
+func (s *Store) Followers(ctx context.Context, keys []string) ([]Follower, error) {
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == "" })
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT agent, namespace, name, source_url, ref FROM gitsyncs
+		WHERE repo_key IN (?`+strings.Repeat(", ?", len(keys)-1)+`) AND deleted = 0
+		ORDER BY agent, namespace, name`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("gitsyncs following %s: %w", strings.Join(keys, ", "), err)
+	}
+	defer rows.Close()
+	var out []Follower
+	for rows.Next() {
+		var f Follower
+		if err := rows.Scan(&f.Agent, &f.Namespace, &f.Name, &f.SourceURL, &f.Ref); err != nil {
+			return nil, fmt.Errorf("gitsyncs following %s: %w", strings.Join(keys, ", "), err)
+		}
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("gitsyncs following %s: %w", strings.Join(keys, ", "), err)
+	}
+	return out, nil
 }

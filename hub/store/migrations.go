@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/hub/giturl"
 )
 
 // migration is one step of the schema: SQL in the dialect both databases
@@ -201,6 +202,45 @@ CREATE INDEX sessions_expires ON sessions(expires);
 CREATE INDEX sessions_created ON sessions(created);
 CREATE INDEX sessions_token ON sessions(token_id);
 `},
+	// 7: each GitSync's repository identity (giturl.Key of its source
+	// URL), indexed, so a push webhook finds the GitSyncs that follow the
+	// pushed repository without reading every GitSync.
+	{sql: `
+ALTER TABLE gitsyncs ADD COLUMN repo_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX gitsyncs_repo_key ON gitsyncs(repo_key);
+`, code: fillRepoKeys},
+}
+
+// fillRepoKeys fills migration 7's repo_key of the GitSyncs stored before
+// it.
+func fillRepoKeys(ctx context.Context, t tx) error {
+	rows, err := t.QueryContext(ctx, `SELECT agent, namespace, name, source_url FROM gitsyncs`)
+	if err != nil {
+		return err
+	}
+	type row struct{ agent, namespace, name, key string }
+	var all []row
+	for rows.Next() {
+		var r row
+		var url string
+		if err := rows.Scan(&r.agent, &r.namespace, &r.name, &url); err != nil {
+			rows.Close()
+			return err
+		}
+		r.key = giturl.Key(url)
+		all = append(all, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range all {
+		if _, err := t.ExecContext(ctx, `UPDATE gitsyncs SET repo_key = ? WHERE agent = ? AND namespace = ? AND name = ?`,
+			r.key, r.agent, r.namespace, r.name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // moveReportBlobs fills migration 3's columns and tables from the report

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/hub/giturl"
 )
 
 // maxBatch bounds how many reports share one transaction.
@@ -116,10 +117,11 @@ func drain(in chan *ingestReq, batch []*ingestReq) []*ingestReq {
 }
 
 const upsertGitSync = `INSERT INTO gitsyncs(agent, namespace, name, state_version, source_url, ref, ref_kind, ref_name,
-	path, revision, attempted_revision, phase, message, drift_count, warning_events, last_sync, deleted, updated, children_hash)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	path, revision, attempted_revision, phase, message, drift_count, warning_events, last_sync, deleted, updated, children_hash,
+	repo_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(agent, namespace, name) DO UPDATE SET
-	state_version = excluded.state_version, source_url = excluded.source_url, ref = excluded.ref,
+	state_version = excluded.state_version, source_url = excluded.source_url, repo_key = excluded.repo_key, ref = excluded.ref,
 	ref_kind = excluded.ref_kind, ref_name = excluded.ref_name,
 	path = excluded.path, revision = excluded.revision, attempted_revision = excluded.attempted_revision,
 	phase = excluded.phase, message = excluded.message, drift_count = excluded.drift_count,
@@ -288,7 +290,7 @@ func writeReport(ctx context.Context, ex execer, agent string, r *channelpb.Sync
 	res, err := ex.ExecContext(ctx, upsertGitSync, agent, r.GetNamespace(), r.GetName(), int64(version),
 		r.GetSourceUrl(), r.GetRef(), kind, refName, r.GetPath(), r.GetRevision(), r.GetAttemptedRevision(),
 		r.GetPhase(), r.GetMessage(), r.GetDrift().GetCount(), r.GetWarningEvents(), r.GetLastSyncUnixMs(),
-		b2i(r.GetDeleted()), ms(now), hash)
+		b2i(r.GetDeleted()), ms(now), hash, giturl.Key(r.GetSourceUrl()))
 	if err != nil {
 		return false, err
 	}

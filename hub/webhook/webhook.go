@@ -32,9 +32,11 @@ import (
 	"tether.dev/tether/hub/store"
 )
 
-// Finder lists the GitSyncs the hub knows (of every agent for agent "").
+// Finder lists the GitSyncs that follow the repositories named by keys
+// (giturl.Key of their URLs); the hub's store implements it from an
+// index, so a push costs one look-up however many GitSyncs there are.
 type Finder interface {
-	GitSyncs(ctx context.Context, agent string) ([]store.GitSync, error)
+	Followers(ctx context.Context, keys []string) ([]store.Follower, error)
 }
 
 // Dispatcher sends "sync now" to a connected agent.
@@ -235,21 +237,19 @@ func (rc *Receiver) dispatch(ctx context.Context, provider string, p *Push) (int
 	if p.Deleted {
 		return 0, 0, nil
 	}
-	all, err := rc.Finder.GitSyncs(ctx, "")
+	keys := make([]string, 0, len(p.URLs))
+	for _, u := range p.URLs {
+		keys = append(keys, giturl.Key(u))
+	}
+	all, err := rc.Finder.Followers(ctx, keys)
 	if err != nil {
 		return 0, 0, err
-	}
-	keys := map[string]bool{}
-	for _, u := range p.URLs {
-		if k := giturl.Key(u); k != "" {
-			keys[k] = true
-		}
 	}
 	type target struct{ agent, url string }
 	targets := map[target]bool{}
 	matched := 0
 	for _, g := range all {
-		if !keys[giturl.Key(g.SourceURL)] || !Follows(g.Ref, p.Ref, p.DefaultBranch) {
+		if !Follows(g.Ref, p.Ref, p.DefaultBranch) {
 			continue
 		}
 		matched++

@@ -166,6 +166,29 @@ CREATE TABLE replicas (
 );
 ALTER TABLE agents ADD COLUMN replica TEXT NOT NULL DEFAULT '';  -- replicas.id holding the stream, '' when none
 `},
+	// The commit statuses to post (an outbox): one row per commit and
+	// context with the latest state wanted, queued by whichever replica
+	// stored the report, posted and deleted by the leader. A row stays
+	// claimed while a leader posts it; a claim that outlives the post's
+	// timeout is a dead leader's.
+	{sql: `
+CREATE TABLE status_outbox (
+	sha         TEXT NOT NULL,
+	context     TEXT NOT NULL,
+	state       TEXT NOT NULL,               -- running, success, failed: the latest wanted
+	repo_url    TEXT NOT NULL,
+	target_url  TEXT NOT NULL DEFAULT '',
+	description TEXT NOT NULL DEFAULT '',
+	queued      BIGINT NOT NULL,             -- unix ms this state was queued
+	attempts    INTEGER NOT NULL DEFAULT 0,  -- posts of this state that failed
+	next_try    BIGINT NOT NULL DEFAULT 0,   -- unix ms, not before
+	claimed_by  TEXT NOT NULL DEFAULT '',    -- the leader posting it, '' when none
+	claimed     BIGINT NOT NULL DEFAULT 0,   -- unix ms of the claim
+	PRIMARY KEY (sha, context)
+);
+CREATE INDEX status_outbox_next_try ON status_outbox(next_try);
+CREATE INDEX status_outbox_queued ON status_outbox(queued);
+`},
 }
 
 // moveReportBlobs fills migration 3's columns and tables from the report

@@ -11,12 +11,16 @@ type Pruned struct {
 	Revisions      int64
 	CommitStatuses int64
 	GitSyncs       int64 // deleted GitSyncs' last states
+	// QueuedStatuses are commit statuses queued before and never posted
+	// (the Git host was away all along, or is no longer configured).
+	QueuedStatuses int64
 }
 
 // Prune deletes history older than before: revisions no GitSync is on or
 // applying any more (failed or superseded, last seen before), commit
 // statuses posted before for commits nothing is on or applying, and the
-// last state of GitSyncs deleted before. What is live stays, however
+// last state of GitSyncs deleted before, and commit statuses queued
+// before and still not posted. What is live stays, however
 // old: a badge of the running commit never goes blank.
 //
 // Warning events are not in the database (the hub keeps the recent ones
@@ -43,6 +47,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 		{nil, `DELETE FROM gitsync_drift WHERE EXISTS (SELECT 1 FROM gitsyncs g WHERE g.agent = gitsync_drift.agent
 			AND g.namespace = gitsync_drift.namespace AND g.name = gitsync_drift.name AND g.deleted = 1 AND g.updated < ?)`},
 		{&p.GitSyncs, `DELETE FROM gitsyncs WHERE deleted = 1 AND updated < ?`},
+		{&p.QueuedStatuses, `DELETE FROM status_outbox WHERE queued < ?`},
 	} {
 		res, err := t.ExecContext(ctx, step.query, cut)
 		if err != nil {

@@ -1,6 +1,7 @@
 // Package store is the hub's memory: agents, their tokens (hashes only), the
 // latest state of every GitSync they report, the history of revisions each
-// GitSync applied, the commit statuses already posted, and the lease that
+// GitSync applied, the commit statuses already posted and those waiting to
+// be (the outbox, outbox.go), and the lease that
 // elects one hub for leader-only work. It runs on embedded SQLite (a
 // pure-Go driver, so the hub binary stays static) or on PostgreSQL when
 // several hubs share one database; the SQL is written once for both, and

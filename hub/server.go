@@ -46,7 +46,8 @@ type Options struct {
 	DB string
 	// Retention is how long history is kept: revisions no GitSync is on
 	// any more, commit statuses of such commits, deleted GitSyncs' last
-	// states. The leader deletes what is older every hour; 0 keeps all.
+	// states, commit statuses queued and never posted. The leader deletes
+	// what is older every hour; 0 keeps all.
 	Retention time.Duration
 	// LeaseTTL is how long the leader's lease lasts unrenewed (default
 	// 30 s): how long leader-only work pauses when the leader dies.

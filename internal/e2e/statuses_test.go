@@ -1,15 +1,22 @@
 package e2e
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"tether.dev/tether/internal/testenv"
 )
 
 // statusServer is a loopback stand-in for GitHub's commit status API
@@ -196,4 +203,65 @@ func (s *statusServer) duplicates() []string {
 		}
 	}
 	return out
+}
+
+// TestGiteaStatusTakeOver checks against a real Gitea what a new leader
+// does with the statuses a dead one had claimed: it reads the commit's
+// statuses (GET /repos/{owner}/{repo}/commits/{sha}/statuses, where
+// Gitea names the state "status") and posts only those Gitea lacks. The
+// dead leader's claims are written into the hub's outbox as it would
+// have left them.
+func TestGiteaStatusTakeOver(t *testing.T) {
+	dir := t.TempDir()
+	g := startGitea(t, dir)
+	g.api(t, http.MethodPost, "/api/v1/user/repos", map[string]any{"name": "app", "default_branch": "main", "private": false}, nil, false)
+	local, err := testenv.InitRepo(filepath.Join(dir, "checkout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha := commit(t, local, "one")
+	gitRun(t, local, "push", g.pushURL("app"), "main")
+	statuses := "/api/v1/repos/" + g.user + "/app/statuses/" + sha
+	// The dead leader posted this one, then died before recording it.
+	g.api(t, http.MethodPost, statuses, map[string]any{"state": "success", "context": "tether/prod/apps/web"}, nil, false)
+
+	writeFile(t, filepath.Join(dir, "gitea-token"), g.token+"\n")
+	h := startHub(t, dir, hubOptions{flags: []string{
+		"--github-api-url", g.url + "/api/v1", "--github-token-file", filepath.Join(dir, "gitea-token"),
+	}})
+	db, err := sql.Open("sqlite", "file:"+h.db+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	repoURL := g.url + "/" + g.user + "/app.git"
+	for _, row := range [][2]string{{"tether/prod/apps/web", "success"}, {"tether/prod/apps/api", "failed"}} {
+		// Claimed long ago by a hub that is gone.
+		if _, err := db.Exec(`INSERT INTO status_outbox(sha, context, state, repo_url, queued, claimed_by, claimed)
+			VALUES (?, ?, ?, ?, ?, 'dead-hub', 1)`, sha, row[0], row[1], repoURL, time.Now().UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 2*time.Minute, "the hub to finish the dead leader's statuses", func() (bool, string) {
+		var rows, recorded int
+		db.QueryRow(`SELECT count(*) FROM status_outbox`).Scan(&rows)
+		db.QueryRow(`SELECT count(*) FROM commit_statuses WHERE sha = ?`, sha).Scan(&recorded)
+		return rows == 0 && recorded == 2, fmt.Sprintf("outbox %d rows, %d recorded", rows, recorded)
+	})
+	var list []struct {
+		ID      int64  `json:"id"`
+		Status  string `json:"status"`
+		Context string `json:"context"`
+	}
+	g.api(t, http.MethodGet, "/api/v1/repos/"+g.user+"/app/commits/"+sha+"/statuses", nil, &list, false)
+	n := map[string]int{}
+	for _, s := range list {
+		n[s.Context+" "+s.Status]++
+	}
+	if want := map[string]int{"tether/prod/apps/web success": 1, "tether/prod/apps/api failure": 1}; fmt.Sprint(n) != fmt.Sprint(want) {
+		t.Errorf("Gitea holds %v, want each status once: %v", n, want)
+	}
+	if !strings.Contains(h.log(), "commit status already on the Git host") {
+		t.Error("the hub did not say it found the status on Gitea")
+	}
 }

@@ -63,8 +63,8 @@ type elsewhere struct {
 // acts on), and routes what it cannot serve itself to the replica that
 // can. Commit statuses themselves go through the database: whichever
 // replica stores a report queues its status in the outbox, and the
-// leader posts from there. On SQLite it does nothing (one replica); a PeerURL
-// there is an error. Close leaves the set.
+// leader posts from there. On SQLite it does nothing (one replica); a
+// PeerURL there is an error. Close leaves the set.
 func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 	if s.store.Dialect() != "postgres" {
 		if o.PeerURL != "" {

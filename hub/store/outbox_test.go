@@ -184,51 +184,57 @@ func TestIngestQueued(t *testing.T) {
 	})
 }
 
-// Two hubs on one PostgreSQL claiming at once never claim one row both.
+// Two hubs on one PostgreSQL claiming at once never claim one row both:
+// in each round both read the whole outbox at the same moment and race
+// for every row.
 func TestOutboxClaimRace(t *testing.T) {
 	dsn := pgtest.URL(t)
-	a, b := open(t, dsn), open(t, dsn)
-	const n = 60
-	for i := range n {
-		mustQueue(t, a, queued(shaA, fmt.Sprintf("c%02d", i), "running"), true)
-	}
-	var mu sync.Mutex
-	claims := map[string][]string{}
-	var wg sync.WaitGroup
-	for _, h := range []struct {
-		s    *Store
-		name string
-	}{{a, "hub-a"}, {b, "hub-b"}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				qs, err := h.s.ClaimStatuses(context.Background(), h.name, time.Minute, 3)
+	stores := []*Store{open(t, dsn), open(t, dsn)}
+	const n, rounds = 40, 5
+	won := [2]int{}
+	for round := range rounds {
+		for i := range n {
+			mustQueue(t, stores[0], queued(shaA, fmt.Sprintf("r%d-c%02d", round, i), "running"), true)
+		}
+		start := make(chan struct{})
+		got := [2][]QueuedStatus{}
+		var wg sync.WaitGroup
+		for i, s := range stores {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				qs, err := s.ClaimStatuses(context.Background(), fmt.Sprintf("hub-%d", i), time.Minute, n)
 				if err != nil {
 					t.Error(err)
-					return
 				}
-				if len(qs) == 0 {
-					return
-				}
-				mu.Lock()
-				for _, q := range qs {
-					claims[q.Context] = append(claims[q.Context], h.name)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if len(claims) != n {
-		t.Errorf("%d rows claimed, want %d", len(claims), n)
-	}
-	by := map[string]int{}
-	for c, hs := range claims {
-		if len(hs) != 1 {
-			t.Errorf("row %s claimed by %v", c, hs)
+				got[i] = qs
+			}()
 		}
-		by[hs[0]]++
+		close(start)
+		wg.Wait()
+		claims := map[string]int{}
+		for i, qs := range got {
+			won[i] += len(qs)
+			for _, q := range qs {
+				claims[q.Context]++
+			}
+		}
+		for c, k := range claims {
+			if k != 1 {
+				t.Errorf("round %d: row %s claimed %d times", round, c, k)
+			}
+		}
+		if len(claims) != n {
+			t.Errorf("round %d: %d rows claimed, want %d", round, len(claims), n)
+		}
+		for _, qs := range got {
+			for _, q := range qs {
+				if err := stores[0].DropStatus(context.Background(), "", q); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
-	t.Logf("claims: %v", by)
+	t.Logf("rows won by each hub: %v", won)
 }

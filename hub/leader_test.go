@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -107,5 +109,71 @@ func TestRetention(t *testing.T) {
 	ds, err := s.store.History(ctx, "prod", "apps", "web", 10)
 	if err != nil || len(ds) != 1 || ds[0].SHA != shaB {
 		t.Fatalf("history after retention: %+v, %v; want only the live commit B", ds, err)
+	}
+}
+
+// A lone hub on SQLite that stops while a commit status is under way
+// (posted, no answer yet) posts it after it starts again: the status
+// waited in the database. It asks the host first, which lacks it.
+func TestCommitStatusAfterRestart(t *testing.T) {
+	var mu sync.Mutex
+	var posts []string
+	gets, held := 0, false
+	arrived, release := make(chan struct{}), make(chan struct{})
+	gl := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if r.Method == http.MethodGet {
+			gets++
+			mu.Unlock()
+			io.WriteString(w, `[]`)
+			return
+		}
+		first := !held
+		held = true
+		mu.Unlock()
+		if first { // lost: the hub stops before the answer
+			close(arrived)
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		r.ParseForm()
+		mu.Lock()
+		posts = append(posts, r.PostForm.Get("state"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"id":1}`)
+	}))
+	t.Cleanup(func() { close(release) })
+	host, err := status.NewGitLab(gl, "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := Options{DB: filepath.Join(t.TempDir(), "hub.db"), GitHosts: []status.Host{host}, StatusPoll: 20 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a, err := New(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep("web", 1, "progressing", "", shaA)
+	r.SourceUrl = strings.Replace(gl, "http://127.0.0.1", "https://127.0.0.1", 1) + "/team/app.git"
+	mustReport(t, a, "prod", r)
+	<-arrived
+	a.Close()
+
+	b, _, _ := newHub(t, opt)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		qs, err := b.store.QueuedStatuses(context.Background())
+		if err == nil && len(qs) > 0 {
+			err = fmt.Errorf("still queued: %+v", qs)
+		}
+		return err
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(posts) != "[running]" || gets == 0 {
+		t.Errorf("after the restart: posts %v, %d GETs; want [running] posted once, after asking", posts, gets)
 	}
 }

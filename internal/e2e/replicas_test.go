@@ -429,7 +429,8 @@ func TestHubLeaderKilledMidPost(t *testing.T) {
 // the agent reports a commit: every connection is cut. The hubs recover
 // without a restart of their own: the report acknowledged before is
 // there, webhooks and "sync now" across replicas (NOTIFY on a LISTEN
-// connection made again) work, the agent is connected on every replica.
+// connection made again) work, the agent is connected on every replica,
+// and each commit status is posted once (the outbox is in the database).
 func TestHubReplicasPostgresRestart(t *testing.T) {
 	git := newGitServer(t)
 	repo, err := git.CreateRepo("acme/app")
@@ -443,13 +444,18 @@ func TestHubReplicasPostgresRestart(t *testing.T) {
 	c := rs.holder(t, -1)
 
 	sha2 := commit(t, repo, "two")
+	// The "sync now" reaches the agent first: a NOTIFY is at most once,
+	// and one cut by the restart would leave the agent to its hourly poll.
+	syncNows := rs.agent.count("sync now from the hub")
 	rs.webhook(t, rs.hubs[(c+1)%3], sha1, sha2)
+	rs.agent.waitLog(t, "sync now from the hub", syncNows+1, time.Minute)
 	rs.pg.Restart(t)
 	t.Log("PostgreSQL restarted")
 	waitApplied(t, rs.ns, "two")
 	for _, h := range rs.hubs {
 		waitBadge(t, h.badgeURL("prod", rs.ns, "app"), "synced "+short(sha2))
 	}
+	rs.statuses.waitState(t, sha2, statusCtx, "success")
 
 	sha3 := commit(t, repo, "three")
 	c = rs.holder(t, -1)
@@ -466,5 +472,8 @@ func TestHubReplicasPostgresRestart(t *testing.T) {
 		}
 		h.waitConnected(t, "prod", true)
 		waitBadge(t, h.badgeURL("prod", rs.ns, "app"), "synced "+short(sha3))
+	}
+	if d := rs.statuses.duplicates(); len(d) > 0 {
+		t.Errorf("statuses posted more than once: %v", d)
 	}
 }

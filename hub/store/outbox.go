@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -29,15 +27,21 @@ type QueuedStatus struct {
 	ClaimedBy string
 }
 
-// The outbox's statements; the first three run in the report writers'
-// transactions too, so they are prepared with the ingest's.
+// The outbox's statements, prepared with the ingest's: the report
+// writers' transactions queue statuses too.
 const (
-	postedState = `SELECT state FROM commit_statuses WHERE sha = ? AND context = ?`
-	// dropOtherStates empties the outbox of a commit and context whose
-	// latest state was posted already.
-	dropOtherStates = `DELETE FROM status_outbox WHERE sha = ? AND context = ? AND state <> ?`
+	// outboxState reads, in one round trip, the state posted last, the
+	// state waiting and who claimed it ('' for none).
+	outboxState = `SELECT COALESCE((SELECT state FROM commit_statuses WHERE sha = ? AND context = ?), ''),
+	COALESCE((SELECT state FROM status_outbox WHERE sha = ? AND context = ?), ''),
+	COALESCE((SELECT claimed_by FROM status_outbox WHERE sha = ? AND context = ?), '')`
+	// dropWaiting empties the outbox of a commit and context whose latest
+	// state was posted already, unless a leader has the row in hand.
+	dropWaiting = `DELETE FROM status_outbox WHERE sha = ? AND context = ? AND state <> ? AND claimed_by = ''`
 	// upsertOutbox queues a state; the same state queued again changes
 	// nothing (its attempts and next try stay), another one replaces it.
+	// A claim stays: the leader posting the old state leaves the row for
+	// the new one when it finishes.
 	upsertOutbox = `INSERT INTO status_outbox(sha, context, state, repo_url, target_url, description, queued, attempts, next_try)
 VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)
 ON CONFLICT(sha, context) DO UPDATE SET state = excluded.state, repo_url = excluded.repo_url,
@@ -48,7 +52,9 @@ WHERE status_outbox.state <> excluded.state`
 
 // QueueStatus puts q in the outbox, replacing a waiting state of the same
 // commit and context (the latest state wins), unless q's state is the one
-// posted last (table commit_statuses): then nothing is left waiting.
+// posted last (table commit_statuses): then nothing is left waiting, but
+// for a row a leader has in hand (posting another state, or unsure
+// whether it did), which is set to q's state so that q's follows it.
 // queued says whether the outbox has new work. Reports queue theirs with
 // IngestQueued, in the transaction that stores them.
 func (s *Store) QueueStatus(ctx context.Context, q QueuedStatus) (queued bool, err error) {
@@ -59,15 +65,22 @@ func queueStatus(ctx context.Context, ex execer, q QueuedStatus, now time.Time) 
 	if q.SHA == "" || q.Context == "" || q.State == "" {
 		return false, fmt.Errorf("queue commit status %q %q: sha, context and state are required", q.SHA, q.Context)
 	}
-	var posted string
-	if err := ex.QueryRowContext(ctx, postedState, q.SHA, q.Context).Scan(&posted); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	var posted, waiting, claimedBy string
+	if err := ex.QueryRowContext(ctx, outboxState, q.SHA, q.Context, q.SHA, q.Context, q.SHA, q.Context).Scan(&posted, &waiting, &claimedBy); err != nil {
 		return false, fmt.Errorf("queue commit status %s %s: %w", q.SHA, q.Context, err)
 	}
-	if posted == q.State {
-		if _, err := ex.ExecContext(ctx, dropOtherStates, q.SHA, q.Context, q.State); err != nil {
+	switch {
+	case waiting == q.State, posted == q.State && waiting == "":
+		return false, nil
+	case posted == q.State && claimedBy == "":
+		res, err := ex.ExecContext(ctx, dropWaiting, q.SHA, q.Context, q.State)
+		if err != nil {
 			return false, fmt.Errorf("queue commit status %s %s: %w", q.SHA, q.Context, err)
 		}
-		return false, nil
+		if n, _ := res.RowsAffected(); n > 0 {
+			return false, nil
+		}
+		// Claimed since it was read: replace its state as below.
 	}
 	res, err := ex.ExecContext(ctx, upsertOutbox, q.SHA, q.Context, q.State, q.RepoURL, q.TargetURL, q.Description, ms(now), ms(now))
 	if err != nil {

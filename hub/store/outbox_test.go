@@ -97,6 +97,22 @@ func TestOutbox(t *testing.T) {
 			t.Fatalf("outbox after the posted state came back: %v", got)
 		}
 
+		// The posted state wanted again while a leader posts another: the
+		// row follows it, so the host ends on the state wanted last.
+		mustQueue(t, s, queued(shaA, "c", "running"), true)
+		q = mustClaim(t, s, "hub-a", stale, 1)[0]
+		mustQueue(t, s, queued(shaA, "c", "success"), true)
+		if err := s.StatusPosted(ctx, "hub-a", q); err != nil {
+			t.Fatal(err)
+		}
+		q = mustClaim(t, s, "hub-a", stale, 1)[0]
+		if q.State != "success" {
+			t.Fatalf("after running was posted: %+v, want success to follow", q)
+		}
+		if err := s.StatusPosted(ctx, "hub-a", q); err != nil {
+			t.Fatal(err)
+		}
+
 		// A retry waits its time; the next claim knows the last one was
 		// unsure; a newer state is due at once, attempts start over.
 		mustQueue(t, s, queued(shaB, "c", "failed"), true)

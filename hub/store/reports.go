@@ -175,7 +175,7 @@ const childrenHash = `SELECT children_hash FROM gitsyncs WHERE agent = ? AND nam
 func ingestQueries(d *dialect) []string {
 	return []string{upsertGitSync, upsertRevision, supersedeRevisions, agentSeen, d.lockRow(childrenHash),
 		deleteConditions, deleteNamespaces, deleteDrift, insertCondition, insertNamespace, insertDrift,
-		postedState, dropOtherStates, upsertOutbox}
+		outboxState, dropWaiting, upsertOutbox}
 }
 
 // execer runs statements: a transaction, or prepared statements in one.

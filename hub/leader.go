@@ -10,13 +10,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tether.dev/tether/hub/status"
 	"tether.dev/tether/hub/store"
 )
 
 // leaderLease names the lease that elects, among the hubs sharing one
-// database, the one that does leader-only work: retention and commit
-// statuses.
+// database, the one that does leader-only work: retention, and posting the
+// commit statuses that every hub queues in the database's outbox (package
+// hub/status). A new leader wakes its poster at once; statuses queued
+// while no hub led wait in the outbox, and one a dead leader claimed is
+// checked against the Git host before it is posted again.
 const leaderLease = "hub-leader"
 
 const (
@@ -30,7 +32,7 @@ const (
 // and the leader-only work it runs while it does.
 type leader struct {
 	lease   *store.Lease
-	leading atomic.Bool
+	leading *atomic.Bool // shared with the poster, which posts while set
 	// mu serialises steps: the loop's, and a test's.
 	mu        sync.Mutex
 	lastPrune time.Time
@@ -47,22 +49,18 @@ func hubID() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
 }
 
-// startLeader takes part in the election: it asks for the lease once
-// before returning (so a lone hub leads from its first report on), then
-// in the background runs a step at once (the first retention pass, which
-// may take a while on a large database) and every third of the lease's
-// TTL.
-func (s *Server) startLeader() {
+// startLeader takes part in the election as id, keeping leading up to
+// date: it asks for the lease once before returning (so a lone hub leads
+// from its first report on), then in the background runs a step at once
+// (the first retention pass, which may take a while on a large database)
+// and every third of the lease's TTL.
+func (s *Server) startLeader(id string, leading *atomic.Bool) {
 	ttl := s.opt.LeaseTTL
 	if ttl <= 0 {
 		ttl = defaultLeaseTTL
 	}
-	id := s.opt.HubID
-	if id == "" {
-		id = hubID()
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &leader{lease: s.store.Lease(leaderLease, id, ttl), cancel: cancel, done: make(chan struct{})}
+	l := &leader{lease: s.store.Lease(leaderLease, id, ttl), leading: leading, cancel: cancel, done: make(chan struct{})}
 	s.leader = l
 	l.mu.Lock()
 	s.acquire(ctx)
@@ -115,6 +113,9 @@ func (s *Server) leaderStep(ctx context.Context, now time.Time) {
 		s.log.Error("retention", "error", err)
 		return
 	}
+	if p.QueuedStatuses > 0 {
+		s.log.Warn("retention: commit statuses queued before it and never posted dropped", "count", p.QueuedStatuses)
+	}
 	s.log.Info("retention", "before", before.UTC().Format(time.RFC3339), "revisions", p.Revisions,
 		"commitStatuses", p.CommitStatuses, "gitsyncs", p.GitSyncs, "events", p.Events, "sessions", p.Sessions)
 }
@@ -131,24 +132,12 @@ func (s *Server) acquire(ctx context.Context) bool {
 	}
 	if was := l.leading.Swap(held); was != held {
 		s.log.Info("hub leader", "leading", held)
+		if held {
+			s.poster.Wake() // what waited while no hub led
+		}
 	}
 	return held
 }
 
 // Leading says whether this hub holds the leader's lease now.
 func (s *Server) Leading() bool { return s.leader.leading.Load() }
-
-// leaderPoster posts commit statuses only while its hub leads, so hubs
-// sharing a database do not each post the same status.
-type leaderPoster struct {
-	*status.Poster
-	leading *atomic.Bool
-}
-
-// Enqueue schedules st when this hub leads and drops it otherwise.
-func (p leaderPoster) Enqueue(st status.Status) bool {
-	if !p.leading.Load() {
-		return false
-	}
-	return p.Poster.Enqueue(st)
-}

@@ -2,26 +2,48 @@ package hub
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"tether.dev/tether/hub/status"
 	"tether.dev/tether/internal/pgtest"
+	"tether.dev/tether/internal/testenv"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// Two hubs on one PostgreSQL: the first leads and alone queues commit
-// statuses; when it closes, the other leads at its next renewal.
+// Two hubs on one PostgreSQL: the first leads and alone posts commit
+// statuses, also those of reports the other stores (through the outbox in
+// the database); when it closes, the other leads at its next renewal and
+// posts.
 func TestLeaderOnPostgres(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.URL(t)
-	host, err := status.NewGitLab("https://gitlab.example.com", "tok")
+	var mu sync.Mutex
+	var posts []string
+	gl := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		mu.Lock()
+		posts = append(posts, r.PostForm.Get("state"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"id":1}`)
+	}))
+	host, err := status.NewGitLab(gl, "tok")
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt := Options{DB: dsn, GitHosts: []status.Host{host}, LeaseTTL: time.Hour}
+	opt := Options{DB: dsn, GitHosts: []status.Host{host}, LeaseTTL: time.Hour, StatusPoll: 20 * time.Millisecond}
 	opt.HubID = "hub-a"
 	a, _, _ := newHub(t, opt)
 	opt.HubID = "hub-b"
@@ -29,21 +51,46 @@ func TestLeaderOnPostgres(t *testing.T) {
 	if !a.Leading() || b.Leading() {
 		t.Fatalf("leading: a %v, b %v; want a only", a.Leading(), b.Leading())
 	}
-	st := status.Status{RepoURL: "https://gitlab.example.com/team/app.git", SHA: shaA, Context: "tether/prod/apps/web", State: status.Running}
-	if b.poster.Enqueue(st) {
-		t.Error("a hub that does not lead queued a commit status")
+	posted := func(s *Server) int {
+		var m dto.Metric
+		if err := s.metrics.statusPosts.WithLabelValues("gitlab", "posted").Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return int(m.GetCounter().GetValue())
 	}
+	src := strings.Replace(gl, "http://127.0.0.1", "https://127.0.0.1", 1) + "/team/app.git"
+	report := func(s *Server, v uint64, phase string) {
+		r := rep("web", v, phase, shaA, shaA)
+		r.SourceUrl = src
+		mustReport(t, s, "prod", r)
+	}
+	report(b, 1, "progressing")
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if posted(a) != 1 {
+			return fmt.Errorf("the leader posted %d statuses, want the one b queued", posted(a))
+		}
+		return nil
+	})
 	b.leaderStep(ctx, time.Now())
 	if b.Leading() {
 		t.Fatal("b took the lease a holds")
 	}
 	a.Close() // releases the lease
+	report(b, 2, "synced")
 	b.leaderStep(ctx, time.Now())
 	if !b.Leading() {
 		t.Fatal("b does not lead after a closed")
 	}
-	if !b.poster.Enqueue(st) {
-		t.Error("the leader did not queue a commit status")
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if posted(b) != 1 {
+			return fmt.Errorf("the new leader posted %d statuses, want 1", posted(b))
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(posts) != "[running success]" {
+		t.Errorf("posts %v, want [running success]", posts)
 	}
 }
 
@@ -62,5 +109,71 @@ func TestRetention(t *testing.T) {
 	ds, err := s.store.History(ctx, "prod", "apps", "web", 10)
 	if err != nil || len(ds) != 1 || ds[0].SHA != shaB {
 		t.Fatalf("history after retention: %+v, %v; want only the live commit B", ds, err)
+	}
+}
+
+// A lone hub on SQLite that stops while a commit status is under way
+// (posted, no answer yet) posts it after it starts again: the status
+// waited in the database. It asks the host first, which lacks it.
+func TestCommitStatusAfterRestart(t *testing.T) {
+	var mu sync.Mutex
+	var posts []string
+	gets, held := 0, false
+	arrived, release := make(chan struct{}), make(chan struct{})
+	gl := listen(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if r.Method == http.MethodGet {
+			gets++
+			mu.Unlock()
+			io.WriteString(w, `[]`)
+			return
+		}
+		first := !held
+		held = true
+		mu.Unlock()
+		if first { // lost: the hub stops before the answer
+			close(arrived)
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		r.ParseForm()
+		mu.Lock()
+		posts = append(posts, r.PostForm.Get("state"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"id":1}`)
+	}))
+	t.Cleanup(func() { close(release) })
+	host, err := status.NewGitLab(gl, "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := Options{DB: filepath.Join(t.TempDir(), "hub.db"), GitHosts: []status.Host{host}, StatusPoll: 20 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a, err := New(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep("web", 1, "progressing", "", shaA)
+	r.SourceUrl = strings.Replace(gl, "http://127.0.0.1", "https://127.0.0.1", 1) + "/team/app.git"
+	mustReport(t, a, "prod", r)
+	<-arrived
+	a.Close()
+
+	b, _, _ := newHub(t, opt)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		qs, err := b.store.QueuedStatuses(context.Background())
+		if err == nil && len(qs) > 0 {
+			err = fmt.Errorf("still queued: %+v", qs)
+		}
+		return err
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(posts) != "[running]" || gets == 0 {
+		t.Errorf("after the restart: posts %v, %d GETs; want [running] posted once, after asking", posts, gets)
 	}
 }

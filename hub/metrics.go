@@ -36,11 +36,11 @@ func newMetrics() *metrics {
 		}, []string{"provider", "result"}),
 		statusPosts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tether_hub_commit_status_posts_total",
-			Help: "Commit statuses handled, by Git host kind and result (posted, unchanged, failed, dropped).",
+			Help: "Commit status posts, by Git host kind and result (posted; unchanged: the host had it already; retried; failed: refused or out of attempts, dropped).",
 		}, []string{"host", "result"}),
 		statusFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tether_hub_commit_status_failures_total",
-			Help: "Commit statuses that could not be posted after their retries, or were dropped, by Git host kind.",
+			Help: "Commit statuses dropped unposted (refused by the host, or out of attempts), by Git host kind.",
 		}, []string{"host"}),
 		syncNow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tether_hub_resync_requests_total",
@@ -58,7 +58,7 @@ func newMetrics() *metrics {
 
 func (m *metrics) statusResult(h status.Host, result string) {
 	m.statusPosts.WithLabelValues(string(h.Kind), result).Inc()
-	if result == "failed" || result == "dropped" {
+	if result == "failed" {
 		m.statusFailure.WithLabelValues(string(h.Kind)).Inc()
 	}
 }

@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"tether.dev/tether/channel/server"
 	"tether.dev/tether/channel/tunnel"
 	"tether.dev/tether/hub/replica"
-	"tether.dev/tether/hub/status"
 	"tether.dev/tether/hub/store"
 )
 
@@ -65,10 +63,13 @@ type elsewhere struct {
 
 // StartReplicas makes the hub one of several replicas on its PostgreSQL
 // database: it registers itself with a heartbeat, records which agents'
-// streams it holds (ChannelSink), LISTENs for "sync now" and commit
-// statuses from its peers, and routes what it cannot serve itself to the
-// replica that can. On SQLite it does nothing (one replica); a PeerURL
-// there is an error. Close leaves the set.
+// streams it holds (ChannelSink), LISTENs for "sync now" from its peers
+// and for word that the commit-status outbox has work (which the leader
+// acts on), and routes what it cannot serve itself to the replica that
+// can. Commit statuses themselves go through the database: whichever
+// replica stores a report queues its status in the outbox, and the
+// leader posts from there. On SQLite it does nothing (one replica); a
+// PeerURL there is an error. Close leaves the set.
 func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 	if s.store.Dialect() != "postgres" {
 		if o.PeerURL != "" {
@@ -159,18 +160,11 @@ func (s *Server) stopReplicas() {
 func (s *Server) replicaHeartbeats(ctx context.Context, r *replicas) {
 	t := time.NewTicker(r.heartbeat)
 	defer t.Stop()
-	leading := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if now := s.Leading(); now != leading {
-			leading = now
-			if leading {
-				s.catchUpStatuses(ctx, time.Now().Add(-catchUpFor))
-			}
 		}
 		hctx, cancel := context.WithTimeout(ctx, r.heartbeat)
 		joined, err := s.store.ReplicaHeartbeat(hctx, r.id, r.url, r.ttl)
@@ -195,38 +189,6 @@ func (s *Server) replicaHeartbeats(ctx context.Context, r *replicas) {
 		}
 		cancel()
 	}
-}
-
-// catchUpFor is how far back a new leader looks for commit statuses it
-// may have missed.
-const catchUpFor = time.Hour
-
-// catchUpStatuses schedules the commit status that each GitSync updated
-// since then implies. A replica that becomes the leader runs it: while no
-// replica led (the leader died, its lease had not expired yet), the
-// statuses its peers passed on were dropped. The poster skips a state
-// already posted, so nothing is posted twice.
-func (s *Server) catchUpStatuses(ctx context.Context, since time.Time) {
-	gs, err := s.store.GitSyncs(ctx, "")
-	if err != nil {
-		s.log.Error("hub replicas: new leader's commit-status catch-up", "error", err)
-		return
-	}
-	n := 0
-	for _, g := range gs {
-		if g.Updated.Before(since) {
-			continue
-		}
-		r := &channelpb.SyncReport{Namespace: g.Namespace, Name: g.Name, SourceUrl: g.SourceURL,
-			Revision: g.Revision, AttemptedRevision: g.AttemptedRevision, Phase: g.Phase}
-		for _, c := range g.Conditions {
-			r.Conditions = append(r.Conditions, &channelpb.Condition{Type: c.Type, Status: c.Status, Reason: c.Reason})
-		}
-		if st, ok := s.commitStatus(g.Agent, r); ok && s.poster.Enqueue(st) {
-			n++
-		}
-	}
-	s.log.Info("hub replicas: leading; commit statuses caught up", "gitsyncs", n)
 }
 
 // disconnectAtStart marks every agent disconnected when the hub starts
@@ -267,7 +229,8 @@ func (s *Server) syncNowVia(r *replicas, d Dispatcher, agent string, msg *channe
 }
 
 // replicaMessage acts on a notification from a peer: a "sync now" for an
-// agent this replica holds, or a commit status for the leader to post.
+// agent this replica holds, or word that a commit status was queued (the
+// poster reads the outbox if this replica leads).
 func (s *Server) replicaMessage(payload string) {
 	r := s.replicaSet()
 	m, msg, err := replica.Decode(payload)
@@ -289,16 +252,10 @@ func (s *Server) replicaMessage(payload string) {
 		if err := d.SyncNow(m.Agent, msg); err != nil {
 			s.log.Info("hub replicas: sync now from a peer not delivered", "agent", m.Agent, "error", err)
 		}
-	case replica.KindStatus:
-		if !s.Leading() {
-			return
+	case replica.KindOutbox:
+		if s.Leading() {
+			s.poster.Wake()
 		}
-		var st status.Status
-		if err := json.Unmarshal(m.Status, &st); err != nil {
-			s.log.Warn("hub replicas: ignoring a commit status", "error", err)
-			return
-		}
-		s.poster.Enqueue(st)
 	}
 }
 
@@ -334,8 +291,7 @@ func (s *Server) connectedElsewhere(agent string) bool {
 
 // ChannelSink is what the channel server calls (Authenticator, Sink,
 // EventSink): the hub itself, and on PostgreSQL also the record of which
-// replica holds each agent's stream, and commit statuses passed to the
-// leader.
+// replica holds each agent's stream.
 func (s *Server) ChannelSink() server.Sink { return replicaSink{s} }
 
 // replicaSink is the hub's Sink with the replicas' bookkeeping.
@@ -368,29 +324,6 @@ func (rs replicaSink) Disconnected(agent string) {
 	if err := rs.store.AgentDisconnectedFrom(context.Background(), agent, r.id); err != nil {
 		rs.log.Error("cannot record agent disconnection", "agent", agent, "error", err)
 	}
-}
-
-// Report stores r; on a replica that does not lead, the commit status it
-// implies goes to the leader, which alone posts.
-func (rs replicaSink) Report(ctx context.Context, agent string, r *channelpb.SyncReport) (bool, error) {
-	stored, err := rs.Server.Report(ctx, agent, r)
-	if err != nil || !stored || rs.replicaSet() == nil || rs.Leading() {
-		return stored, err
-	}
-	st, ok := rs.commitStatus(agent, readReport(r))
-	if !ok {
-		return stored, nil
-	}
-	payload, perr := replica.StatusMessage(st)
-	if perr == nil {
-		perr = rs.store.Notify(ctx, replica.Channel, payload)
-	}
-	if perr != nil {
-		// Stored: the agent gets its Ack. The status waits for the
-		// GitSync's next report.
-		rs.log.Error("hub replicas: commit status not passed to the leader", "agent", agent, "sha", st.SHA, "error", perr)
-	}
-	return stored, nil
 }
 
 // routeProxy serves /k8s-proxy/{agent}/...: here when this replica holds

@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,8 +51,10 @@ type Options struct {
 	DB string
 	// Retention is how long history is kept: revisions no GitSync is on
 	// any more, commit statuses of such commits, deleted GitSyncs' last
-	// states, Warning events not sent again within it. The same pass
-	// deletes expired sessions (as every login does). The leader deletes what is older every hour; 0 keeps all.
+	// states, Warning events not sent again within it, commit statuses
+	// queued and never posted. The same pass deletes expired sessions (as
+	// every login does). The leader deletes what is older every hour; 0
+	// keeps all.
 	Retention time.Duration
 	// LeaseTTL is how long the leader's lease lasts unrenewed (default
 	// 30 s): how long leader-only work pauses when the leader dies.
@@ -67,9 +70,11 @@ type Options struct {
 	// GitHosts are the Git hosts that receive commit statuses.
 	GitHosts []status.Host
 	// StatusClient and StatusBackoff tune the commit-status poster
-	// (defaults: 30 s timeout, 1 s first retry).
+	// (defaults: 30 s timeout, 1 s first retry); StatusPoll is how often
+	// the leader reads the outbox when nothing woke it (default 2 s).
 	StatusClient  *http.Client
 	StatusBackoff time.Duration
+	StatusPoll    time.Duration
 	// PageRefresh is how often the web page reloads itself (default 10 s).
 	PageRefresh time.Duration
 	// PublicRead lets anyone read the page, GET /api/v1/* and /metrics,
@@ -98,7 +103,7 @@ type Server struct {
 	opt     Options
 	log     *slog.Logger
 	store   *store.Store
-	poster  leaderPoster
+	poster  *status.Poster
 	leader  *leader
 	metrics *metrics
 	hooks   *webhook.Receiver
@@ -111,8 +116,9 @@ type Server struct {
 	replicas   *replicas      // nil on SQLite; see replicas.go
 }
 
-// New opens the store (running its migrations) and starts the
-// commit-status poster. Close releases both.
+// New opens the store (running its migrations), takes part in the
+// leader's election and starts the commit-status poster, which posts
+// while this hub leads. Close releases them.
 func New(ctx context.Context, opt Options) (*Server, error) {
 	if opt.DB == "" {
 		return nil, errors.New("hub: a database path is required")
@@ -141,11 +147,16 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	if s.principals == nil {
 		s.principals = storeTokens{store: st}
 	}
-	s.startLeader()
-	s.poster = leaderPoster{status.NewPoster(opt.GitHosts, st, status.Options{
-		Client: opt.StatusClient, Log: opt.Log, Backoff: opt.StatusBackoff,
-		Result: s.metrics.statusResult,
-	}), &s.leader.leading}
+	id := opt.HubID
+	if id == "" {
+		id = hubID()
+	}
+	leading := new(atomic.Bool)
+	s.poster = status.NewPoster(opt.GitHosts, st, status.Options{
+		Client: opt.StatusClient, Log: opt.Log, Backoff: opt.StatusBackoff, Poll: opt.StatusPoll,
+		Holder: id, Leading: leading.Load, Result: s.metrics.statusResult,
+	})
+	s.startLeader(id, leading)
 	s.hooks = &webhook.Receiver{
 		Secret: opt.WebhookSecret, Finder: st, Dispatch: dispatchFunc(s.syncNow), Log: opt.Log, MaxBody: opt.WebhookMaxBody,
 		Result: func(provider, result string) { s.metrics.webhooks.WithLabelValues(provider, result).Inc() },
@@ -156,7 +167,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 // Close stops the poster, gives up the leader's lease and closes the
 // store.
 func (s *Server) Close() error {
-	s.stopReplicas() // first: its listener hands statuses to the poster
+	s.stopReplicas() // first: its listener wakes the poster
 	s.poster.Close()
 	s.stopLeader()
 	return s.store.Close()

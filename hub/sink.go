@@ -10,6 +10,7 @@ import (
 
 	"tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/hub/replica"
 	"tether.dev/tether/hub/status"
 	"tether.dev/tether/hub/store"
 )
@@ -59,16 +60,24 @@ func (s *Server) isConnected(agent string) bool {
 }
 
 // Report stores r as the state of one of agent's GitSyncs when it is newer
-// than the stored one (stored is true), and then schedules the commit
-// status it implies. stored false with a nil error means the hub already
-// had this state or a later one: the agent may drop the report.
+// than the stored one (stored is true) and, in the same transaction,
+// queues the commit status it implies in the database's outbox, which the
+// leader posts from (on whichever replica stores it: the leader is woken
+// here, or by NOTIFY on PostgreSQL, or finds it at its next poll). stored
+// false with a nil error means the hub already had this state or a later
+// one: the agent may drop the report.
 //
 // The report is read alike whatever the agent's version (readReport), and
 // credentials in URLs are masked before anything is stored, whatever the
 // agent did: the agent's own redaction is the first line, not the only one.
 func (s *Server) Report(ctx context.Context, agent string, r *channelpb.SyncReport) (bool, error) {
 	r = readReport(r)
-	stored, err := s.store.Ingest(ctx, agent, r)
+	var q *store.QueuedStatus
+	if st, ok := s.commitStatus(agent, r); ok && s.poster.Serves(st.RepoURL) {
+		q = &store.QueuedStatus{SHA: st.SHA, Context: st.Context, State: string(st.State),
+			RepoURL: st.RepoURL, TargetURL: st.TargetURL, Description: st.Description}
+	}
+	stored, queued, err := s.store.IngestQueued(ctx, agent, r, q)
 	switch {
 	case err != nil:
 		s.metrics.reports.WithLabelValues("error").Inc()
@@ -85,10 +94,23 @@ func (s *Server) Report(ctx context.Context, agent string, r *channelpb.SyncRepo
 			s.log.Error("events of a deleted GitSync", "agent", agent, "gitsync", r.GetNamespace()+"/"+r.GetName(), "error", err)
 		}
 	}
-	if st, ok := s.commitStatus(agent, r); ok {
-		s.poster.Enqueue(st) // never blocks
+	if queued {
+		s.outboxWork(ctx)
 	}
 	return true, nil
+}
+
+// outboxWork tells the leader that a commit status was queued: this hub's
+// poster when it leads, else the leader by NOTIFY (PostgreSQL). A lost
+// word only delays the post until the leader's next poll.
+func (s *Server) outboxWork(ctx context.Context) {
+	if s.Leading() || s.store.Dialect() != "postgres" {
+		s.poster.Wake()
+		return
+	}
+	if err := s.store.Notify(ctx, replica.Channel, replica.OutboxMessage()); err != nil {
+		s.log.Debug("hub replicas: telling the leader of a queued commit status", "error", err)
+	}
 }
 
 // readReport is the copy of an agent's report the hub keeps: phase and ref

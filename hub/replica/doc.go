@@ -1,6 +1,7 @@
 // Package replica is what lets several hub processes on one PostgreSQL
-// act as one hub: a message for the replica that holds an agent's stream
-// goes by PostgreSQL NOTIFY (Listener, Message), and a tunnelled
+// act as one hub: a message for the replica that holds an agent's stream,
+// or word to the leader that the commit-status outbox in the database has
+// work, goes by PostgreSQL NOTIFY (Listener, Message), and a tunnelled
 // Kubernetes API request is passed on as it came to that replica's
 // internal URL (Forward).
 //

@@ -22,19 +22,20 @@ type Kind string
 const (
 	// KindSyncNow: send SyncNow to Agent, whose stream the replica holds.
 	KindSyncNow Kind = "syncNow"
-	// KindStatus: post commit status Status (the leader does).
-	KindStatus Kind = "status"
+	// KindOutbox: a commit status was queued in the database's outbox;
+	// whichever replica leads reads it now rather than at its next poll.
+	// The message carries nothing else: the outbox is the record, so a
+	// lost message only delays the post.
+	KindOutbox Kind = "outbox"
 )
 
 // Message is one notification between replicas. To names the replica it
-// is for ("" for whichever leads, KindStatus); the others ignore it.
+// is for ("" for whichever leads, KindOutbox); the others ignore it.
 type Message struct {
 	To    string          `json:"to"`
 	Kind  Kind            `json:"kind"`
 	Agent string          `json:"agent,omitempty"`
 	Sync  json.RawMessage `json:"sync,omitempty"` // channelpb.SyncNow, protojson
-	// Status is a commit status, as package hub/status has it.
-	Status json.RawMessage `json:"status,omitempty"`
 }
 
 // SyncNowMessage addresses msg for agent to replica to.
@@ -57,14 +58,8 @@ func encode(m Message) (string, error) {
 	return string(b), nil
 }
 
-// StatusMessage carries a commit status (any JSON value) to the leader.
-func StatusMessage(status any) (string, error) {
-	b, err := json.Marshal(status)
-	if err != nil {
-		return "", err
-	}
-	return encode(Message{Kind: KindStatus, Status: b})
-}
+// OutboxMessage tells the leader that the commit-status outbox has work.
+func OutboxMessage() string { return `{"to":"","kind":"` + string(KindOutbox) + `"}` }
 
 // Decode reads a notification's payload. A payload that is not a
 // well-formed Message (another program NOTIFYing on the channel) is an
@@ -84,10 +79,7 @@ func Decode(payload string) (Message, *channelpb.SyncNow, error) {
 			return Message{}, nil, fmt.Errorf("replica message syncNow for %s: %w", m.Agent, err)
 		}
 		return m, msg, nil
-	case KindStatus:
-		if len(m.Status) == 0 {
-			return Message{}, nil, errors.New("replica message status: no status")
-		}
+	case KindOutbox:
 		return m, nil, nil
 	default:
 		return Message{}, nil, fmt.Errorf("replica message: unknown kind %q", m.Kind)

@@ -19,12 +19,8 @@ func TestMessageRoundTrip(t *testing.T) {
 	if m.To != "hub-c" || m.Kind != KindSyncNow || m.Agent != "prod" || msg.GetRepoUrl() != "https://git.example/app.git" || msg.GetBranchOrTag() != "main" || msg.GetReason() != "push" {
 		t.Fatalf("decoded %+v %v", m, msg)
 	}
-	p, err = StatusMessage(map[string]string{"SHA": "abc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m, _, err := Decode(p); err != nil || m.Kind != KindStatus || m.To != "" || string(m.Status) != `{"SHA":"abc"}` {
-		t.Fatalf("status message: %+v, %v", m, err)
+	if m, _, err := Decode(OutboxMessage()); err != nil || m.Kind != KindOutbox || m.To != "" {
+		t.Fatalf("outbox message: %+v, %v", m, err)
 	}
 }
 
@@ -36,7 +32,7 @@ func TestDecodeRefuses(t *testing.T) {
 		"sync without one":   `{"to":"a","kind":"syncNow","agent":"prod"}`,
 		"sync, no agent":     `{"to":"a","kind":"syncNow","sync":{}}`,
 		"sync not protobuf":  `{"to":"a","kind":"syncNow","agent":"prod","sync":{"noSuchField":1}}`,
-		"status without one": `{"kind":"status"}`,
+		"old status message": `{"kind":"status","status":{"SHA":"abc"}}`,
 	} {
 		if _, _, err := Decode(payload); err == nil || !strings.Contains(err.Error(), "replica message") {
 			t.Errorf("%s: %v, want an error naming the replica message", name, err)

@@ -1,8 +1,23 @@
 // Package status posts commit statuses to Git hosts (GitLab's API, and
 // GitHub's, which Gitea serves too), so a merge request shows where its
-// commit is deployed. Posts run on a bounded queue of workers with retries;
-// enqueueing never blocks the caller and the same state is never posted
-// twice for one commit and context. Tokens are sent, never logged.
+// commit is deployed. Tokens are sent, never logged.
+//
+// The statuses wait in an outbox in the hub's database (Outbox, the
+// store's status_outbox): whichever hub replica stores a report queues the
+// status it implies, in the report's transaction, one row per commit and
+// context with the latest state wanted. The Poster of the hub that leads
+// reads it (woken by Wake, or polling), claims rows with a conditional
+// UPDATE (two hubs that both believe they lead for a moment never post
+// the same row), posts, and in one transaction records the state as
+// posted and deletes the row unless a newer state was queued meanwhile.
+// Transient failures are retried with backoff kept in the row; a refusal
+// (4xx) drops it. A row claimed by a leader that died, or gave up unsure,
+// may have been posted and not recorded: whoever claims it next asks the
+// host for the commit's statuses first and posts only when the context
+// lacks the state. So each state is posted once per commit and context,
+// across restarts and leader changes; a post whose answer is lost and
+// that the host applies after the next leader asked is the one window
+// left.
 package status
 
 import (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -16,10 +17,12 @@ import (
 // a time (Serial) and many agents' streams at once (Parallel, where
 // reports share transactions). Each report is a new state of one of 1,000
 // GitSyncs across 100 agents, with two conditions, a namespace count and
-// a drifted object: what the hub stores in child rows.
+// a drifted object: what the hub stores in child rows. The Queued modes
+// also queue the commit status of each report in the outbox, in the same
+// transaction (IngestQueued), as a hub with a Git host configured does.
 func BenchmarkIngest(b *testing.B) {
 	for _, db := range []string{"sqlite", "postgres"} {
-		for _, mode := range []string{"Serial", "Parallel"} {
+		for _, mode := range []string{"Serial", "Parallel", "SerialQueued", "ParallelQueued"} {
 			b.Run(db+"/"+mode, func(b *testing.B) { benchIngest(b, db, mode) })
 		}
 	}
@@ -41,12 +44,17 @@ func benchIngest(b *testing.B, db, mode string) {
 		r.Namespaces = []*channelpb.NamespaceCount{{Namespace: "apps", Objects: 12}}
 		r.Drift.Objects = []*channelpb.DriftedObject{{Kind: "ConfigMap", Namespace: "apps", Name: "cfg", Paths: []string{".data.a"}}}
 		agent := fmt.Sprintf("agent-%d", n%100)
-		if _, err := s.Ingest(ctx, agent, r); err != nil {
+		var q *QueuedStatus
+		if strings.HasSuffix(mode, "Queued") {
+			q = &QueuedStatus{SHA: fmt.Sprintf("%040x", n%50), Context: "tether/" + agent + "/apps/" + r.Name, State: "success",
+				RepoURL: r.SourceUrl, Description: "applied and ready on " + agent}
+		}
+		if _, _, err := s.IngestQueued(ctx, agent, r, q); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ResetTimer()
-	if mode == "Serial" {
+	if strings.HasPrefix(mode, "Serial") {
 		for b.Loop() {
 			one()
 		}

@@ -209,6 +209,29 @@ CREATE INDEX sessions_token ON sessions(token_id);
 ALTER TABLE gitsyncs ADD COLUMN repo_key TEXT NOT NULL DEFAULT '';
 CREATE INDEX gitsyncs_repo_key ON gitsyncs(repo_key);
 `, code: fillRepoKeys},
+	// 8: the commit statuses to post (an outbox): one row per commit and
+	// context with the latest state wanted, queued by whichever replica
+	// stored the report, posted and deleted by the leader. A row stays
+	// claimed while a leader posts it; a claim that outlives the post's
+	// timeout is a dead leader's.
+	{sql: `
+CREATE TABLE status_outbox (
+	sha         TEXT NOT NULL,
+	context     TEXT NOT NULL,
+	state       TEXT NOT NULL,               -- running, success, failed: the latest wanted
+	repo_url    TEXT NOT NULL,
+	target_url  TEXT NOT NULL DEFAULT '',
+	description TEXT NOT NULL DEFAULT '',
+	queued      BIGINT NOT NULL,             -- unix ms this state was queued
+	attempts    INTEGER NOT NULL DEFAULT 0,  -- posts of this state that failed
+	next_try    BIGINT NOT NULL DEFAULT 0,   -- unix ms, not before
+	claimed_by  TEXT NOT NULL DEFAULT '',    -- the leader posting it, '' when none
+	claimed     BIGINT NOT NULL DEFAULT 0,   -- unix ms of the claim
+	PRIMARY KEY (sha, context)
+);
+CREATE INDEX status_outbox_next_try ON status_outbox(next_try);
+CREATE INDEX status_outbox_queued ON status_outbox(queued);
+`},
 }
 
 // fillRepoKeys fills migration 7's repo_key of the GitSyncs stored before

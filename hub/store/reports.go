@@ -29,12 +29,13 @@ var ErrClosed = errors.New("hub store closed")
 type ingestReq struct {
 	agent  string
 	report *channelpb.SyncReport
+	status *QueuedStatus // queued with the report when it is stored
 	done   chan ingestResult
 }
 
 type ingestResult struct {
-	stored bool
-	err    error
+	stored, queued bool
+	err            error
 }
 
 // Ingest stores report as the state of the agent's GitSync when its
@@ -46,29 +47,39 @@ type ingestResult struct {
 // Reports from all callers are written by one goroutine, many to a
 // transaction, so a burst of reports costs one commit, not one each.
 func (s *Store) Ingest(ctx context.Context, agent string, report *channelpb.SyncReport) (bool, error) {
+	stored, _, err := s.IngestQueued(ctx, agent, report, nil)
+	return stored, err
+}
+
+// IngestQueued is Ingest that, when the report is stored, also queues
+// status (when not nil) in the commit-status outbox, in the same
+// transaction: a status is queued exactly when its report is stored,
+// whatever dies after. queued says whether the outbox has new work (see
+// QueueStatus).
+func (s *Store) IngestQueued(ctx context.Context, agent string, report *channelpb.SyncReport, status *QueuedStatus) (stored, queued bool, err error) {
 	if report.GetNamespace() == "" || report.GetName() == "" {
-		return false, fmt.Errorf("report from %s: namespace and name are required", agent)
+		return false, false, fmt.Errorf("report from %s: namespace and name are required", agent)
 	}
-	req := &ingestReq{agent: agent, report: report, done: make(chan ingestResult, 1)}
+	req := &ingestReq{agent: agent, report: report, status: status, done: make(chan ingestResult, 1)}
 	select {
 	case s.ingest[shard(agent, report, len(s.ingest))] <- req:
 	case <-s.stop:
-		return false, ErrClosed
+		return false, false, ErrClosed
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return false, false, ctx.Err()
 	}
 	select {
 	case res := <-req.done:
-		return res.stored, res.err
+		return res.stored, res.queued, res.err
 	case <-s.done:
 		select {
 		case res := <-req.done:
-			return res.stored, res.err
+			return res.stored, res.queued, res.err
 		default:
-			return false, ErrClosed
+			return false, false, ErrClosed
 		}
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return false, false, ctx.Err()
 	}
 }
 
@@ -165,7 +176,8 @@ const childrenHash = `SELECT children_hash FROM gitsyncs WHERE agent = ? AND nam
 // small batch.
 func ingestQueries(d *dialect) []string {
 	return []string{upsertGitSync, upsertRevision, supersedeRevisions, agentSeen, d.lockRow(childrenHash),
-		deleteConditions, deleteNamespaces, deleteDrift, insertCondition, insertNamespace, insertDrift}
+		deleteConditions, deleteNamespaces, deleteDrift, insertCondition, insertNamespace, insertDrift,
+		outboxState, dropWaiting, upsertOutbox}
 }
 
 // execer runs statements: a transaction, or prepared statements in one.
@@ -259,6 +271,11 @@ func (s *Store) writeTx(batch []*ingestReq, results []ingestResult) error {
 			return fmt.Errorf("report %s/%s/%s: %w", req.agent, req.report.GetNamespace(), req.report.GetName(), err)
 		}
 		results[i].stored = stored
+		if stored && req.status != nil {
+			if results[i].queued, err = queueStatus(ctx, st, *req.status, now); err != nil {
+				return fmt.Errorf("report %s/%s/%s: %w", req.agent, req.report.GetNamespace(), req.report.GetName(), err)
+			}
+		}
 		agents[req.agent] = true
 	}
 	// In name order: writers on PostgreSQL lock agents' rows in one order,

@@ -13,14 +13,17 @@ type Pruned struct {
 	GitSyncs       int64 // deleted GitSyncs' last states
 	Events         int64 // Warning events
 	Sessions       int64 // the page's sessions, expired or of a revoked token
+	// QueuedStatuses are commit statuses queued before and never posted
+	// (the Git host was away all along, or is no longer configured).
+	QueuedStatuses int64
 }
 
 // Prune deletes history older than before: revisions no GitSync is on or
 // applying any more (failed or superseded, last seen before), commit
 // statuses posted before for commits nothing is on or applying, and the
-// last state of GitSyncs deleted before, and Warning events last sent
-// before. What is live stays, however old: a badge of the running commit
-// never goes blank.
+// last state of GitSyncs deleted before, Warning events last sent before,
+// and commit statuses queued before and still not posted. What is live
+// stays, however old: a badge of the running commit never goes blank.
 //
 // It also deletes, whatever before is, what no one can read any more:
 // events of a GitSync that is gone (DeleteEvents missed, say when the hub
@@ -50,6 +53,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 		{&p.GitSyncs, `DELETE FROM gitsyncs WHERE deleted = 1 AND updated < ?`},
 		{&p.Events, `DELETE FROM gitsync_events WHERE updated < ? OR NOT EXISTS (SELECT 1 FROM gitsyncs g
 			WHERE g.agent = gitsync_events.agent AND g.namespace = gitsync_events.namespace AND g.name = gitsync_events.name AND g.deleted = 0)`},
+		{&p.QueuedStatuses, `DELETE FROM status_outbox WHERE queued < ?`},
 	} {
 		res, err := t.ExecContext(ctx, step.query, cut)
 		if err != nil {

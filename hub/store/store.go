@@ -1,8 +1,9 @@
 // Package store is the hub's memory: agents, their tokens (hashes only), the
 // latest state of every GitSync they report, the history of revisions each
 // GitSync applied, the newest Warning events of each GitSync, the commit
-// statuses already posted, the hub page's sessions (hashes of their ids),
-// and the lease that elects one hub for leader-only work. It runs on embedded SQLite (a
+// statuses already posted and those waiting to be (the outbox, outbox.go),
+// the hub page's sessions (hashes of their ids), and the lease that elects
+// one hub for leader-only work. It runs on embedded SQLite (a
 // pure-Go driver, so the hub binary stays static) or on PostgreSQL when
 // several hubs share one database; the SQL is written once for both, and
 // the differences live in dialect.go. The schema is migrated by goose.

@@ -270,9 +270,8 @@ func countState(s *statusServer, sha, context, state string) int {
 func TestHubReplicaKilled(t *testing.T) { testReplicaKilled(t, 1) }
 
 // TestHubLeaderReplicaKilled is TestHubReplicaKilled with the agent on
-// the leader: the statuses the others pass on while the lease has not
-// expired yet are dropped, and the new leader catches up from the
-// database.
+// the leader: the statuses queued while the lease has not expired yet
+// wait in the database's outbox, and the new leader posts them.
 func TestHubLeaderReplicaKilled(t *testing.T) { testReplicaKilled(t, 0) }
 
 // testReplicaKilled kills the replica the agent lands on first.
@@ -321,13 +320,117 @@ func testReplicaKilled(t *testing.T, first int) {
 			t.Errorf("commit %s: %d success statuses posted, want 1: %+v", short(sha), got, rs.statuses.find(sha, statusCtx))
 		}
 	}
+	if d := rs.statuses.duplicates(); len(d) > 0 {
+		t.Errorf("statuses posted more than once: %v", d)
+	}
+}
+
+// leader waits until a live hub holds the leader's lease, other than not
+// (-1: any), and returns its index.
+func (rs *replicaSet) leader(t *testing.T, not int) int {
+	t.Helper()
+	db, err := sql.Open("pgx", rs.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got := -1
+	eventually(t, 2*time.Minute, "a live replica to lead", func() (bool, string) {
+		var id string
+		err := db.QueryRowContext(context.Background(), `SELECT holder FROM leases WHERE name = 'hub-leader' AND expires > $1`,
+			time.Now().UnixMilli()).Scan(&id)
+		if err != nil {
+			return false, err.Error()
+		}
+		parts := strings.Split(id, "/")
+		if len(parts) != 3 {
+			return false, "lease holder " + id
+		}
+		pid, _ := strconv.Atoi(parts[1])
+		for i, h := range rs.hubs {
+			if h.running() && h.cmd.Process.Pid == pid && i != not {
+				got = i
+				return true, ""
+			}
+		}
+		return false, "held by " + id
+	})
+	return got
+}
+
+// TestHubLeaderKilledMidPost kills the leader after the Git host took its
+// POST of a commit status and before the answer came back: the status is
+// on the host, not recorded in the database. The next leader takes the
+// row over, asks the host for the commit's statuses, finds the state and
+// does not post it again; the next commit's status is posted as usual.
+func TestHubLeaderKilledMidPost(t *testing.T) {
+	git := newGitServer(t)
+	repo, err := git.CreateRepo("acme/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha1 := commit(t, repo, "one")
+	rs := startReplicaSet(t, repo.URL, 1)
+	statusCtx := "tether/prod/" + rs.ns + "/app"
+	waitApplied(t, rs.ns, "one")
+	rs.statuses.waitState(t, sha1, statusCtx, "success")
+	l := rs.leader(t, -1)
+	c := rs.holder(t, -1)
+	if l == c {
+		t.Fatalf("the agent is on the leader (%d): want it elsewhere, so killing the leader leaves it be", l)
+	}
+	t.Logf("leader %d, agent on %d", l, c)
+
+	sha2 := commit(t, repo, "two")
+	held := rs.statuses.hold(sha2, statusCtx, "success")
+	rs.webhook(t, rs.hubs[c], sha1, sha2)
+	waitApplied(t, rs.ns, "two")
+	select {
+	case <-held:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the leader never posted success for %s: %+v", short(sha2), rs.statuses.find(sha2, statusCtx))
+	}
+	rs.hubs[l].kill()
+	t.Logf("leader %d killed with its POST of %s success unanswered", l, short(sha2))
+
+	n := rs.leader(t, l)
+	t.Logf("replica %d leads", n)
+	db, err := sql.Open("pgx", rs.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	eventually(t, 3*time.Minute, "the dead leader's status finished by the next", func() (bool, string) {
+		var rows int
+		if err := db.QueryRow(`SELECT count(*) FROM status_outbox WHERE sha = $1`, sha2).Scan(&rows); err != nil {
+			return false, err.Error()
+		}
+		var state string
+		db.QueryRow(`SELECT state FROM commit_statuses WHERE sha = $1 AND context = $2`, sha2, statusCtx).Scan(&state)
+		return rows == 0 && state == "success", fmt.Sprintf("outbox rows %d, recorded %q", rows, state)
+	})
+	if rs.statuses.getCount(sha2) == 0 {
+		t.Error("the next leader did not ask the host for the commit's statuses")
+	}
+	if got := countState(rs.statuses, sha2, statusCtx, "success"); got != 1 {
+		t.Errorf("commit %s: success posted %d times, want 1: %+v", short(sha2), got, rs.statuses.find(sha2, statusCtx))
+	}
+
+	sha3 := commit(t, repo, "three")
+	rs.webhook(t, rs.hubs[c], sha2, sha3)
+	waitApplied(t, rs.ns, "three")
+	rs.statuses.waitState(t, sha3, statusCtx, "success")
+	if d := rs.statuses.duplicates(); len(d) > 0 {
+		t.Errorf("statuses posted more than once: %v", d)
+	}
 }
 
 // TestHubReplicasPostgresRestart restarts PostgreSQL under the hubs while
 // the agent reports a commit: every connection is cut. The hubs recover
 // without a restart of their own: the report acknowledged before is
 // there, webhooks and "sync now" across replicas (NOTIFY on a LISTEN
-// connection made again) work, the agent is connected on every replica.
+// connection made again) work, the agent is connected on every replica,
+// and each commit status is posted once (the outbox is in the database).
 func TestHubReplicasPostgresRestart(t *testing.T) {
 	git := newGitServer(t)
 	repo, err := git.CreateRepo("acme/app")
@@ -341,13 +444,18 @@ func TestHubReplicasPostgresRestart(t *testing.T) {
 	c := rs.holder(t, -1)
 
 	sha2 := commit(t, repo, "two")
+	// The "sync now" reaches the agent first: a NOTIFY is at most once,
+	// and one cut by the restart would leave the agent to its hourly poll.
+	syncNows := rs.agent.count("sync now from the hub")
 	rs.webhook(t, rs.hubs[(c+1)%3], sha1, sha2)
+	rs.agent.waitLog(t, "sync now from the hub", syncNows+1, time.Minute)
 	rs.pg.Restart(t)
 	t.Log("PostgreSQL restarted")
 	waitApplied(t, rs.ns, "two")
 	for _, h := range rs.hubs {
 		waitBadge(t, h.badgeURL("prod", rs.ns, "app"), "synced "+short(sha2))
 	}
+	rs.statuses.waitState(t, sha2, statusCtx, "success")
 
 	sha3 := commit(t, repo, "three")
 	c = rs.holder(t, -1)
@@ -364,5 +472,8 @@ func TestHubReplicasPostgresRestart(t *testing.T) {
 		}
 		h.waitConnected(t, "prod", true)
 		waitBadge(t, h.badgeURL("prod", rs.ns, "app"), "synced "+short(sha3))
+	}
+	if d := rs.statuses.duplicates(); len(d) > 0 {
+		t.Errorf("statuses posted more than once: %v", d)
 	}
 }

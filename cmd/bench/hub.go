@@ -154,7 +154,7 @@ func (e *env) hubSetup(ctx context.Context, o hubBench, name, db string, replica
 				thousands(total), o.load, round(median(lat)), round(p(lat, 99)))},
 		{what: fmt.Sprintf("webhook → SyncNow at the agent, p99, %s", name), tether: round(p(hooks, 99)),
 			target: "p99 < 1 s: " + verdict(refused == 0 && len(hooks) > 0 && p(hooks, 99) < time.Second),
-			note: fmt.Sprintf("%d GitHub push webhooks at %d/s (open loop), each to %s, timed from before the POST to the SyncNow at the agent: p50 %s, p95 %s, max %s; the POST's answer took p50 %s, p99 %s (the hub reads every GitSync to match each push)%s",
+			note: fmt.Sprintf("%d GitHub push webhooks at %d/s (open loop), each to %s, timed from before the POST to the SyncNow at the agent: p50 %s, p95 %s, max %s; the POST's answer took p50 %s, p99 %s%s",
 				o.webhooks, o.webhookRate, where, round(median(hooks)), round(p(hooks, 95)), round(p(hooks, 100)), round(median(posts)), round(p(posts, 99)), refusedNote(refused))},
 		{what: fmt.Sprintf("hub RSS idle → with %s agents, %s", thousands(n), name), tether: mem,
 			note: fmt.Sprintf("a connection each, every GitSync reported once; Go heap in use %s → %s, no GC forced; %s",

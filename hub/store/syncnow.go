@@ -29,16 +29,23 @@ type PendingSyncNow struct {
 	Created time.Time
 }
 
-// AddSyncNow records msg for agent, addressed to replica, and returns
-// its id. The row is committed when AddSyncNow returns: the NOTIFY that
-// follows may be lost, the request is not.
-func (s *Store) AddSyncNow(ctx context.Context, agent, replica string, msg *channelpb.SyncNow) (int64, error) {
+// AddSyncNow records request p for p.Agent, addressed to p.Replica (""
+// for whichever replica the agent connects to next), created at
+// p.Created (now when zero: a request given back by a replica that
+// could not deliver it keeps its age), and returns its id. The row is
+// committed when AddSyncNow returns: the NOTIFY that follows may be
+// lost, the request is not.
+func (s *Store) AddSyncNow(ctx context.Context, p PendingSyncNow) (int64, error) {
+	if p.Created.IsZero() {
+		p.Created = s.now()
+	}
 	var id int64
+	m := p.Msg
 	err := s.db.QueryRowContext(ctx, `INSERT INTO sync_now(agent, replica, namespace, name, repo_url, branch_or_tag, reason, created)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		agent, replica, msg.GetNamespace(), msg.GetName(), msg.GetRepoUrl(), msg.GetBranchOrTag(), msg.GetReason(), ms(s.now())).Scan(&id)
+		p.Agent, p.Replica, m.GetNamespace(), m.GetName(), m.GetRepoUrl(), m.GetBranchOrTag(), m.GetReason(), ms(p.Created)).Scan(&id)
 	if err != nil {
-		return 0, fmt.Errorf("agent %s: recording sync now: %w", agent, err)
+		return 0, fmt.Errorf("agent %s: recording sync now: %w", p.Agent, err)
 	}
 	return id, nil
 }

@@ -37,16 +37,16 @@ func TestSyncNowRequests(t *testing.T) {
 		s.now = clock.now
 
 		push := &channelpb.SyncNow{RepoUrl: "https://git.example.com/team/app.git", BranchOrTag: "main", Reason: "push"}
-		old, err := s.AddSyncNow(ctx, "prod", "hub-c", push)
+		old, err := s.AddSyncNow(ctx, PendingSyncNow{Agent: "prod", Replica: "hub-c", Msg: push})
 		if err != nil {
 			t.Fatal(err)
 		}
 		clock.add(SyncNowKeep / 2)
-		id, err := s.AddSyncNow(ctx, "prod", "hub-c", &channelpb.SyncNow{Namespace: "apps", Name: "web", Reason: "resync"})
+		id, err := s.AddSyncNow(ctx, PendingSyncNow{Agent: "prod", Replica: "hub-c", Msg: &channelpb.SyncNow{Namespace: "apps", Name: "web", Reason: "resync"}})
 		if err != nil || id == old {
 			t.Fatalf("second request: id %d (first %d), %v", id, old, err)
 		}
-		if _, err := s.AddSyncNow(ctx, "staging", "hub-b", push); err != nil {
+		if _, err := s.AddSyncNow(ctx, PendingSyncNow{Agent: "staging", Replica: "hub-b", Msg: push}); err != nil {
 			t.Fatal(err)
 		}
 		want := "[prod hub-c / https://git.example.com/team/app.git main push prod hub-c apps/web   resync]"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"tether.dev/tether/channel/channelpb"
+	"tether.dev/tether/hub/store"
 	"tether.dev/tether/internal/pgtest"
 )
 
@@ -117,5 +118,28 @@ func TestReplicasSyncNowAfterHolderDied(t *testing.T) {
 	}
 	if len(sender.got) != 0 {
 		t.Fatal("the sender delivered a sync now to an agent it does not hold")
+	}
+}
+
+// A "sync now" that reaches a replica which no longer holds the agent
+// (the NOTIFY was addressed by an older record) is passed on to the
+// replica that holds it now, which delivers it.
+func TestReplicasSyncNowPassedOn(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.URL(t)
+	a, stale := startReplica(t, dsn, 0)
+	b, holder := startReplica(t, dsn, 1)
+	holder.held["prod"] = true
+	b.ChannelSink().Connected("prod", &channelpb.Hello{AgentName: "prod", Version: "v1"})
+	// Addressed to a, as if a held prod when the sender looked.
+	if err := a.sendSyncNow(ctx, store.PendingSyncNow{Agent: "prod", Replica: "hub-0", Msg: &channelpb.SyncNow{Reason: "push"}}); err != nil {
+		t.Fatal(err)
+	}
+	awaitSyncNow(t, holder, "prod push")
+	if ps, err := a.store.DeliverableSyncNows(ctx, "prod"); err != nil || len(ps) != 0 {
+		t.Fatalf("requests left after the delivery: %+v, %v", ps, err)
+	}
+	if len(stale.got) != 0 {
+		t.Fatal("a delivered a sync now to an agent it does not hold")
 	}
 }

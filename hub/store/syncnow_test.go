@@ -80,10 +80,19 @@ func TestSyncNowRequests(t *testing.T) {
 			t.Fatal("the sweep left an expired request")
 		}
 
+		// A request given back keeps its age: recorded again as created
+		// SyncNowKeep ago, it is expired at once.
+		if _, err := s.AddSyncNow(ctx, PendingSyncNow{Agent: "prod", Msg: push, Created: clock.now().Add(-SyncNowKeep - time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := pendingSyncNows(t, s, "prod"); len(got) != 0 {
+			t.Fatalf("a request given back grew young again: %v", got)
+		}
+
 		clock.add(SyncNowKeep)
 		p, err := s.Prune(ctx, clock.now().Add(-24*time.Hour))
-		if err != nil || p != (Pruned{SyncNows: 1}) {
-			t.Fatalf("Prune = %+v, %v; want the one expired request", p, err)
+		if err != nil || p != (Pruned{SyncNows: 2}) {
+			t.Fatalf("Prune = %+v, %v; want the two expired requests", p, err)
 		}
 	})
 }

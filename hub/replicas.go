@@ -55,7 +55,7 @@ type replicas struct {
 
 	mu        sync.Mutex
 	elsewhere map[string]elsewhere
-	stopping  bool // no new background work (go)
+	stopping  bool // no new goBackground work
 }
 
 // syncNowTimeout bounds one round of "sync now" bookkeeping in the
@@ -88,11 +88,11 @@ type elsewhere struct {
 // and for word that the commit-status outbox has work (which the leader
 // acts on), and routes what it cannot serve itself to the replica that
 // can. A "sync now" for an agent another replica holds is recorded in
-// the database before it is NOTIFYed, and delivered at least once while
-// the agent stays connected (see syncNowVia). Commit statuses themselves go through the database: whichever
-// replica stores a report queues its status in the outbox, and the
-// leader posts from there. On SQLite it does nothing (one replica); a
-// PeerURL there is an error. Close leaves the set.
+// the database before it is NOTIFYed, and delivered at least once (see
+// syncNowVia). Commit statuses themselves go through the database:
+// whichever replica stores a report queues its status in the outbox,
+// and the leader posts from there. On SQLite it does nothing (one
+// replica); a PeerURL there is an error. Close leaves the set.
 func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 	if s.store.Dialect() != "postgres" {
 		if o.PeerURL != "" {
@@ -274,7 +274,7 @@ func (s *Server) sendSyncNow(ctx context.Context, p store.PendingSyncNow) error 
 		return err
 	}
 	if err := s.store.Notify(ctx, replica.Channel, payload); err != nil {
-		return fmt.Errorf("agent %s: sync now through replica %s (recorded; it delivers it when it listens again): %w", p.Agent, p.Replica, err)
+		return fmt.Errorf("agent %s: sync now through replica %s (recorded: it goes when that replica listens again or the agent reconnects): %w", p.Agent, p.Replica, err)
 	}
 	return nil
 }

@@ -52,6 +52,7 @@ type replicas struct {
 	ctx       context.Context // ends when the replica leaves
 	cancel    context.CancelFunc
 	done      sync.WaitGroup
+	sweep     chan struct{} // asks syncNowSweeper for a sweep
 
 	mu        sync.Mutex
 	elsewhere map[string]elsewhere
@@ -61,6 +62,14 @@ type replicas struct {
 // syncNowTimeout bounds one round of "sync now" bookkeeping in the
 // database (record, claim, sweep).
 const syncNowTimeout = 5 * time.Second
+
+// sweepSoon asks for a sweep of the recorded "sync now" requests.
+func (r *replicas) sweepSoon() {
+	select {
+	case r.sweep <- struct{}{}:
+	default: // one is asked for already
+	}
+}
 
 // goBackground runs f on its own goroutine, which the replica's leaving
 // waits for, unless it is leaving already.
@@ -117,7 +126,7 @@ func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 		id = hubID()
 	}
 	r := &replicas{id: id, url: o.PeerURL, heartbeat: o.Heartbeat, ttl: o.TTL,
-		fwd: replica.Forwarder{Self: id}, elsewhere: map[string]elsewhere{}}
+		fwd: replica.Forwarder{Self: id}, elsewhere: map[string]elsewhere{}, sweep: make(chan struct{}, 1)}
 	if o.PeerCA != nil {
 		r.fwd.Transport = replica.PeerTransport(o.PeerCA)
 	}
@@ -128,7 +137,7 @@ func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 	r.ctx, r.cancel = rctx, cancel
 	listening := make(chan struct{})
 	var once sync.Once
-	r.done.Add(2)
+	r.done.Add(3)
 	go func() {
 		defer r.done.Done()
 		replica.Listen(rctx, s.opt.DB, s.log, func() {
@@ -136,8 +145,12 @@ func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 			s.log.Info("hub replicas: listening", "replica", r.id)
 			// NOTIFYs sent while this replica was not listening were
 			// lost; their requests wait in the database.
-			s.sweepSyncNows(r)
+			r.sweepSoon()
 		}, s.replicaMessage)
+	}()
+	go func() {
+		defer r.done.Done()
+		s.syncNowSweeper(r)
 	}()
 	go func() {
 		defer r.done.Done()
@@ -304,7 +317,9 @@ func (s *Server) replicaMessage(payload string) {
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, syncNowTimeout)
 		defer cancel()
-		s.deliverSyncNow(ctx, r, store.PendingSyncNow{ID: m.ID, Agent: m.Agent, Replica: m.To, Msg: msg})
+		if s.deliverSyncNow(ctx, r, store.PendingSyncNow{ID: m.ID, Agent: m.Agent, Replica: m.To, Msg: msg}) != nil {
+			r.sweepSoon()
+		}
 	case replica.KindOutbox:
 		if s.Leading() {
 			s.poster.Wake()
@@ -324,23 +339,25 @@ func (s *Server) currentDispatcher() Dispatcher {
 // replica claimed and cannot deliver (the stream here has gone) is
 // recorded again for the agent's next holder: NOTIFYed to it when
 // another replica holds the agent now, else waiting for the agent's next
-// connection.
-func (s *Server) deliverSyncNow(ctx context.Context, r *replicas, p store.PendingSyncNow) {
+// connection. An error (logged) is the database's: an unclaimed request
+// stays recorded for a sweep to retry; a claimed one not recorded again
+// is lost.
+func (s *Server) deliverSyncNow(ctx context.Context, r *replicas, p store.PendingSyncNow) error {
 	d := s.currentDispatcher()
 	if d == nil {
-		return
+		return nil
 	}
 	claimed, err := s.store.ClaimSyncNow(ctx, p.ID)
 	if err != nil {
 		s.log.Error("hub replicas: sync now", "agent", p.Agent, "error", err)
-		return
+		return err
 	}
 	if !claimed {
-		return
+		return nil
 	}
 	err = d.SyncNow(p.Agent, p.Msg)
 	if err == nil {
-		return
+		return nil
 	}
 	s.log.Info("hub replicas: sync now not delivered here; passing it on", "agent", p.Agent, "error", err)
 	p.Replica = ""
@@ -353,18 +370,43 @@ func (s *Server) deliverSyncNow(ctx context.Context, r *replicas, p store.Pendin
 	if err != nil {
 		s.log.Error("hub replicas: passing a sync now on", "agent", p.Agent, "error", err)
 	}
+	return err
+}
+
+// syncNowSweeper sweeps when asked (sweepSoon: each time the LISTEN
+// connection is in place, and after a delivery failed on the database),
+// and tries again with backoff until a sweep succeeds: after PostgreSQL
+// restarts, the first statements on the pool's old connections fail.
+func (s *Server) syncNowSweeper(r *replicas) {
+	const first, most = 100 * time.Millisecond, 5 * time.Second
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.sweep:
+		}
+		for wait := first; s.sweepSyncNows(r) != nil; wait = min(2*wait, most) {
+			t := time.NewTimer(wait)
+			select {
+			case <-r.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
 }
 
 // sweepSyncNows delivers the recorded requests for the agents whose
 // streams this replica holds, whoever they were addressed to: their
 // NOTIFYs may have been lost while this replica was not listening.
-func (s *Server) sweepSyncNows(r *replicas) {
+func (s *Server) sweepSyncNows(r *replicas) error {
 	ctx, cancel := context.WithTimeout(r.ctx, syncNowTimeout)
 	defer cancel()
 	ps, err := s.store.DeliverableSyncNows(ctx, "")
 	if err != nil {
 		s.log.Error("hub replicas: sync now sweep", "error", err)
-		return
+		return err
 	}
 	s.mu.Lock()
 	held := ps[:0]
@@ -374,12 +416,16 @@ func (s *Server) sweepSyncNows(r *replicas) {
 		}
 	}
 	s.mu.Unlock()
+	var failed error
 	for _, p := range held {
-		s.deliverSyncNow(ctx, r, p)
+		if err := s.deliverSyncNow(ctx, r, p); err != nil {
+			failed = err
+		}
 	}
 	if len(held) > 0 {
-		s.log.Info("hub replicas: sync now requests recorded while not listening delivered", "requests", len(held))
+		s.log.Info("hub replicas: sync now sweep", "requests", len(held), "failed", failed != nil)
 	}
+	return failed
 }
 
 // connectedElsewhere says whether another replica holds agent's stream
@@ -441,10 +487,13 @@ func (rs replicaSink) Connected(agent string, hello *channelpb.Hello) {
 		ps, err := rs.store.DeliverableSyncNows(ctx, agent)
 		if err != nil {
 			rs.log.Error("hub replicas: sync now for a connecting agent", "agent", agent, "error", err)
+			r.sweepSoon()
 			return
 		}
 		for _, p := range ps {
-			rs.deliverSyncNow(ctx, r, p)
+			if rs.deliverSyncNow(ctx, r, p) != nil {
+				r.sweepSoon()
+			}
 		}
 	})
 }

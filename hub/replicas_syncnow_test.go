@@ -36,8 +36,10 @@ func mustExec(t *testing.T, db *sql.DB, q string) {
 // A "sync now" sent while the holder's LISTEN connection is down (its
 // NOTIFY is lost) still reaches the agent once the holder listens again.
 // The holder connects as a role of its own, which the test forbids to
-// log in while it cuts the holder's LISTEN connection: the holder cannot
-// listen again until the test allows it, after the sync now was sent.
+// log in while it cuts the holder's connections (its LISTEN connection
+// and its pool's, as a PostgreSQL restart does): the holder cannot listen
+// again until the test allows it, after the sync now was sent, and then
+// the first statements on its pool's old connections fail.
 func TestReplicasSyncNowSurvivesLostNotify(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.Start(t).URL(t)
@@ -58,22 +60,23 @@ func TestReplicasSyncNowSurvivesLostNotify(t *testing.T) {
 	c.ChannelSink().Connected("prod", &channelpb.Hello{AgentName: "prod", Version: "v1"})
 
 	mustExec(t, admin, `ALTER ROLE holder NOLOGIN`)
-	var cut int
-	if err := admin.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE usename = 'holder' AND query LIKE 'LISTEN%'`).Scan(&cut); err != nil || cut != 1 {
-		t.Fatalf("terminating the holder's LISTEN connection: %d cut, %v", cut, err)
+	var listening int
+	if err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity
+		WHERE usename = 'holder' AND query LIKE 'LISTEN%'`).Scan(&listening); err != nil || listening != 1 {
+		t.Fatalf("the holder's LISTEN connections: %d, %v; want 1", listening, err)
 	}
+	mustExec(t, admin, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'holder'`)
 	// Until the backend is gone it might still take a NOTIFY.
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		var n int
-		if err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE usename = 'holder' AND query LIKE 'LISTEN%'`).Scan(&n); err != nil {
+		if err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE usename = 'holder'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the holder's LISTEN backend outlived its termination")
+			t.Fatal("the holder's backends outlived their termination")
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronisation
 	}

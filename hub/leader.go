@@ -117,7 +117,7 @@ func (s *Server) leaderStep(ctx context.Context, now time.Time) {
 		s.log.Warn("retention: commit statuses queued before it and never posted dropped", "count", p.QueuedStatuses)
 	}
 	s.log.Info("retention", "before", before.UTC().Format(time.RFC3339), "revisions", p.Revisions,
-		"commitStatuses", p.CommitStatuses, "gitsyncs", p.GitSyncs, "events", p.Events, "sessions", p.Sessions)
+		"commitStatuses", p.CommitStatuses, "gitsyncs", p.GitSyncs, "events", p.Events, "sessions", p.Sessions, "syncNows", p.SyncNows)
 }
 
 // acquire renews or asks for the lease and says whether this hub leads.

@@ -49,11 +49,41 @@ type replicas struct {
 	heartbeat time.Duration
 	ttl       time.Duration
 	fwd       replica.Forwarder
+	ctx       context.Context // ends when the replica leaves
 	cancel    context.CancelFunc
 	done      sync.WaitGroup
+	sweep     chan struct{} // asks syncNowSweeper for a sweep
 
 	mu        sync.Mutex
 	elsewhere map[string]elsewhere
+	stopping  bool // no new goBackground work
+}
+
+// syncNowTimeout bounds one round of "sync now" bookkeeping in the
+// database (record, claim, sweep).
+const syncNowTimeout = 5 * time.Second
+
+// sweepSoon asks for a sweep of the recorded "sync now" requests.
+func (r *replicas) sweepSoon() {
+	select {
+	case r.sweep <- struct{}{}:
+	default: // one is asked for already
+	}
+}
+
+// goBackground runs f on its own goroutine, which the replica's leaving
+// waits for, unless it is leaving already.
+func (r *replicas) goBackground(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping {
+		return
+	}
+	r.done.Add(1)
+	go func() {
+		defer r.done.Done()
+		f()
+	}()
 }
 
 type elsewhere struct {
@@ -66,10 +96,12 @@ type elsewhere struct {
 // streams it holds (ChannelSink), LISTENs for "sync now" from its peers
 // and for word that the commit-status outbox has work (which the leader
 // acts on), and routes what it cannot serve itself to the replica that
-// can. Commit statuses themselves go through the database: whichever
-// replica stores a report queues its status in the outbox, and the
-// leader posts from there. On SQLite it does nothing (one replica); a
-// PeerURL there is an error. Close leaves the set.
+// can. A "sync now" for an agent another replica holds is recorded in
+// the database before it is NOTIFYed, and delivered at least once (see
+// syncNowVia). Commit statuses themselves go through the database:
+// whichever replica stores a report queues its status in the outbox,
+// and the leader posts from there. On SQLite it does nothing (one
+// replica); a PeerURL there is an error. Close leaves the set.
 func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 	if s.store.Dialect() != "postgres" {
 		if o.PeerURL != "" {
@@ -94,7 +126,7 @@ func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 		id = hubID()
 	}
 	r := &replicas{id: id, url: o.PeerURL, heartbeat: o.Heartbeat, ttl: o.TTL,
-		fwd: replica.Forwarder{Self: id}, elsewhere: map[string]elsewhere{}}
+		fwd: replica.Forwarder{Self: id}, elsewhere: map[string]elsewhere{}, sweep: make(chan struct{}, 1)}
 	if o.PeerCA != nil {
 		r.fwd.Transport = replica.PeerTransport(o.PeerCA)
 	}
@@ -102,16 +134,23 @@ func (s *Server) StartReplicas(ctx context.Context, o ReplicaOptions) error {
 		return fmt.Errorf("hub replicas: %w", err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
+	r.ctx, r.cancel = rctx, cancel
 	listening := make(chan struct{})
 	var once sync.Once
-	r.done.Add(2)
+	r.done.Add(3)
 	go func() {
 		defer r.done.Done()
 		replica.Listen(rctx, s.opt.DB, s.log, func() {
 			once.Do(func() { close(listening) })
 			s.log.Info("hub replicas: listening", "replica", r.id)
+			// NOTIFYs sent while this replica was not listening were
+			// lost; their requests wait in the database.
+			r.sweepSoon()
 		}, s.replicaMessage)
+	}()
+	go func() {
+		defer r.done.Done()
+		s.syncNowSweeper(r)
 	}()
 	go func() {
 		defer r.done.Done()
@@ -145,6 +184,9 @@ func (s *Server) stopReplicas() {
 	if r == nil {
 		return
 	}
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
 	r.cancel()
 	r.done.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -203,13 +245,20 @@ func disconnectAtStart(ctx context.Context, st *store.Store) error {
 }
 
 // syncNowVia sends msg to agent through d when its stream is here, and
-// otherwise NOTIFYs the replica that holds it.
+// otherwise records it in the database for the replica that holds it and
+// NOTIFYs that replica. The record makes it at least once: a NOTIFY is
+// lost when the holder's LISTEN connection is down, and then the holder
+// delivers the request when it listens again; when the holder dies
+// first, the replica the agent connects to next delivers it. A request
+// no one delivers within store.SyncNowKeep is dropped (the agent's poll
+// has done its work). The record costs one more round trip to the
+// database than the NOTIFY alone.
 func (s *Server) syncNowVia(r *replicas, d Dispatcher, agent string, msg *channelpb.SyncNow) error {
 	err := d.SyncNow(agent, msg)
 	if !errors.Is(err, server.ErrNotConnected) {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), syncNowTimeout)
 	defer cancel()
 	peer, lerr := s.store.AgentReplica(ctx, agent, r.ttl)
 	switch {
@@ -218,12 +267,27 @@ func (s *Server) syncNowVia(r *replicas, d Dispatcher, agent string, msg *channe
 	case lerr != nil:
 		return fmt.Errorf("agent %s: finding its hub replica: %w", agent, lerr)
 	}
-	payload, perr := replica.SyncNowMessage(peer.ID, agent, msg)
-	if perr != nil {
-		return perr
+	return s.sendSyncNow(ctx, store.PendingSyncNow{Agent: agent, Replica: peer.ID, Msg: msg})
+}
+
+// sendSyncNow records p, addressed to p.Replica, and NOTIFYs that
+// replica.
+func (s *Server) sendSyncNow(ctx context.Context, p store.PendingSyncNow) error {
+	// The payload is checked before the record: one that cannot be sent
+	// leaves none behind.
+	if _, err := replica.SyncNowMessage(p.Replica, p.Agent, 0, p.Msg); err != nil {
+		return err
+	}
+	id, err := s.store.AddSyncNow(ctx, p)
+	if err != nil {
+		return fmt.Errorf("agent %s: sync now through replica %s: %w", p.Agent, p.Replica, err)
+	}
+	payload, err := replica.SyncNowMessage(p.Replica, p.Agent, id, p.Msg)
+	if err != nil {
+		return err
 	}
 	if err := s.store.Notify(ctx, replica.Channel, payload); err != nil {
-		return fmt.Errorf("agent %s: sync now through replica %s: %w", agent, peer.ID, err)
+		return fmt.Errorf("agent %s: sync now through replica %s (recorded: it goes when that replica listens again or the agent reconnects): %w", p.Agent, p.Replica, err)
 	}
 	return nil
 }
@@ -243,20 +307,125 @@ func (s *Server) replicaMessage(payload string) {
 		if r == nil || m.To != r.id {
 			return
 		}
-		s.mu.Lock()
-		d := s.dispatcher
-		s.mu.Unlock()
-		if d == nil {
+		if m.ID == 0 { // from a replica that does not record them
+			if d := s.currentDispatcher(); d != nil {
+				if err := d.SyncNow(m.Agent, msg); err != nil {
+					s.log.Info("hub replicas: sync now from a peer not delivered", "agent", m.Agent, "error", err)
+				}
+			}
 			return
 		}
-		if err := d.SyncNow(m.Agent, msg); err != nil {
-			s.log.Info("hub replicas: sync now from a peer not delivered", "agent", m.Agent, "error", err)
+		ctx, cancel := context.WithTimeout(r.ctx, syncNowTimeout)
+		defer cancel()
+		if s.deliverSyncNow(ctx, r, store.PendingSyncNow{ID: m.ID, Agent: m.Agent, Replica: m.To, Msg: msg}) != nil {
+			r.sweepSoon()
 		}
 	case replica.KindOutbox:
 		if s.Leading() {
 			s.poster.Wake()
 		}
 	}
+}
+
+// currentDispatcher is the channel server, nil until SetDispatcher.
+func (s *Server) currentDispatcher() Dispatcher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dispatcher
+}
+
+// deliverSyncNow claims request p and sends it on the agent's stream
+// here. A request another replica claimed first is left to it. One this
+// replica claimed and cannot deliver (the stream here has gone) is
+// recorded again for the agent's next holder: NOTIFYed to it when
+// another replica holds the agent now, else waiting for the agent's next
+// connection. An error (logged) is the database's: an unclaimed request
+// stays recorded for a sweep to retry; a claimed one not recorded again
+// is lost.
+func (s *Server) deliverSyncNow(ctx context.Context, r *replicas, p store.PendingSyncNow) error {
+	d := s.currentDispatcher()
+	if d == nil {
+		return nil
+	}
+	claimed, err := s.store.ClaimSyncNow(ctx, p.ID)
+	if err != nil {
+		s.log.Error("hub replicas: sync now", "agent", p.Agent, "error", err)
+		return err
+	}
+	if !claimed {
+		return nil
+	}
+	err = d.SyncNow(p.Agent, p.Msg)
+	if err == nil {
+		return nil
+	}
+	s.log.Info("hub replicas: sync now not delivered here; passing it on", "agent", p.Agent, "error", err)
+	p.Replica = ""
+	if peer, err := s.store.AgentReplica(ctx, p.Agent, r.ttl); err == nil && peer.ID != r.id {
+		p.Replica = peer.ID
+		err = s.sendSyncNow(ctx, p)
+	} else {
+		_, err = s.store.AddSyncNow(ctx, p)
+	}
+	if err != nil {
+		s.log.Error("hub replicas: passing a sync now on", "agent", p.Agent, "error", err)
+	}
+	return err
+}
+
+// syncNowSweeper sweeps when asked (sweepSoon: each time the LISTEN
+// connection is in place, and after a delivery failed on the database),
+// and tries again with backoff until a sweep succeeds: after PostgreSQL
+// restarts, the first statements on the pool's old connections fail.
+func (s *Server) syncNowSweeper(r *replicas) {
+	const first, most = 100 * time.Millisecond, 5 * time.Second
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.sweep:
+		}
+		for wait := first; s.sweepSyncNows(r) != nil; wait = min(2*wait, most) {
+			t := time.NewTimer(wait)
+			select {
+			case <-r.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// sweepSyncNows delivers the recorded requests for the agents whose
+// streams this replica holds, whoever they were addressed to: their
+// NOTIFYs may have been lost while this replica was not listening.
+func (s *Server) sweepSyncNows(r *replicas) error {
+	ctx, cancel := context.WithTimeout(r.ctx, syncNowTimeout)
+	defer cancel()
+	ps, err := s.store.DeliverableSyncNows(ctx, "")
+	if err != nil {
+		s.log.Error("hub replicas: sync now sweep", "error", err)
+		return err
+	}
+	s.mu.Lock()
+	held := ps[:0]
+	for _, p := range ps {
+		if s.streams[p.Agent] > 0 {
+			held = append(held, p)
+		}
+	}
+	s.mu.Unlock()
+	var failed error
+	for _, p := range held {
+		if err := s.deliverSyncNow(ctx, r, p); err != nil {
+			failed = err
+		}
+	}
+	if len(held) > 0 {
+		s.log.Info("hub replicas: sync now sweep", "requests", len(held), "failed", failed != nil)
+	}
+	return failed
 }
 
 // connectedElsewhere says whether another replica holds agent's stream
@@ -308,6 +477,25 @@ func (rs replicaSink) Connected(agent string, hello *channelpb.Hello) {
 	if err := rs.store.AgentConnectedAt(context.Background(), agent, hello.GetVersion(), hello.GetClusterUid(), r.id); err != nil {
 		rs.log.Error("cannot record agent connection", "agent", agent, "error", err)
 	}
+	// A "sync now" recorded for the agent's previous holder (which died
+	// or lost it before delivering) goes on the new stream; not from
+	// this call, which the channel server makes before it returns the
+	// stream to senders.
+	r.goBackground(func() {
+		ctx, cancel := context.WithTimeout(r.ctx, syncNowTimeout)
+		defer cancel()
+		ps, err := rs.store.DeliverableSyncNows(ctx, agent)
+		if err != nil {
+			rs.log.Error("hub replicas: sync now for a connecting agent", "agent", agent, "error", err)
+			r.sweepSoon()
+			return
+		}
+		for _, p := range ps {
+			if rs.deliverSyncNow(ctx, r, p) != nil {
+				r.sweepSoon()
+			}
+		}
+	})
 }
 
 // Disconnected records the end of the agent's last stream here, unless

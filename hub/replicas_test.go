@@ -30,6 +30,24 @@ func (f *streams) SyncNow(agent string, msg *channelpb.SyncNow) error {
 	return nil
 }
 
+// startReplica starts hub replica hub-i on dsn with a stand-in channel
+// server.
+func startReplica(t *testing.T, dsn string, i int) (*Server, *streams) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := New(ctx, Options{DB: dsn, HubID: fmt.Sprintf("hub-%d", i)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ch := &streams{held: map[string]bool{}, got: make(chan string, 4)}
+	s.SetDispatcher(ch)
+	if err := s.StartReplicas(ctx, ReplicaOptions{PeerURL: fmt.Sprintf("http://127.0.0.1:%d", 1000+i)}); err != nil {
+		t.Fatal(err)
+	}
+	return s, ch
+}
+
 // Two hubs on one PostgreSQL: a "sync now" given to the one that does not
 // hold the agent reaches it through the one that does; both say the agent
 // is connected; once the holder leaves, neither does, and "sync now"
@@ -40,17 +58,7 @@ func TestReplicasSyncNow(t *testing.T) {
 	var hubs [2]*Server
 	var chans [2]*streams
 	for i := range hubs {
-		s, err := New(ctx, Options{DB: dsn, HubID: fmt.Sprintf("hub-%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		chans[i] = &streams{held: map[string]bool{}, got: make(chan string, 4)}
-		s.SetDispatcher(chans[i])
-		if err := s.StartReplicas(ctx, ReplicaOptions{PeerURL: fmt.Sprintf("http://127.0.0.1:%d", 1000+i)}); err != nil {
-			t.Fatal(err)
-		}
-		hubs[i] = s
+		hubs[i], chans[i] = startReplica(t, dsn, i)
 	}
 	a, b := hubs[0], hubs[1]
 	chans[1].held["prod"] = true

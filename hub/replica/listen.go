@@ -13,9 +13,11 @@ import (
 // calls handle with each payload, in order, until ctx ends. It
 // reconnects with backoff (up to maxBackoff, with jitter) whenever the
 // connection drops, as it does when PostgreSQL restarts; onListen is
-// called each time the LISTEN is in place again (NOTIFYs sent while it
-// was not are lost: the callers treat a "sync now" as a hint, the agents
-// poll anyway).
+// called each time the LISTEN is in place, the first time and after every
+// reconnection, before the first payload of that connection. NOTIFYs sent
+// while no LISTEN was in place are lost: onListen is where the caller
+// catches up on what they carried (a "sync now" waits in the database
+// until delivered).
 func Listen(ctx context.Context, dsn string, log *slog.Logger, onListen func(), handle func(payload string)) {
 	const first, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := first

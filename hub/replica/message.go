@@ -21,6 +21,10 @@ type Kind string
 
 const (
 	// KindSyncNow: send SyncNow to Agent, whose stream the replica holds.
+	// The request waits in the database (ID, table sync_now) until a
+	// replica that holds the agent claims it: the replica addressed, on
+	// this message or, when it was lost, when its LISTEN is back; or
+	// whichever replica the agent connects to next.
 	KindSyncNow Kind = "syncNow"
 	// KindOutbox: a commit status was queued in the database's outbox;
 	// whichever replica leads reads it now rather than at its next poll.
@@ -35,16 +39,18 @@ type Message struct {
 	To    string          `json:"to"`
 	Kind  Kind            `json:"kind"`
 	Agent string          `json:"agent,omitempty"`
+	ID    int64           `json:"id,omitempty"`   // the request in table sync_now; 0 from a replica older than it
 	Sync  json.RawMessage `json:"sync,omitempty"` // channelpb.SyncNow, protojson
 }
 
-// SyncNowMessage addresses msg for agent to replica to.
-func SyncNowMessage(to, agent string, msg *channelpb.SyncNow) (string, error) {
+// SyncNowMessage addresses msg for agent, recorded as request id, to
+// replica to.
+func SyncNowMessage(to, agent string, id int64, msg *channelpb.SyncNow) (string, error) {
 	b, err := protojson.Marshal(msg)
 	if err != nil {
 		return "", fmt.Errorf("agent %s: sync now: %w", agent, err)
 	}
-	return encode(Message{To: to, Kind: KindSyncNow, Agent: agent, Sync: b})
+	return encode(Message{To: to, Kind: KindSyncNow, Agent: agent, ID: id, Sync: b})
 }
 
 func encode(m Message) (string, error) {
@@ -71,8 +77,8 @@ func Decode(payload string) (Message, *channelpb.SyncNow, error) {
 	}
 	switch m.Kind {
 	case KindSyncNow:
-		if m.Agent == "" || len(m.Sync) == 0 {
-			return Message{}, nil, errors.New("replica message syncNow: no agent or no message")
+		if m.Agent == "" || len(m.Sync) == 0 || m.ID < 0 {
+			return Message{}, nil, errors.New("replica message syncNow: no agent, no message or a negative id")
 		}
 		msg := &channelpb.SyncNow{}
 		if err := protojson.Unmarshal(m.Sync, msg); err != nil {

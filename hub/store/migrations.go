@@ -232,6 +232,26 @@ CREATE TABLE status_outbox (
 CREATE INDEX status_outbox_next_try ON status_outbox(next_try);
 CREATE INDEX status_outbox_queued ON status_outbox(queued);
 `},
+	// 9: "sync now" requests on their way to the replica that holds the
+	// agent's stream (see syncnow.go): the NOTIFY that carries one may be
+	// lost, the row is not. The holder deletes a row as it delivers it;
+	// rows older than SyncNowKeep are dropped. SQLite (one hub) leaves it
+	// empty.
+	{sql: `
+CREATE TABLE sync_now (
+	id            {{id}},
+	agent         TEXT NOT NULL,
+	replica       TEXT NOT NULL DEFAULT '',  -- replicas.id it was addressed to
+	namespace     TEXT NOT NULL DEFAULT '',  -- one GitSync's (the resync API), '' for every one of the repository
+	name          TEXT NOT NULL DEFAULT '',
+	repo_url      TEXT NOT NULL DEFAULT '',
+	branch_or_tag TEXT NOT NULL DEFAULT '',
+	reason        TEXT NOT NULL DEFAULT '',
+	created       BIGINT NOT NULL            -- unix ms
+);
+CREATE INDEX sync_now_agent ON sync_now(agent);
+CREATE INDEX sync_now_created ON sync_now(created);
+`},
 }
 
 // fillRepoKeys fills migration 7's repo_key of the GitSyncs stored before

@@ -16,6 +16,9 @@ type Pruned struct {
 	// QueuedStatuses are commit statuses queued before and never posted
 	// (the Git host was away all along, or is no longer configured).
 	QueuedStatuses int64
+	// SyncNows are "sync now" requests older than SyncNowKeep that no
+	// replica delivered (the agent's poll has done their work since).
+	SyncNows int64
 }
 
 // Prune deletes history older than before: revisions no GitSync is on or
@@ -28,7 +31,7 @@ type Pruned struct {
 // It also deletes, whatever before is, what no one can read any more:
 // events of a GitSync that is gone (DeleteEvents missed, say when the hub
 // stopped between the two), sessions that expired, sessions of a revoked
-// token.
+// token, and "sync now" requests older than SyncNowKeep.
 func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 	cut := ms(before)
 	var p Pruned
@@ -69,6 +72,11 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (Pruned, error) {
 		return Pruned{}, fmt.Errorf("prune sessions: %w", err)
 	}
 	p.Sessions, _ = res.RowsAffected()
+	res, err = t.ExecContext(ctx, `DELETE FROM sync_now WHERE created < ?`, ms(s.now().Add(-SyncNowKeep)))
+	if err != nil {
+		return Pruned{}, fmt.Errorf("prune sync now requests: %w", err)
+	}
+	p.SyncNows, _ = res.RowsAffected()
 	if err := t.Commit(); err != nil {
 		return Pruned{}, fmt.Errorf("prune before %s: %w", before.Format(time.RFC3339), err)
 	}

@@ -72,7 +72,8 @@ type ServerOptions struct {
 	// HelloTimeout bounds the wait for the first message. Defaults to 10s.
 	HelloTimeout time.Duration
 	// SendQueue is how many messages may wait to go down one stream before
-	// SyncNow refuses more. Defaults to 64.
+	// SyncNow refuses more. Defaults to 64. The queue takes memory only
+	// while messages wait.
 	SendQueue int
 	// RequestTimeout bounds an ordinary HTTP request on Handler (the
 	// Fallback's: page, API, badges, webhooks): reading its body and

@@ -118,6 +118,7 @@ var errAgentLeft = errors.New("the agent closed the stream")
 
 // read reads and handles the agent's messages until the stream ends, and
 // then ends the stream's context with the cause, which Connect returns.
+// Messages are decoded (offStackCodec) and handled off its stack.
 func (s *Server) read(sess *session) {
 	for {
 		m, err := sess.st.Recv()
@@ -129,7 +130,12 @@ func (s *Server) read(sess *session) {
 			return
 		}
 		sess.seen()
-		if err := sess.handling(func() error { return s.handle(sess.ctx, sess, m) }); err != nil {
+		if _, beat := m.GetMsg().(*channelpb.AgentMessage_Heartbeat); beat {
+			continue
+		}
+		// Handling goes deep (checks, the Sink, encoding the ack): off
+		// this goroutine's stack, which would keep the size for good.
+		if err := offStack(func() error { return sess.handling(func() error { return s.handle(sess.ctx, sess, m) }) }); err != nil {
 			sess.cancel(err)
 			return
 		}
@@ -173,7 +179,8 @@ func (s *Server) watch(sess *session, who caller) (stop func()) {
 	return func() { t.Stop() }
 }
 
-// handle acts on one message after the Hello.
+// handle acts on one message after the Hello, on a short-lived goroutine
+// (see read).
 func (s *Server) handle(ctx context.Context, sess *session, m *channelpb.AgentMessage) error {
 	switch msg := m.GetMsg().(type) {
 	case *channelpb.AgentMessage_Heartbeat:
@@ -183,7 +190,7 @@ func (s *Server) handle(ctx context.Context, sess *session, m *channelpb.AgentMe
 		if err := validReport(r); err != nil {
 			return err
 		}
-		if err := offStack(func() error { _, err := s.opts.Sink.Report(ctx, sess.agent, r); return err }); err != nil {
+		if _, err := s.opts.Sink.Report(ctx, sess.agent, r); err != nil {
 			s.log.Error("storing a report failed", "agent", sess.agent, "namespace", r.GetNamespace(), "name", r.GetName(), "error", err)
 			return status.Errorf(codes.Unavailable, "%s/%s: the hub could not store the report", r.GetNamespace(), r.GetName())
 		}

@@ -72,11 +72,11 @@ func (sess *session) send(wait context.Context, m *channelpb.HubMessage) error {
 	return sess.st.Send(m)
 }
 
-// close ends the stream's context (which ends a send blocked on flow
-// control), waits for a message being handled and a send in progress,
-// and refuses every later one.
-// The handler calls it before it unregisters and returns; again is a
-// no-op.
+// close ends the stream's context, waits for a message being handled
+// and a send in progress, and refuses every later one. A send that gRPC's
+// flow control holds (an agent that stopped reading) is waited for, as
+// when the handler sent everything itself. The handler calls close
+// before it unregisters and returns; again is a no-op.
 func (sess *session) close() {
 	sess.cancel(nil)
 	sess.handle.Lock()

@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
+	"google.golang.org/grpc/mem"
 
 	"tether.dev/tether/channel/channelpb"
 )
@@ -162,7 +165,7 @@ func (s *Server) serveH2C(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	buffered, _ := rw.Reader.Peek(rw.Reader.Buffered())
-	c := &prefixedConn{Conn: conn, pending: append([]byte(h2cPreface), buffered...)}
+	c := &prefixedConn{Conn: conn, pending: append([]byte(h2cPreface), buffered...), raw: rawConnOf(conn)}
 	if err := s.conns.deliver(c); err != nil {
 		conn.Close()
 	}
@@ -172,6 +175,31 @@ func (s *Server) serveH2C(w http.ResponseWriter, r *http.Request) {
 type prefixedConn struct {
 	net.Conn
 	pending []byte
+	// raw is the TCP connection's, for ReadOnReady; nil for other kinds.
+	raw syscall.RawConn
+}
+
+// ReadOnReady implements gRPC's optional reader interface for connections
+// (internal/transport/readyreader.Reader): gRPC then takes a read buffer
+// from its pool only once data has come, instead of holding ReadBufferSize
+// per connection while the agent is silent, as it does for a plain
+// *net.TCPConn. Without it a taken-over h2c connection pins its buffer.
+func (c *prefixedConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	if len(c.pending) > 0 || c.raw == nil {
+		buf := pool.Get(bufSize)
+		n, err := c.Read(*buf)
+		if n == 0 {
+			pool.Put(buf)
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			return nil, 0, err
+		}
+		// A read that returns data and an error: the error comes again on
+		// the next read.
+		return buf, n, nil
+	}
+	return readOnReady(c.raw, bufSize, pool)
 }
 
 func (c *prefixedConn) Read(p []byte) (int, error) {

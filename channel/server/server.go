@@ -10,7 +10,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	"tether.dev/tether/channel/channelpb"
@@ -72,7 +75,8 @@ type ServerOptions struct {
 	// HelloTimeout bounds the wait for the first message. Defaults to 10s.
 	HelloTimeout time.Duration
 	// SendQueue is how many messages may wait to go down one stream before
-	// SyncNow refuses more. Defaults to 64.
+	// SyncNow refuses more. Defaults to 64. The queue takes memory only
+	// while messages wait.
 	SendQueue int
 	// RequestTimeout bounds an ordinary HTTP request on Handler (the
 	// Fallback's: page, API, badges, webhooks): reading its body and
@@ -219,6 +223,8 @@ func NewServer(opts ServerOptions) *Server {
 		grpc.MaxRecvMsgSize(channelpb.MaxMessageBytes),
 		// An agent needs one stream per connection.
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		// Agents' messages are decoded off the reader's stack.
+		grpc.ForceServerCodecV2(offStackCodec{encoding.GetCodecV2(proto.Name)}),
 		grpc.ChainStreamInterceptor(s.authStream),
 		grpc.ChainUnaryInterceptor(s.authUnary),
 	)
@@ -331,4 +337,14 @@ func (s *Server) serveGRPC(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.inflight.Done()
 	s.grpc.ServeHTTP(w, r)
+}
+
+// offStackCodec is gRPC's proto codec, decoding on a short-lived goroutine
+// (offStack): decoding a report goes deep, and would grow the stack of the
+// stream's reader, which waits in Recv as long as the agent is connected,
+// for good (a stack shrinks only while it uses under a quarter of it).
+type offStackCodec struct{ encoding.CodecV2 }
+
+func (c offStackCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return offStack(func() error { return c.CodecV2.Unmarshal(data, v) })
 }

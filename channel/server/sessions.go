@@ -1,9 +1,13 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,13 +25,81 @@ var (
 type session struct {
 	agent  string
 	id     uint64
-	out    chan *channelpb.HubMessage
+	ctx    context.Context // the stream's; cancel ends it
 	cancel func(cause error)
-	// frames carries tunnel frames down; the stream's one sender takes
-	// them. mux is nil for an agent without the tunnel.
-	frames chan *channelpb.HubMessage
-	mux    *tunnel.Mux
+	st     stream
+	// mux is nil for an agent without the tunnel.
+	mux *tunnel.Mux
+	// lastSeen is when the agent's last message came, in Unix nanoseconds.
+	lastSeen atomic.Int64
+
+	// handle is held while a message is handled; once closed, none is.
+	handle sync.Mutex
+	ended  bool
+
+	// sending is the stream's send lock (a token, so a tunnel frame can
+	// stop waiting for it): gRPC allows one sender at a time. closed,
+	// under it, says the handler returned and nothing more may be sent.
+	sending chan struct{}
+	closed  bool
+
+	// mu guards the "sync now" queue: at most max messages wait, and a
+	// goroutine drains them while there are any.
+	mu       sync.Mutex
+	queue    []*channelpb.HubMessage
+	max      int
+	draining bool
 }
+
+// errStreamEnded is what send returns once the stream has ended.
+var errStreamEnded = errors.New("the stream ended")
+
+// send sends m down the stream, waiting for the send lock until wait or
+// the stream ends. It fails with errStreamEnded once the stream ended,
+// with wait's cause when wait ends first, or with the stream's error.
+func (sess *session) send(wait context.Context, m *channelpb.HubMessage) error {
+	select {
+	case sess.sending <- struct{}{}:
+	case <-sess.ctx.Done():
+		return errStreamEnded
+	case <-wait.Done():
+		return context.Cause(wait)
+	}
+	defer func() { <-sess.sending }()
+	if sess.closed {
+		return errStreamEnded
+	}
+	return sess.st.Send(m)
+}
+
+// close ends the stream's context, waits for a message being handled
+// and a send in progress, and refuses every later one. A send that gRPC's
+// flow control holds (an agent that stopped reading) is waited for, as
+// when the handler sent everything itself. The handler calls close
+// before it unregisters and returns; again is a no-op.
+func (sess *session) close() {
+	sess.cancel(nil)
+	sess.handle.Lock()
+	sess.ended = true
+	sess.handle.Unlock()
+	sess.sending <- struct{}{}
+	sess.closed = true
+	<-sess.sending
+}
+
+// handling runs f, one of the agent's messages, unless the handler has
+// returned: the Sink hears nothing of a stream after it ended.
+func (sess *session) handling(f func() error) error {
+	sess.handle.Lock()
+	defer sess.handle.Unlock()
+	if sess.ended || sess.ctx.Err() != nil {
+		return errStreamEnded
+	}
+	return f()
+}
+
+// seen notes that the agent said something.
+func (sess *session) seen() { sess.lastSeen.Store(time.Now().UnixNano()) }
 
 // ErrNoTunnel is returned by Tunnel for an agent that does not serve the
 // tunnel (an older agent, or one started without it).
@@ -159,12 +231,43 @@ func (s *Server) ConnectedAgents() []string {
 	return names
 }
 
-// offer queues m without blocking.
+// offer queues m without blocking, and starts the queue's drain unless
+// it runs; it fails when max messages wait already.
 func (sess *session) offer(m *channelpb.HubMessage) bool {
-	select {
-	case sess.out <- m:
-		return true
-	default:
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if len(sess.queue) >= sess.max {
 		return false
+	}
+	sess.queue = append(sess.queue, m)
+	if !sess.draining {
+		sess.draining = true
+		go sess.drain()
+	}
+	return true
+}
+
+// drain sends the queued messages in order and ends when the queue is
+// empty; a failed send ends the stream (and the drain for good: nothing
+// more goes down it).
+func (sess *session) drain() {
+	for {
+		sess.mu.Lock()
+		if len(sess.queue) == 0 {
+			sess.queue = nil
+			sess.draining = false
+			sess.mu.Unlock()
+			return
+		}
+		m := sess.queue[0]
+		sess.queue[0] = nil
+		sess.queue = sess.queue[1:]
+		sess.mu.Unlock()
+		if err := sess.send(sess.ctx, m); err != nil {
+			if !errors.Is(err, errStreamEnded) {
+				sess.cancel(err)
+			}
+			return
+		}
 	}
 }

@@ -97,20 +97,30 @@ func freeAddr(t *testing.T) string {
 // agent prod's stream, other than not (-1: any), and returns its index.
 func (rs *replicaSet) holder(t *testing.T, not int) int {
 	t.Helper()
+	return rs.named(t, not, "a replica to hold agent prod", func(db *sql.DB) (string, error) {
+		var id string
+		err := db.QueryRowContext(context.Background(),
+			`SELECT replica FROM agents WHERE name = 'prod' AND connected = 1`).Scan(&id)
+		return id, err
+	})
+}
+
+// named waits until the replica id that read finds is a live hub's other
+// than not (-1: any), and returns its index. A replica's id is
+// host/pid/random.
+func (rs *replicaSet) named(t *testing.T, not int, what string, read func(db *sql.DB) (string, error)) int {
+	t.Helper()
 	db, err := sql.Open("pgx", rs.db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	got := -1
-	eventually(t, 2*time.Minute, "a replica to hold agent prod", func() (bool, string) {
-		var id string
-		err := db.QueryRowContext(context.Background(),
-			`SELECT replica FROM agents WHERE name = 'prod' AND connected = 1`).Scan(&id)
+	eventually(t, 2*time.Minute, what, func() (bool, string) {
+		id, err := read(db)
 		if err != nil {
 			return false, err.Error()
 		}
-		// The replica's id is host/pid/random.
 		parts := strings.Split(id, "/")
 		if len(parts) != 3 {
 			return false, "replica id " + id
@@ -329,33 +339,12 @@ func testReplicaKilled(t *testing.T, first int) {
 // (-1: any), and returns its index.
 func (rs *replicaSet) leader(t *testing.T, not int) int {
 	t.Helper()
-	db, err := sql.Open("pgx", rs.db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	got := -1
-	eventually(t, 2*time.Minute, "a live replica to lead", func() (bool, string) {
+	return rs.named(t, not, "a live replica to lead", func(db *sql.DB) (string, error) {
 		var id string
 		err := db.QueryRowContext(context.Background(), `SELECT holder FROM leases WHERE name = 'hub-leader' AND expires > $1`,
 			time.Now().UnixMilli()).Scan(&id)
-		if err != nil {
-			return false, err.Error()
-		}
-		parts := strings.Split(id, "/")
-		if len(parts) != 3 {
-			return false, "lease holder " + id
-		}
-		pid, _ := strconv.Atoi(parts[1])
-		for i, h := range rs.hubs {
-			if h.running() && h.cmd.Process.Pid == pid && i != not {
-				got = i
-				return true, ""
-			}
-		}
-		return false, "held by " + id
+		return id, err
 	})
-	return got
 }
 
 // TestHubLeaderKilledMidPost kills the leader after the Git host took its

@@ -86,12 +86,13 @@ func (s *Server) startLeader(id string, leading *atomic.Bool) {
 func (s *Server) stopLeader() {
 	s.leader.cancel()
 	<-s.leader.done
-	if s.leader.leading.Load() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.leader.lease.Release(ctx); err != nil {
-			s.log.Error("hub leader: releasing the lease", "error", err)
-		}
+	// Released whether or not the flag says this hub leads: a step the
+	// cancel cut short clears the flag while the lease is still this
+	// hub's. Release changes nothing when another hub holds it.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.leader.lease.Release(ctx); err != nil {
+		s.log.Error("hub leader: releasing the lease", "error", err)
 	}
 }
 
